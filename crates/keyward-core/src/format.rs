@@ -1,0 +1,365 @@
+//! The key format: `{prefix}_{env}_{secret}{checksum}`.
+//!
+//! * `prefix` is per deployment (`kw` by default): a lowercase letter followed by up to 15
+//!   lowercase letters or digits, so that `_` always separates the parts.
+//! * `env` is `live` or `test`.
+//! * `secret` holds at least 256 bits from the operating system's CSPRNG, in base62 (default) or
+//!   lowercase hex.
+//! * `checksum` is the CRC32 of everything before it, as 6 base62 characters, so that scanners
+//!   and the verifier reject mistyped or made-up keys without any I/O.
+//!
+//! ```
+//! use keyward_core::{KeyEnvironment, KeyFormat, SecretEncoding};
+//!
+//! let format = KeyFormat::default();
+//! let key = format.generate(KeyEnvironment::Live);
+//! let parsed = format.parse(key.expose_secret()).unwrap();
+//! assert_eq!(parsed.environment, KeyEnvironment::Live);
+//! assert!(key.expose_secret().starts_with("kw_live_"));
+//!
+//! // VisionPipe-style keys: `vp_live_` + 64 hex characters (+ checksum).
+//! let vp = KeyFormat::new("vp").unwrap().with_encoding(SecretEncoding::Hex);
+//! let key = vp.generate(KeyEnvironment::Live);
+//! assert_eq!(key.expose_secret().len(), "vp_live_".len() + 64 + 6);
+//! assert_eq!(vp.scanner_regex(), r"\bvp_(?:live|test)_[0-9a-f]{64}[0-9A-Za-z]{6}\b");
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::ApiKeySecret;
+
+/// The 62 characters of base62, in the order used for numbers (`0-9A-Za-z`).
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Length of the checksum suffix.
+pub const CHECKSUM_LEN: usize = 6;
+/// Smallest secret a format may be configured with, in bytes of entropy.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Whether a key is for production or for testing; part of the key's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyEnvironment {
+    /// `live`: production traffic.
+    Live,
+    /// `test`: testing and sandboxes.
+    Test,
+}
+
+impl KeyEnvironment {
+    /// The text used in the key (`live` or `test`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Test => "test",
+        }
+    }
+}
+
+impl fmt::Display for KeyEnvironment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyEnvironment {
+    type Err = KeyParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "live" => Ok(Self::Live),
+            "test" => Ok(Self::Test),
+            _ => Err(KeyParseError::Environment),
+        }
+    }
+}
+
+/// How the random part of a key is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretEncoding {
+    /// `0-9A-Za-z`, about 5.95 bits a character.
+    #[default]
+    Base62,
+    /// `0-9a-f`, 4 bits a character.
+    Hex,
+}
+
+impl SecretEncoding {
+    fn alphabet(self) -> &'static [u8] {
+        match self {
+            Self::Base62 => BASE62,
+            Self::Hex => HEX,
+        }
+    }
+
+    /// Characters needed to carry `bytes` bytes of entropy.
+    fn chars_for(self, bytes: usize) -> usize {
+        match self {
+            Self::Hex => bytes * 2,
+            // ceil(bits / log2(62)), computed without floats: 62^n >= 2^bits.
+            Self::Base62 => {
+                let bits = bytes as f64 * 8.0;
+                (bits / 62f64.log2()).ceil() as usize
+            }
+        }
+    }
+
+    fn regex_class(self) -> &'static str {
+        match self {
+            Self::Base62 => "[0-9A-Za-z]",
+            Self::Hex => "[0-9a-f]",
+        }
+    }
+}
+
+/// Why a string is not a well-formed key of a [`KeyFormat`]. Decided without any I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyParseError {
+    /// The key does not start with the deployment's prefix.
+    #[error("the key does not start with the expected prefix")]
+    Prefix,
+    /// The environment part is neither `live` nor `test`.
+    #[error("the key's environment is neither `live` nor `test`")]
+    Environment,
+    /// The key is too short or too long.
+    #[error("the key has the wrong length")]
+    Length,
+    /// The key holds a character outside its alphabet.
+    #[error("the key holds a character outside its alphabet")]
+    Alphabet,
+    /// The checksum does not match.
+    #[error("the key's checksum does not match")]
+    Checksum,
+}
+
+/// Why a [`KeyFormat`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFormatError {
+    /// The prefix is not a lowercase letter followed by up to 15 lowercase letters or digits.
+    #[error(
+        "the key prefix must be 1 to 16 characters: a lowercase letter, then lowercase letters or digits"
+    )]
+    Prefix,
+    /// The secret is shorter than [`MIN_SECRET_BYTES`].
+    #[error("the secret must carry at least {MIN_SECRET_BYTES} bytes of entropy")]
+    SecretTooShort,
+}
+
+/// A deployment's key format. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFormat {
+    prefix: String,
+    encoding: SecretEncoding,
+    secret_bytes: usize,
+    secret_chars: usize,
+}
+
+impl Default for KeyFormat {
+    fn default() -> Self {
+        Self::new("kw").expect("`kw` is a valid prefix")
+    }
+}
+
+/// The parts of a well-formed key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedKey {
+    /// `live` or `test`.
+    pub environment: KeyEnvironment,
+}
+
+impl KeyFormat {
+    /// A base62 format with a 32-byte secret and the given prefix.
+    pub fn new(prefix: &str) -> Result<Self, KeyFormatError> {
+        let mut chars = prefix.bytes();
+        let valid = matches!(chars.next(), Some(b'a'..=b'z'))
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && prefix.len() <= 16;
+        if !valid {
+            return Err(KeyFormatError::Prefix);
+        }
+        let encoding = SecretEncoding::Base62;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            encoding,
+            secret_bytes: MIN_SECRET_BYTES,
+            secret_chars: encoding.chars_for(MIN_SECRET_BYTES),
+        })
+    }
+
+    /// Uses another encoding for the secret.
+    pub fn with_encoding(mut self, encoding: SecretEncoding) -> Self {
+        self.encoding = encoding;
+        self.secret_chars = encoding.chars_for(self.secret_bytes);
+        self
+    }
+
+    /// Uses a longer secret (at least [`MIN_SECRET_BYTES`]).
+    pub fn with_secret_bytes(mut self, bytes: usize) -> Result<Self, KeyFormatError> {
+        if bytes < MIN_SECRET_BYTES {
+            return Err(KeyFormatError::SecretTooShort);
+        }
+        self.secret_bytes = bytes;
+        self.secret_chars = self.encoding.chars_for(bytes);
+        Ok(self)
+    }
+
+    /// The deployment prefix, e.g. `kw`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The secret's encoding.
+    pub fn encoding(&self) -> SecretEncoding {
+        self.encoding
+    }
+
+    /// Length of every key of this format and environment.
+    pub fn key_len(&self, env: KeyEnvironment) -> usize {
+        self.prefix.len() + 1 + env.as_str().len() + 1 + self.secret_chars + CHECKSUM_LEN
+    }
+
+    /// A regular expression that matches this format's keys, for secret scanners.
+    pub fn scanner_regex(&self) -> String {
+        format!(
+            r"\b{}_(?:live|test)_{}{{{}}}[0-9A-Za-z]{{{CHECKSUM_LEN}}}\b",
+            self.prefix,
+            self.encoding.regex_class(),
+            self.secret_chars
+        )
+    }
+
+    /// Generates a new key from the operating system's CSPRNG.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system has no source of randomness, which keyward cannot work without.
+    pub fn generate(&self, env: KeyEnvironment) -> ApiKeySecret {
+        let mut out = String::with_capacity(self.key_len(env));
+        out.push_str(&self.prefix);
+        out.push('_');
+        out.push_str(env.as_str());
+        out.push('_');
+        let alphabet = self.encoding.alphabet();
+        // Rejection sampling keeps every character uniform: only bytes below the largest
+        // multiple of the alphabet's size are used.
+        let limit = 256 - (256 % alphabet.len());
+        let mut pool = zeroize::Zeroizing::new([0u8; 64]);
+        let mut used = pool.len();
+        let mut produced = 0;
+        while produced < self.secret_chars {
+            if used == pool.len() {
+                getrandom::fill(pool.as_mut()).expect("the OS random number generator failed");
+                used = 0;
+            }
+            let b = pool[used] as usize;
+            used += 1;
+            if b < limit {
+                out.push(alphabet[b % alphabet.len()] as char);
+                produced += 1;
+            }
+        }
+        let checksum = checksum(out.as_bytes());
+        out.push_str(std::str::from_utf8(&checksum).expect("base62 is ASCII"));
+        ApiKeySecret::new(out)
+    }
+
+    /// Checks that `key` is a well-formed key of this format, without any I/O.
+    pub fn parse(&self, key: &str) -> Result<ParsedKey, KeyParseError> {
+        let bytes = key.as_bytes();
+        let p = self.prefix.len();
+        if bytes.len() <= p || &bytes[..p] != self.prefix.as_bytes() || bytes[p] != b'_' {
+            return Err(KeyParseError::Prefix);
+        }
+        let rest = &bytes[p + 1..];
+        let env = match rest.get(..5) {
+            Some(b"live_") => KeyEnvironment::Live,
+            Some(b"test_") => KeyEnvironment::Test,
+            _ => return Err(KeyParseError::Environment),
+        };
+        let tail = &rest[5..];
+        if tail.len() != self.secret_chars + CHECKSUM_LEN {
+            return Err(KeyParseError::Length);
+        }
+        let (secret, sum) = tail.split_at(self.secret_chars);
+        let in_alphabet = match self.encoding {
+            SecretEncoding::Base62 => secret.iter().all(u8::is_ascii_alphanumeric),
+            SecretEncoding::Hex => secret.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+        };
+        if !in_alphabet || !sum.iter().all(u8::is_ascii_alphanumeric) {
+            return Err(KeyParseError::Alphabet);
+        }
+        let expected = checksum(&bytes[..bytes.len() - CHECKSUM_LEN]);
+        if expected != sum {
+            return Err(KeyParseError::Checksum);
+        }
+        Ok(ParsedKey { environment: env })
+    }
+}
+
+/// CRC32 of `body` as 6 base62 digits, most significant first.
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body) as u64;
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base62_secret_carries_at_least_256_bits() {
+        let f = KeyFormat::default();
+        assert_eq!(f.secret_chars, 43);
+        assert!(43.0 * 62f64.log2() >= 256.0);
+        assert_eq!(f.key_len(KeyEnvironment::Live), "kw_live_".len() + 43 + 6);
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_key() {
+        let f = KeyFormat::default();
+        let key = f.generate(KeyEnvironment::Test);
+        let k = key.expose_secret();
+        assert_eq!(f.parse(k), Ok(ParsedKey { environment: KeyEnvironment::Test }));
+        assert_eq!(f.parse(&k.replacen("kw_", "kx_", 1)), Err(KeyParseError::Prefix));
+        assert_eq!(f.parse(&k.replacen("_test_", "_prod_", 1)), Err(KeyParseError::Environment));
+        assert_eq!(f.parse(&k[..k.len() - 1]), Err(KeyParseError::Length));
+        assert_eq!(f.parse(&format!("{k}0")), Err(KeyParseError::Length));
+        let mut bad = k.to_owned();
+        bad.replace_range(10..11, "-");
+        assert_eq!(f.parse(&bad), Err(KeyParseError::Alphabet));
+        let mut bad = k.to_owned();
+        let c = if &k[12..13] == "a" { "b" } else { "a" };
+        bad.replace_range(12..13, c);
+        assert_eq!(f.parse(&bad), Err(KeyParseError::Checksum));
+        assert_eq!(f.parse(""), Err(KeyParseError::Prefix));
+        assert_eq!(f.parse("kw_"), Err(KeyParseError::Environment));
+    }
+
+    #[test]
+    fn hex_format_rejects_uppercase() {
+        let f = KeyFormat::new("vp").unwrap().with_encoding(SecretEncoding::Hex);
+        let key = f.generate(KeyEnvironment::Live);
+        let upper = key.expose_secret().replace('a', "A");
+        if upper != key.expose_secret() {
+            assert_eq!(f.parse(&upper), Err(KeyParseError::Alphabet));
+        }
+    }
+
+    #[test]
+    fn prefixes_are_validated() {
+        assert!(KeyFormat::new("vsk").is_ok());
+        assert!(KeyFormat::new("a1").is_ok());
+        for bad in ["", "1a", "Kw", "k_w", "abcdefghijklmnopq"] {
+            assert_eq!(KeyFormat::new(bad), Err(KeyFormatError::Prefix), "{bad}");
+        }
+        assert_eq!(KeyFormat::default().with_secret_bytes(16), Err(KeyFormatError::SecretTooShort));
+    }
+}

@@ -1,0 +1,40 @@
+//! keyward's domain, without I/O: the key format, the secret type, hashing, scopes, the model,
+//! the error catalog, the [`KeyStore`] contract and the lifecycle rules of [`KeyService`].
+//!
+//! ```
+//! use keyward_core::{KeyEnvironment, KeyFormat, KeyHasher};
+//!
+//! let format = KeyFormat::default();
+//! let key = format.generate(KeyEnvironment::Live);
+//! format.parse(key.expose_secret()).expect("well-formed");
+//! let stored = KeyHasher::sha256().hash(&key);
+//! assert_eq!(stored.digest.to_hex().len(), 64);
+//! ```
+
+pub mod clock;
+pub mod error;
+pub mod format;
+pub mod hash;
+pub mod model;
+pub mod scope;
+pub mod secret;
+pub mod service;
+pub mod store;
+pub mod usage;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
+pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
+pub use hash::{KeyDigest, KeyHash, KeyHasher};
+pub use model::{
+    ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, KeyStatus, Plan, PlanId, RateLimitPolicy,
+    RateLimitWindow, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
+};
+pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
+pub use secret::ApiKeySecret;
+pub use service::{
+    Actor, ActorKey, AuditFilter, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
+    NewWorkspace, Page, WorkspacePatch,
+};
+pub use store::{AuditQuery, CreditOutcome, KeyListQuery, KeyStore, StoreError, UsageBatch};
+pub use usage::UsageRecorder;

@@ -1,0 +1,443 @@
+//! The records keyward keeps: plans, workspaces, keys, audit events and usage.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::format::KeyEnvironment;
+use crate::hash::KeyHash;
+use crate::scope::ScopeSet;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUIDv7) id.
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// Identifies an API key. Time-ordered, so ids sort in creation order.
+    KeyId
+);
+uuid_id!(
+    /// Identifies a workspace.
+    WorkspaceId
+);
+uuid_id!(
+    /// Identifies an audit event.
+    AuditEventId
+);
+
+/// Identifies a plan: a short slug such as `professional`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlanId(pub String);
+
+impl fmt::Display for PlanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for PlanId {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// One window of a rate limit: at most `limit` requests per `period_secs` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitWindow {
+    /// Requests allowed in one period.
+    pub limit: u32,
+    /// Length of the period in seconds.
+    pub period_secs: u32,
+}
+
+impl RateLimitWindow {
+    /// `limit` requests per second.
+    pub const fn per_second(limit: u32) -> Self {
+        Self { limit, period_secs: 1 }
+    }
+    /// `limit` requests per minute.
+    pub const fn per_minute(limit: u32) -> Self {
+        Self { limit, period_secs: 60 }
+    }
+    /// `limit` requests per hour.
+    pub const fn per_hour(limit: u32) -> Self {
+        Self { limit, period_secs: 3600 }
+    }
+}
+
+/// A rate-limit policy: every window applies at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct RateLimitPolicy {
+    /// The windows; a request must fit in all of them.
+    pub windows: Vec<RateLimitWindow>,
+}
+
+impl RateLimitPolicy {
+    /// A policy of the given windows.
+    pub fn new(windows: impl Into<Vec<RateLimitWindow>>) -> Self {
+        Self { windows: windows.into() }
+    }
+    /// Per key: 60 a minute and 1000 an hour.
+    pub fn key_default() -> Self {
+        Self::new([RateLimitWindow::per_minute(60), RateLimitWindow::per_hour(1000)])
+    }
+    /// Per live workspace: 3000 a minute with bursts of at most 30 a second.
+    pub fn live_workspace() -> Self {
+        Self::new([RateLimitWindow::per_minute(3000), RateLimitWindow::per_second(30)])
+    }
+    /// Per sandbox workspace: 100 a minute with bursts of at most 5 a second.
+    pub fn sandbox_workspace() -> Self {
+        Self::new([RateLimitWindow::per_minute(100), RateLimitWindow::per_second(5)])
+    }
+    /// Checks that every window allows at least one request in a period of at least a second.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.windows.len() > 8 {
+            return Err("at most 8 windows");
+        }
+        if self.windows.iter().any(|w| w.limit == 0 || w.period_secs == 0) {
+            return Err("every window needs a limit and a period of at least 1");
+        }
+        if self.windows.iter().any(|w| w.period_secs > 31 * 24 * 3600) {
+            return Err("a period may be at most 31 days");
+        }
+        Ok(())
+    }
+}
+
+/// What a plan includes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// Slug, e.g. `professional`.
+    pub id: PlanId,
+    /// Display name.
+    pub name: String,
+    /// Whether workspaces on this plan may use API keys at all.
+    pub api_access: bool,
+    /// Most keys (neither revoked nor deleted) a workspace may hold; `None` is unlimited.
+    pub max_keys: Option<u32>,
+    /// Rate limit for keys that have none of their own.
+    pub key_rate_limit: RateLimitPolicy,
+}
+
+impl Plan {
+    /// The plan new deployments start with: API access, unlimited keys, default key limits.
+    pub fn default_plan() -> Self {
+        Self {
+            id: PlanId::from("default"),
+            name: "Default".into(),
+            api_access: true,
+            max_keys: None,
+            key_rate_limit: RateLimitPolicy::key_default(),
+        }
+    }
+}
+
+/// Whether a workspace serves production or testing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceEnvironment {
+    /// Production: `live` keys.
+    Live,
+    /// Testing: `test` keys and tighter limits.
+    Sandbox,
+}
+
+impl WorkspaceEnvironment {
+    /// The environment written into this workspace's keys.
+    pub fn key_environment(self) -> KeyEnvironment {
+        match self {
+            Self::Live => KeyEnvironment::Live,
+            Self::Sandbox => KeyEnvironment::Test,
+        }
+    }
+    /// The workspace rate limit used when the workspace sets none.
+    pub fn default_rate_limit(self) -> RateLimitPolicy {
+        match self {
+            Self::Live => RateLimitPolicy::live_workspace(),
+            Self::Sandbox => RateLimitPolicy::sandbox_workspace(),
+        }
+    }
+    /// `live` or `sandbox`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Sandbox => "sandbox",
+        }
+    }
+}
+
+impl FromStr for WorkspaceEnvironment {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "live" => Ok(Self::Live),
+            "sandbox" => Ok(Self::Sandbox),
+            _ => Err(()),
+        }
+    }
+}
+
+/// A workspace: the tenant every key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    /// Id.
+    pub id: WorkspaceId,
+    /// Display name.
+    pub name: String,
+    /// The plan.
+    pub plan_id: PlanId,
+    /// Live or sandbox.
+    pub environment: WorkspaceEnvironment,
+    /// Workspace-wide rate limit; `None` uses the environment's default.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Workspace {
+    /// The rate limit that applies to the workspace as a whole.
+    pub fn effective_rate_limit(&self) -> RateLimitPolicy {
+        self.rate_limit.clone().unwrap_or_else(|| self.environment.default_rate_limit())
+    }
+}
+
+/// Where a key stands. Deletion is separate ([`ApiKey::deleted_at`]) and needs `Revoked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Works.
+    Active,
+    /// Switched off; can be switched on again.
+    Inactive,
+    /// Switched off for good.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// `active`, `inactive` or `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Inactive => "inactive",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for KeyStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "active" => Ok(Self::Active),
+            "inactive" => Ok(Self::Inactive),
+            "revoked" => Ok(Self::Revoked),
+            _ => Err(()),
+        }
+    }
+}
+
+/// An API key as stored: everything but its plaintext.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    /// Id.
+    pub id: KeyId,
+    /// Owning workspace.
+    pub workspace_id: WorkspaceId,
+    /// Descriptive name, e.g. "CI pipeline".
+    pub name: String,
+    /// `live` or `test`, as written in the key.
+    pub environment: KeyEnvironment,
+    /// The first 12 characters of the key, for display.
+    pub prefix: String,
+    /// The last 4 characters of the key, for display.
+    pub last4: String,
+    /// The stored digest.
+    pub hash: KeyHash,
+    /// What the key may do.
+    pub scopes: ScopeSet,
+    /// Resources the key is restricted to (sites, projects...); empty means all.
+    pub resources: Vec<String>,
+    /// Active, inactive or revoked.
+    pub status: KeyStatus,
+    /// When the key was soft-deleted; such keys are invisible to the API.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// When the key was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// The IP address the key was created from.
+    pub created_ip: Option<String>,
+    /// Last change to the record.
+    pub updated_at: DateTime<Utc>,
+    /// Last successful use (written behind, so up to the flush interval late).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key this one replaced.
+    pub rotated_from: Option<KeyId>,
+    /// The key that replaced this one.
+    pub rotated_to: Option<KeyId>,
+    /// After a rotation with grace: when this (old) key stops working.
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit; `None` uses the plan's.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// Most requests in flight at once; `None` is unlimited.
+    pub concurrency_limit: Option<u32>,
+    /// Remaining credits; `None` means the key does not use credits.
+    pub credits: Option<i64>,
+    /// Free-form labels.
+    pub metadata: BTreeMap<String, String>,
+    /// Optimistic-concurrency version, bumped by every change to the record.
+    pub version: u64,
+}
+
+/// What happened, in an audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A key was created.
+    #[serde(rename = "key.created")]
+    KeyCreated,
+    /// A key's settings changed.
+    #[serde(rename = "key.updated")]
+    KeyUpdated,
+    /// A key was switched on.
+    #[serde(rename = "key.activated")]
+    KeyActivated,
+    /// A key was switched off.
+    #[serde(rename = "key.deactivated")]
+    KeyDeactivated,
+    /// A key was replaced by a new value.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    /// A key was revoked.
+    #[serde(rename = "key.revoked")]
+    KeyRevoked,
+    /// A revoked key was deleted.
+    #[serde(rename = "key.deleted")]
+    KeyDeleted,
+    /// A workspace was created.
+    #[serde(rename = "workspace.created")]
+    WorkspaceCreated,
+    /// A workspace changed.
+    #[serde(rename = "workspace.updated")]
+    WorkspaceUpdated,
+    /// A plan was created or changed.
+    #[serde(rename = "plan.saved")]
+    PlanSaved,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: &'static [AuditAction] = &[
+        Self::KeyCreated,
+        Self::KeyUpdated,
+        Self::KeyActivated,
+        Self::KeyDeactivated,
+        Self::KeyRotated,
+        Self::KeyRevoked,
+        Self::KeyDeleted,
+        Self::WorkspaceCreated,
+        Self::WorkspaceUpdated,
+        Self::PlanSaved,
+    ];
+
+    /// The action's name, e.g. `key.revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeyCreated => "key.created",
+            Self::KeyUpdated => "key.updated",
+            Self::KeyActivated => "key.activated",
+            Self::KeyDeactivated => "key.deactivated",
+            Self::KeyRotated => "key.rotated",
+            Self::KeyRevoked => "key.revoked",
+            Self::KeyDeleted => "key.deleted",
+            Self::WorkspaceCreated => "workspace.created",
+            Self::WorkspaceUpdated => "workspace.updated",
+            Self::PlanSaved => "plan.saved",
+        }
+    }
+}
+
+impl FromStr for AuditAction {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == s).ok_or(())
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Id (time-ordered).
+    pub id: AuditEventId,
+    /// The workspace concerned; `None` for plan changes.
+    pub workspace_id: Option<WorkspaceId>,
+    /// What happened.
+    pub action: AuditAction,
+    /// The key acted on.
+    pub key_id: Option<KeyId>,
+    /// The key that acted; `None` for the system (CLI, first start).
+    pub actor_key_id: Option<KeyId>,
+    /// The caller's IP address.
+    pub ip: Option<String>,
+    /// The caller's user agent.
+    pub user_agent: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Requests made with one key on one (UTC) day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDay {
+    /// The key.
+    pub key_id: KeyId,
+    /// The UTC day.
+    pub day: NaiveDate,
+    /// Successful verifications.
+    pub count: u64,
+}

@@ -1,0 +1,226 @@
+//! The persistence contract every backend implements.
+//!
+//! Stores are deliberately simple: the lifecycle rules live in [`KeyService`](crate::KeyService),
+//! and a store only has to make each write atomic. Every change to a key is a compare-and-swap on
+//! [`ApiKey::version`], written in one transaction with its audit event, so two nodes changing one
+//! key at once leave one consistent result and the audit log never misses a change.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::error::{Error, ErrorCode};
+use crate::hash::KeyDigest;
+use crate::model::{
+    ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, KeyStatus, Plan, PlanId, UsageDay, Workspace,
+    WorkspaceId,
+};
+
+/// What can go wrong in a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached (connection refused, pool timeout...).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The record changed since it was read (version mismatch).
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// The workspace already holds the most keys its plan allows.
+    #[error("key limit reached")]
+    KeyLimitReached,
+    /// A record with the same id or hash exists.
+    #[error("duplicate record")]
+    Duplicate,
+    /// The record to change does not exist.
+    #[error("record not found")]
+    NotFound,
+    /// Anything else (corrupt row, SQL error...).
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => {
+                Error::new(ErrorCode::StoreUnavailable, "the key store is unavailable").with_internal(cause)
+            }
+            StoreError::Conflict => {
+                Error::new(ErrorCode::Conflict, "the key was changed concurrently; retry")
+            }
+            StoreError::KeyLimitReached => {
+                Error::new(ErrorCode::KeyLimitReached, "the workspace's plan allows no more keys")
+            }
+            StoreError::NotFound => Error::not_found("record"),
+            other => Error::internal(other),
+        }
+    }
+}
+
+/// Which keys to list: one workspace, optionally one status, newest first, after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyListQuery {
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// Only keys with this status.
+    pub status: Option<KeyStatus>,
+    /// Only keys older than this one (keys are listed newest first).
+    pub before: Option<KeyId>,
+    /// Most rows to return.
+    pub limit: u32,
+}
+
+/// Which audit events to list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditQuery {
+    /// Only this workspace's events.
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only events about this key.
+    pub key_id: Option<KeyId>,
+    /// Only this action.
+    pub action: Option<AuditAction>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events older than this one.
+    pub before: Option<AuditEventId>,
+    /// Most rows to return.
+    pub limit: u32,
+}
+
+/// Usage gathered in memory and written in one go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// Requests per key per UTC day.
+    pub counts: HashMap<(KeyId, NaiveDate), u64>,
+    /// Latest use per key.
+    pub last_used: HashMap<KeyId, DateTime<Utc>>,
+}
+
+impl UsageBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.last_used.is_empty()
+    }
+
+    /// Adds one use of `key` at `at`.
+    pub fn add(&mut self, key: KeyId, at: DateTime<Utc>) {
+        *self.counts.entry((key, at.date_naive())).or_default() += 1;
+        let last = self.last_used.entry(key).or_insert(at);
+        if *last < at {
+            *last = at;
+        }
+    }
+
+    /// Adds everything in `other` (used to put back a batch whose write failed).
+    pub fn merge(&mut self, other: UsageBatch) {
+        for (k, n) in other.counts {
+            *self.counts.entry(k).or_default() += n;
+        }
+        for (k, at) in other.last_used {
+            self.add_last_used(k, at);
+        }
+    }
+
+    fn add_last_used(&mut self, key: KeyId, at: DateTime<Utc>) {
+        let last = self.last_used.entry(key).or_insert(at);
+        if *last < at {
+            *last = at;
+        }
+    }
+}
+
+/// What [`KeyStore::consume_credits`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditOutcome {
+    /// The key does not use credits.
+    Unlimited,
+    /// Credits were taken; this many remain.
+    Remaining(i64),
+    /// Not enough credits; nothing was taken; this many remain.
+    Insufficient(i64),
+}
+
+/// Persistence for keyward. See the [module docs](self).
+///
+/// Implementations must be safe to share between tasks and nodes: every method is one atomic
+/// operation. Timestamps are stored with millisecond precision.
+#[async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
+    /// Creates or replaces a plan, with its audit event.
+    async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError>;
+    /// A plan by id.
+    async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError>;
+    /// Every plan, by id.
+    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError>;
+
+    /// Creates a workspace, with its audit event. `Duplicate` if the id exists.
+    async fn insert_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Replaces a workspace, with its audit event. `NotFound` if absent.
+    async fn update_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError>;
+    /// A workspace by id.
+    async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError>;
+    /// Every workspace, oldest first.
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
+
+    /// Inserts a key with its audit event. When `max_live_keys` is set, fails with
+    /// `KeyLimitReached` if the workspace already holds that many keys that are neither revoked
+    /// nor deleted, deciding and inserting atomically.
+    async fn insert_key(
+        &self,
+        key: &ApiKey,
+        max_live_keys: Option<u32>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// A key by id, deleted or not.
+    async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The key stored under `digest`, deleted or not.
+    async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Keys that are not deleted, newest first.
+    async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Keys of a workspace that are neither revoked nor deleted.
+    async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError>;
+
+    /// Writes `key` (whose `version` is already bumped) if the stored version is still
+    /// `expected_version`, with its audit event; `Conflict` otherwise. Does not touch `credits`
+    /// or `last_used_at`, which have their own writers.
+    async fn update_key(
+        &self,
+        key: &ApiKey,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// In one transaction: writes `old` as in [`KeyStore::update_key`], moves the old key's
+    /// remaining credits to `new` and inserts `new`, with the audit event. Either all of it
+    /// happens or none; readers never see one half.
+    async fn rotate_key(
+        &self,
+        old: &ApiKey,
+        expected_version: u64,
+        new: &ApiKey,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Takes `amount` credits from a key, atomically.
+    async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError>;
+
+    /// Audit events, newest first.
+    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Deletes audit events older than `before`; returns how many.
+    async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Adds a batch of usage: per-day counts and last-used times, in one transaction.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+
+    /// Per-day counts of one key between two days (inclusive), oldest first.
+    async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError>;
+}
