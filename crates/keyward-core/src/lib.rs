@@ -15,12 +15,15 @@ pub mod clock;
 pub mod error;
 pub mod format;
 pub mod hash;
+pub mod http;
 pub mod model;
+pub mod ratelimit;
 pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod store;
 pub mod usage;
+pub mod verifier;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
@@ -30,6 +33,9 @@ pub use model::{
     ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, KeyStatus, Plan, PlanId, RateLimitPolicy,
     RateLimitWindow, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
 };
+pub use ratelimit::{
+    LimitSubject, LocalRateLimiter, RateLimitError, RateLimitStatus, RateLimiter, WindowState,
+};
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
@@ -38,3 +44,7 @@ pub use service::{
 };
 pub use store::{AuditQuery, CreditOutcome, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::UsageRecorder;
+pub use verifier::{
+    ConcurrencyPermit, Presented, Requirements, ResolvedKey, StorePolicy, VerifiedKey, Verifier,
+    VerifierBuilder, VerifierConfig,
+};

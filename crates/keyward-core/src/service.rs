@@ -275,10 +275,16 @@ pub struct AuditFilter {
     pub limit: Option<u32>,
 }
 
-/// Told of every key change this node makes, e.g. to drop a cache entry at once.
+/// Told of every key change this node makes, e.g. to drop a cache entry at once. The service
+/// awaits every listener before the change's call returns.
+#[async_trait::async_trait]
 pub trait KeyChangeListener: Send + Sync + fmt::Debug + 'static {
     /// `key` is the record as it now stands.
-    fn key_changed(&self, key: &ApiKey);
+    async fn key_changed(&self, key: &ApiKey);
+
+    /// A workspace changed; [`WorkspaceId`] nil means a plan changed, which may affect every
+    /// workspace.
+    async fn workspace_changed(&self, _workspace: WorkspaceId) {}
 }
 
 /// The lifecycle rules. See the [module docs](self).
@@ -387,9 +393,19 @@ impl KeyService {
         }
     }
 
-    fn notify(&self, key: &ApiKey) {
-        for l in self.listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
-            l.key_changed(key);
+    fn listeners(&self) -> Vec<Arc<dyn KeyChangeListener>> {
+        self.listeners.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn notify(&self, key: &ApiKey) {
+        for l in self.listeners() {
+            l.key_changed(key).await;
+        }
+    }
+
+    async fn notify_workspace(&self, ws: WorkspaceId) {
+        for l in self.listeners() {
+            l.workspace_changed(ws).await;
         }
     }
 
@@ -401,6 +417,8 @@ impl KeyService {
         validate_name(&plan.name)?;
         plan.key_rate_limit.validate().map_err(|r| Error::validation("keyRateLimit", r))?;
         self.store.save_plan(&plan, &self.event(AuditAction::PlanSaved, None, None, actor)).await?;
+        // Every workspace on the plan is affected; listeners drop what they cached.
+        self.notify_workspace(WorkspaceId(uuid::Uuid::nil())).await;
         Ok(plan)
     }
 
@@ -470,6 +488,7 @@ impl KeyService {
         }
         let ev = self.event(AuditAction::WorkspaceUpdated, Some(ws.id), None, actor);
         self.store.update_workspace(&ws, &ev).await?;
+        self.notify_workspace(ws.id).await;
         Ok(ws)
     }
 
@@ -793,7 +812,7 @@ impl KeyService {
             let ev = self.event(AuditAction::KeyRotated, Some(workspace), Some(retired.id), actor);
             match self.store.rotate_key(&retired, expected, &new, &ev).await {
                 Ok(()) => {
-                    self.notify(&retired);
+                    self.notify(&retired).await;
                     return Ok(CreatedKey { key: new, secret });
                 }
                 // Someone changed the key meanwhile: re-read and re-check the rules.
@@ -827,7 +846,7 @@ impl KeyService {
             let ev = self.event(action, Some(workspace), Some(id), actor);
             match self.store.update_key(&key, expected, &ev).await {
                 Ok(()) => {
-                    self.notify(&key);
+                    self.notify(&key).await;
                     return Ok(key);
                 }
                 Err(StoreError::Conflict) => continue,

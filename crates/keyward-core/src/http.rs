@@ -1,0 +1,172 @@
+//! Framework-neutral HTTP rendering shared by the tower and actix integrations: the headers
+//! of a verified response, the status, headers and JSON body of an error, request ids, and the
+//! gRPC form of an error. Keeping it here makes every integration answer byte-for-byte alike.
+//!
+//! ```
+//! use keyward_core::http::{ErrorResponse, request_id};
+//! use keyward_core::{Error, ErrorCode};
+//!
+//! let id = request_id(None);
+//! let resp = ErrorResponse::new(&Error::new(ErrorCode::MissingApiKey, "no key"), &id, None);
+//! assert_eq!(resp.status, 401);
+//! assert!(resp.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+//! assert!(std::str::from_utf8(&resp.body).unwrap().contains("\"MISSING_API_KEY\""));
+//! ```
+
+use crate::error::Error;
+use crate::ratelimit::RateLimitStatus;
+
+/// `x-request-id`.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id to use: the caller's `X-Request-Id` when it is 1 to 128 visible ASCII
+/// characters, otherwise a new UUIDv7.
+pub fn request_id(incoming: Option<&[u8]>) -> String {
+    match incoming {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|c| c.is_ascii_graphic()) => {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
+    }
+}
+
+/// The `X-RateLimit-*` (tightest window) and IETF draft `RateLimit-Policy`/`RateLimit` (every
+/// window) headers for a decision. Empty when no window applied.
+pub fn rate_limit_headers(status: &RateLimitStatus) -> Vec<(&'static str, String)> {
+    let Some(tight) = status.tightest() else { return Vec::new() };
+    let mut policy = String::new();
+    let mut state = String::new();
+    for (i, w) in status.windows.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let name = w.policy_name();
+        policy.push_str(&format!("{sep}\"{name}\";q={};w={}", w.window.limit, w.window.period_secs));
+        let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
+        state.push_str(&format!("{sep}\"{name}\";r={};t={t}", w.remaining));
+    }
+    vec![
+        ("x-ratelimit-limit", tight.window.limit.to_string()),
+        ("x-ratelimit-remaining", tight.remaining.to_string()),
+        ("x-ratelimit-reset", tight.reset_epoch_secs().to_string()),
+        ("ratelimit-policy", policy),
+        ("ratelimit", state),
+    ]
+}
+
+/// An error rendered for HTTP: status, headers and the catalog JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (lowercase names), including `content-type` and `x-request-id`.
+    pub headers: Vec<(&'static str, String)>,
+    /// `{"error": {...}}`.
+    pub body: Vec<u8>,
+}
+
+impl ErrorResponse {
+    /// Renders `error` for a request with id `request_id`; `rate` adds the rate-limit headers
+    /// of a 429.
+    pub fn new(error: &Error, request_id: &str, rate: Option<&RateLimitStatus>) -> Self {
+        let status = error.code().http_status();
+        if status >= 500 {
+            tracing::error!(code = %error.code(), cause = error.internal_cause().unwrap_or(""), request_id, "request failed");
+        }
+        let mut headers =
+            vec![("content-type", "application/json".to_owned()), (REQUEST_ID, request_id.to_owned())];
+        if status == 401 {
+            let desc = error.message().replace('"', "'");
+            headers.push((
+                "www-authenticate",
+                format!("Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"{desc}\""),
+            ));
+        }
+        if let Some(wait) = error.retry_after() {
+            headers.push(("retry-after", wait.as_secs().max(1).to_string()));
+        }
+        if let Some(rate) = rate {
+            headers.extend(rate_limit_headers(rate));
+        }
+        let body = serde_json::to_vec(&error.to_body(Some(request_id))).unwrap_or_else(|_| b"{}".to_vec());
+        Self { status, headers, body }
+    }
+}
+
+/// The `grpc-status` and percent-encoded `grpc-message` of a trailers-only gRPC error.
+pub fn grpc_error_headers(error: &Error) -> [(&'static str, String); 2] {
+    [
+        ("grpc-status", error.code().grpc_code().to_string()),
+        ("grpc-message", grpc_percent_encode(error.message())),
+    ]
+}
+
+/// Percent-encodes a `grpc-message` as the gRPC spec asks: bytes outside 0x20..=0x7E and `%`.
+pub fn grpc_percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Whether a request is gRPC, from its `content-type`.
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|c| c.starts_with(b"application/grpc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::model::RateLimitWindow;
+    use crate::ratelimit::WindowState;
+    use std::time::Duration;
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(Some(b"abc-123")), "abc-123");
+        assert_ne!(request_id(Some(b"bad id\n")), "bad id\n");
+        assert_eq!(request_id(Some(&[b'a'; 129])).len(), 36);
+    }
+
+    #[test]
+    fn rate_headers_describe_the_tightest_window_and_all_windows() {
+        let status = RateLimitStatus {
+            windows: vec![
+                WindowState {
+                    subject_kind: "key",
+                    window: RateLimitWindow::per_minute(60),
+                    remaining: 10,
+                    reset_after: Duration::from_millis(50_500),
+                },
+                WindowState {
+                    subject_kind: "workspace",
+                    window: RateLimitWindow::per_second(30),
+                    remaining: 29,
+                    reset_after: Duration::from_millis(33),
+                },
+            ],
+            retry_after: None,
+        };
+        let h = rate_limit_headers(&status);
+        assert_eq!(h[0], ("x-ratelimit-limit", "60".into()));
+        assert_eq!(h[1], ("x-ratelimit-remaining", "10".into()));
+        assert_eq!(h[3].1, r#""key-60s";q=60;w=60, "workspace-1s";q=30;w=1"#);
+        assert_eq!(h[4].1, r#""key-60s";r=10;t=51, "workspace-1s";r=29;t=1"#);
+    }
+
+    #[test]
+    fn errors_render_headers_by_status() {
+        let e = Error::new(ErrorCode::RateLimited, "slow down").with_retry_after(Duration::from_secs(3));
+        let r = ErrorResponse::new(&e, "rid", None);
+        assert_eq!(r.status, 429);
+        assert!(r.headers.contains(&("retry-after", "3".into())));
+        assert!(!r.headers.iter().any(|(n, _)| *n == "www-authenticate"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["requestId"], "rid");
+        assert_eq!(grpc_percent_encode("50% off\n"), "50%25 off%0A");
+    }
+}

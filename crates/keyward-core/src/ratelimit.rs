@@ -1,0 +1,314 @@
+//! Rate limiting: a [`RateLimiter`] decides for every window of a policy at once.
+//!
+//! [`LocalRateLimiter`] keeps GCRA state in process with governor. Each subject (a key or a
+//! workspace) gets its own limiters, one per window, held in a moka cache whose entries are
+//! dropped after being idle for longer than their longest window, when their state would be
+//! full again anyway, so memory stays bounded by the number of recently active subjects.
+//! keyward-redis provides a limiter shared by several nodes behind the same trait.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter as Governor};
+
+use crate::model::{KeyId, RateLimitPolicy, RateLimitWindow, WorkspaceId};
+
+/// Whose budget a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitSubject {
+    /// One key.
+    Key(KeyId),
+    /// A whole workspace.
+    Workspace(WorkspaceId),
+}
+
+impl LimitSubject {
+    /// `key` or `workspace`, used in policy names.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Key(_) => "key",
+            Self::Workspace(_) => "workspace",
+        }
+    }
+}
+
+impl fmt::Display for LimitSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Key(id) => write!(f, "key:{id}"),
+            Self::Workspace(id) => write!(f, "workspace:{id}"),
+        }
+    }
+}
+
+/// The state of one window after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowState {
+    /// Whose window.
+    pub subject_kind: &'static str,
+    /// The window.
+    pub window: RateLimitWindow,
+    /// Requests still allowed right now.
+    pub remaining: u32,
+    /// Time until the window is full again.
+    pub reset_after: Duration,
+}
+
+impl WindowState {
+    /// When the window is full again, in seconds since the Unix epoch.
+    pub fn reset_epoch_secs(&self) -> u64 {
+        let at = SystemTime::now() + self.reset_after;
+        at.duration_since(UNIX_EPOCH).map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)).unwrap_or(0)
+    }
+
+    /// A name for the window in `RateLimit-Policy`, e.g. `key-60s`.
+    pub fn policy_name(&self) -> String {
+        format!("{}-{}s", self.subject_kind, self.window.period_secs)
+    }
+}
+
+/// A rate-limit decision over every window of one or more policies.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RateLimitStatus {
+    /// Every window checked.
+    pub windows: Vec<WindowState>,
+    /// When rejected: how long to wait.
+    pub retry_after: Option<Duration>,
+}
+
+impl RateLimitStatus {
+    /// Whether the request may go ahead.
+    pub fn allowed(&self) -> bool {
+        self.retry_after.is_none()
+    }
+
+    /// The window with the fewest requests left, which the `X-RateLimit-*` headers describe.
+    pub fn tightest(&self) -> Option<&WindowState> {
+        self.windows.iter().min_by_key(|w| (w.remaining, std::cmp::Reverse(w.reset_after)))
+    }
+
+    /// Adds another subject's decision.
+    pub fn merge(&mut self, other: RateLimitStatus) {
+        self.windows.extend(other.windows);
+        self.retry_after = match (self.retry_after, other.retry_after) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Why a limiter could not decide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limiter unavailable: {0}")]
+pub struct RateLimitError(pub String);
+
+/// Decides whether one more request fits every window of `policy` for `subject`.
+#[async_trait]
+pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
+    /// Spends one request if every window allows it; otherwise spends nothing in the windows
+    /// that were not reached and says how long to wait.
+    async fn check(
+        &self,
+        subject: LimitSubject,
+        policy: &RateLimitPolicy,
+    ) -> Result<RateLimitStatus, RateLimitError>;
+}
+
+type WindowLimiter = Governor<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+struct SubjectLimiters {
+    policy: RateLimitPolicy,
+    /// Windows sorted by period, shortest first, with their limiters.
+    windows: Vec<(RateLimitWindow, WindowLimiter)>,
+}
+
+impl SubjectLimiters {
+    fn new(policy: &RateLimitPolicy, clock: &DefaultClock) -> Self {
+        let mut windows: Vec<RateLimitWindow> = policy.windows.clone();
+        // Short windows reject first in practice, so a rejected request seldom spends budget in
+        // the longer windows checked after it.
+        windows.sort_by_key(|w| w.period_secs);
+        let windows = windows
+            .into_iter()
+            .map(|w| {
+                let limit = NonZeroU32::new(w.limit.max(1)).expect("max(1) is non-zero");
+                let quota =
+                    Quota::with_period(Duration::from_secs(u64::from(w.period_secs.max(1))) / limit.get())
+                        .expect("a positive period")
+                        .allow_burst(limit);
+                (
+                    w,
+                    Governor::direct_with_clock(quota, clock.clone())
+                        .with_middleware::<StateInformationMiddleware>(),
+                )
+            })
+            .collect();
+        Self { policy: policy.clone(), windows }
+    }
+}
+
+/// The in-process limiter. See the [module docs](self).
+#[derive(Clone)]
+pub struct LocalRateLimiter {
+    subjects: moka::sync::Cache<LimitSubject, Arc<SubjectLimiters>>,
+    clock: DefaultClock,
+}
+
+impl fmt::Debug for LocalRateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalRateLimiter").field("subjects", &self.subjects.entry_count()).finish()
+    }
+}
+
+impl Default for LocalRateLimiter {
+    fn default() -> Self {
+        Self::new(1_000_000)
+    }
+}
+
+struct IdleLongerThanWindow;
+
+impl moka::Expiry<LimitSubject, Arc<SubjectLimiters>> for IdleLongerThanWindow {
+    fn expire_after_create(
+        &self,
+        _: &LimitSubject,
+        v: &Arc<SubjectLimiters>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(longest(v))
+    }
+    fn expire_after_read(
+        &self,
+        _: &LimitSubject,
+        v: &Arc<SubjectLimiters>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(longest(v))
+    }
+}
+
+fn longest(v: &SubjectLimiters) -> Duration {
+    let secs = v.windows.iter().map(|(w, _)| w.period_secs).max().unwrap_or(1);
+    Duration::from_secs(u64::from(secs))
+}
+
+impl LocalRateLimiter {
+    /// A limiter that tracks at most `max_subjects` subjects at once.
+    pub fn new(max_subjects: u64) -> Self {
+        Self {
+            subjects: moka::sync::Cache::builder()
+                .max_capacity(max_subjects)
+                .expire_after(IdleLongerThanWindow)
+                .build(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Subjects currently tracked (approximate; for tests and metrics).
+    pub fn tracked_subjects(&self) -> u64 {
+        self.subjects.run_pending_tasks();
+        self.subjects.entry_count()
+    }
+
+    /// The synchronous decision; [`RateLimiter::check`] wraps it.
+    pub fn check_now(&self, subject: LimitSubject, policy: &RateLimitPolicy) -> RateLimitStatus {
+        if policy.windows.is_empty() {
+            return RateLimitStatus::default();
+        }
+        let mut limiters =
+            self.subjects.get_with(subject, || Arc::new(SubjectLimiters::new(policy, &self.clock)));
+        if limiters.policy != *policy {
+            // The policy changed: start fresh limiters for the new windows.
+            limiters = Arc::new(SubjectLimiters::new(policy, &self.clock));
+            self.subjects.insert(subject, limiters.clone());
+        }
+        let kind = subject.kind();
+        let mut status =
+            RateLimitStatus { windows: Vec::with_capacity(limiters.windows.len()), retry_after: None };
+        for (window, limiter) in &limiters.windows {
+            let period = Duration::from_secs(u64::from(window.period_secs));
+            let per_request = period / window.limit.max(1);
+            match limiter.check() {
+                Ok(snapshot) => {
+                    let remaining = snapshot.remaining_burst_capacity();
+                    status.windows.push(WindowState {
+                        subject_kind: kind,
+                        window: *window,
+                        remaining,
+                        reset_after: per_request * (window.limit - remaining.min(window.limit)),
+                    });
+                }
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    status.windows.push(WindowState {
+                        subject_kind: kind,
+                        window: *window,
+                        remaining: 0,
+                        reset_after: per_request * window.limit,
+                    });
+                    status.retry_after = Some(wait);
+                    break;
+                }
+            }
+        }
+        status
+    }
+}
+
+#[async_trait]
+impl RateLimiter for LocalRateLimiter {
+    async fn check(
+        &self,
+        subject: LimitSubject,
+        policy: &RateLimitPolicy,
+    ) -> Result<RateLimitStatus, RateLimitError> {
+        Ok(self.check_now(subject, policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_exactly_the_limit_then_says_when() {
+        let l = LocalRateLimiter::default();
+        let subject = LimitSubject::Key(KeyId::new());
+        let policy = RateLimitPolicy::new([RateLimitWindow::per_minute(5), RateLimitWindow::per_hour(100)]);
+        for i in 0..5 {
+            let s = l.check_now(subject, &policy);
+            assert!(s.allowed(), "request {i}");
+            assert_eq!(s.tightest().unwrap().remaining, 4 - i);
+        }
+        let s = l.check_now(subject, &policy);
+        assert!(!s.allowed());
+        let wait = s.retry_after.unwrap();
+        assert!(wait > Duration::from_secs(11) && wait <= Duration::from_secs(12), "{wait:?}");
+        // The rejected request did not spend the hourly budget: 95 left after 5 admitted.
+        let hour = l.subjects.get(&subject).unwrap();
+        let snap = hour.windows[1].1.check().unwrap();
+        assert_eq!(snap.remaining_burst_capacity(), 94);
+    }
+
+    #[test]
+    fn subjects_and_policies_are_separate() {
+        let l = LocalRateLimiter::default();
+        let a = LimitSubject::Key(KeyId::new());
+        let b = LimitSubject::Workspace(WorkspaceId::new());
+        let one = RateLimitPolicy::new([RateLimitWindow::per_minute(1)]);
+        assert!(l.check_now(a, &one).allowed());
+        assert!(!l.check_now(a, &one).allowed());
+        assert!(l.check_now(b, &one).allowed());
+        let two = RateLimitPolicy::new([RateLimitWindow::per_minute(2)]);
+        assert!(l.check_now(a, &two).allowed(), "a new policy starts fresh");
+        assert_eq!(l.tracked_subjects(), 2);
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of keyward-core, compiled into one binary.
+
+mod props;
