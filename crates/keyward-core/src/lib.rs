@@ -22,6 +22,8 @@ pub mod scope;
 pub mod secret;
 pub mod service;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod usage;
 pub mod verifier;
 
