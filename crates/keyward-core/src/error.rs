@@ -19,9 +19,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ratelimit::RateLimitStatus;
+
 macro_rules! catalog {
     ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $http:literal, $grpc:literal) ),+ $(,)?) => {
         /// Every error keyward reports. The code strings are part of the API contract.
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
         #[non_exhaustive]
@@ -118,12 +121,13 @@ pub struct Error {
     details: Map<String, Value>,
     retry_after: Option<Duration>,
     internal: Option<String>,
+    rate_limit: Option<Box<RateLimitStatus>>,
 }
 
 impl Error {
     /// An error with a code and a message for the caller.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), details: Map::new(), retry_after: None, internal: None }
+        Self { code, message: message.into(), details: Map::new(), retry_after: None, internal: None, rate_limit: None }
     }
 
     /// A `VALIDATION_FAILED` error about one field.
@@ -156,6 +160,17 @@ impl Error {
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
         self
+    }
+
+    /// Attaches the rate-limit state of a rejected request, rendered as headers on the 429.
+    pub fn with_rate_limit(mut self, status: RateLimitStatus) -> Self {
+        self.rate_limit = Some(Box::new(status));
+        self
+    }
+
+    /// The rate-limit state, for `RATE_LIMITED` errors.
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        self.rate_limit.as_deref()
     }
 
     /// Records an internal cause (for logs only).
@@ -212,6 +227,7 @@ impl std::error::Error for Error {}
 
 /// `{"error": {...}}`, the one error shape of every keyward response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorObject,
@@ -220,6 +236,7 @@ pub struct ErrorBody {
 /// The inside of [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorObject {
     /// Stable code, e.g. `RATE_LIMITED`.
     pub code: ErrorCode,

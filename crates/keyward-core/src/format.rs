@@ -42,6 +42,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Whether a key is for production or for testing; part of the key's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum KeyEnvironment {
     /// `live`: production traffic.
     Live,

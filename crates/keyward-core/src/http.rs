@@ -64,8 +64,8 @@ pub struct ErrorResponse {
 }
 
 impl ErrorResponse {
-    /// Renders `error` for a request with id `request_id`; `rate` adds the rate-limit headers
-    /// of a 429.
+    /// Renders `error` for a request with id `request_id`. Rate-limit headers come from `rate`,
+    /// or else from the state a `RATE_LIMITED` error carries.
     pub fn new(error: &Error, request_id: &str, rate: Option<&RateLimitStatus>) -> Self {
         let status = error.code().http_status();
         if status >= 500 {
@@ -83,7 +83,7 @@ impl ErrorResponse {
         if let Some(wait) = error.retry_after() {
             headers.push(("retry-after", wait.as_secs().max(1).to_string()));
         }
-        if let Some(rate) = rate {
+        if let Some(rate) = rate.or(error.rate_limit()) {
             headers.extend(rate_limit_headers(rate));
         }
         let body = serde_json::to_vec(&error.to_body(Some(request_id))).unwrap_or_else(|_| b"{}".to_vec());

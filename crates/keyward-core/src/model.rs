@@ -80,6 +80,7 @@ impl From<&str> for PlanId {
 /// One window of a rate limit: at most `limit` requests per `period_secs` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitWindow {
     /// Requests allowed in one period.
     pub limit: u32,
@@ -174,6 +175,7 @@ impl Plan {
 /// Whether a workspace serves production or testing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkspaceEnvironment {
     /// Production: `live` keys.
     Live,
@@ -244,6 +246,7 @@ impl Workspace {
 /// Where a key stands. Deletion is separate ([`ApiKey::deleted_at`]) and needs `Revoked`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum KeyStatus {
     /// Works.
     Active,
@@ -334,6 +337,7 @@ pub struct ApiKey {
 /// What happened, in an audit event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AuditAction {
     /// A key was created.
     #[serde(rename = "key.created")]

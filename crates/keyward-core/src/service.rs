@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::error::{Error, ErrorCode};
 use crate::format::KeyFormat;
 use crate::hash::KeyHasher;
@@ -508,8 +508,10 @@ impl KeyService {
     ///
     /// Errors: `VALIDATION_FAILED`, `NOT_FOUND` (workspace), `FEATURE_NOT_IN_PLAN`,
     /// `KEY_LIMIT_REACHED`, `INSUFFICIENT_SCOPE`/`RESOURCE_NOT_ALLOWED` (wider than the actor).
-    pub async fn create_key(&self, new: NewKey, actor: &Actor) -> Result<CreatedKey, Error> {
+    pub async fn create_key(&self, mut new: NewKey, actor: &Actor) -> Result<CreatedKey, Error> {
         let now = self.clock.now();
+        // Stores keep milliseconds: return exactly what a later read will return.
+        new.expires_at = new.expires_at.map(truncate_ms);
         validate_name(&new.name)?;
         validate_resources(&new.resources)?;
         validate_metadata(&new.metadata)?;
@@ -606,10 +608,11 @@ impl KeyService {
         &self,
         workspace: WorkspaceId,
         id: KeyId,
-        patch: KeyPatch,
+        mut patch: KeyPatch,
         actor: &Actor,
     ) -> Result<ApiKey, Error> {
         let now = self.clock.now();
+        patch.expires_at = patch.expires_at.map(|e| e.map(truncate_ms));
         if let Some(n) = &patch.name {
             validate_name(n)?;
         }
@@ -754,13 +757,13 @@ impl KeyService {
         actor: &Actor,
     ) -> Result<CreatedKey, Error> {
         let grace = grace.filter(|g| !g.is_zero());
-        if let Some(g) = grace {
-            if g < Duration::zero() || g > self.max_grace {
-                return Err(Error::validation(
-                    "graceSeconds",
-                    format!("must be between 0 and {}", self.max_grace.num_seconds()),
-                ));
-            }
+        if let Some(g) = grace
+            && (g < Duration::zero() || g > self.max_grace)
+        {
+            return Err(Error::validation(
+                "graceSeconds",
+                format!("must be between 0 and {}", self.max_grace.num_seconds()),
+            ));
         }
         loop {
             let now = self.clock.now();

@@ -77,14 +77,13 @@ impl<'a> Presented<'a> {
     /// Picks the key out of the request. Refuses keys in the URL with `API_KEY_IN_URL` (400) and
     /// requests without a key with `MISSING_API_KEY` (401).
     pub fn key(&self, config: &VerifierConfig) -> Result<&'a str, Error> {
-        if let Some(q) = self.query {
-            if query_has_key(q, config.format.prefix()) {
+        if let Some(q) = self.query
+            && query_has_key(q, config.format.prefix()) {
                 return Err(Error::new(
                     ErrorCode::ApiKeyInUrl,
                     "API keys must not be sent in the URL; use the Authorization or X-API-Key header",
                 ));
             }
-        }
         if let Some(v) = self.api_key {
             let v = std::str::from_utf8(v).map_err(|_| invalid(None))?.trim();
             if !v.is_empty() {
@@ -476,7 +475,7 @@ impl Verifier {
             .limiter
             .check(LimitSubject::Key(resolved.key.id), resolved.key_policy())
             .await
-            .map_err(|e| Error::internal(e))?;
+            .map_err(Error::internal)?;
         if rate.allowed() {
             let ws = inner
                 .limiter
@@ -485,7 +484,7 @@ impl Verifier {
                     &resolved.workspace.effective_rate_limit(),
                 )
                 .await
-                .map_err(|e| Error::internal(e))?;
+                .map_err(Error::internal)?;
             rate.merge(ws);
         }
         if let Some(wait) = rate.retry_after {
@@ -496,7 +495,10 @@ impl Verifier {
             if let Some(w) = rate.windows.iter().find(|w| w.remaining == 0) {
                 e = e.with_detail("limit", w.window.limit).with_detail("periodSeconds", w.window.period_secs);
             }
-            return Err(RateLimitedError { error: e, status: rate }.into_error());
+            if let Some(w) = rate.tightest() {
+                e = e.with_detail("reset", w.reset_epoch_secs());
+            }
+            return Err(e.with_rate_limit(rate));
         }
 
         let permit = match resolved.key.concurrency_limit {
@@ -567,12 +569,11 @@ impl Verifier {
                 Ok(Entry::Found(r)) => return Ok(r),
                 Ok(Entry::Missing) => continue,
                 Err(e) => {
-                    if let Some(stale) = &inner.stale {
-                        if let Some(r) = stale.get(&digest).await {
+                    if let Some(stale) = &inner.stale
+                        && let Some(r) = stale.get(&digest).await {
                             tracing::warn!(error = %e, "key store unavailable; serving a stale cache entry");
                             return Ok(r);
                         }
-                    }
                     store_error = Some(e);
                 }
             }
@@ -614,20 +615,6 @@ impl Verifier {
     }
 }
 
-struct RateLimitedError {
-    error: Error,
-    status: RateLimitStatus,
-}
-
-impl RateLimitedError {
-    fn into_error(self) -> Error {
-        match self.status.tightest() {
-            Some(w) => self.error.with_detail("reset", w.reset_epoch_secs()),
-            None => self.error,
-        }
-    }
-}
-
 /// Status, expiry, plan, scopes and resources: every check that needs no I/O.
 fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>) -> Result<(), Error> {
     let key = &r.key;
@@ -660,14 +647,13 @@ fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>) -> Result<
         )
         .with_detail("missing", missing));
     }
-    if let Some(resource) = &req.resource {
-        if !key.resources.is_empty() && !key.resources.iter().any(|r| r == resource) {
+    if let Some(resource) = &req.resource
+        && !key.resources.is_empty() && !key.resources.iter().any(|r| r == resource) {
             return Err(Error::new(
                 ErrorCode::ResourceNotAllowed,
                 "the API key is not allowed to use this resource",
             )
             .with_detail("resource", resource.clone()));
         }
-    }
     Ok(())
 }

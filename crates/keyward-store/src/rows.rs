@@ -1,0 +1,428 @@
+//! Row mapping shared by every SQL backend.
+//!
+//! Rows hold only portable column types (`TEXT`, 64-bit integers, booleans), so the same
+//! `FromRow` structs decode SQLite and PostgreSQL rows alike: ids are hyphenated lowercase UUIDs,
+//! times are milliseconds since the Unix epoch, and scopes, resources, metadata and rate limits
+//! are JSON text. Converting to and from the domain types happens here, once.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::{
+    ApiKey, AuditAction, AuditEvent, AuditEventId, KeyDigest, KeyEnvironment, KeyHash, KeyId, KeyStatus,
+    Plan, PlanId, RateLimitPolicy, ScopeSet, StoreError, UsageDay, Workspace, WorkspaceEnvironment,
+    WorkspaceId,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The columns of `api_keys`, in the order [`KeyRow`] and the insert statements use.
+macro_rules! key_columns {
+    () => {
+        "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
+         status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
+         rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version"
+    };
+}
+pub(crate) use key_columns;
+
+/// The columns of `audit_events`, in the order [`AuditRow`] uses.
+macro_rules! audit_columns {
+    () => {
+        "id, workspace_id, action, key_id, actor_key_id, ip, user_agent, request_id, at"
+    };
+}
+pub(crate) use audit_columns;
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("corrupt {what} in the store: {detail}"))
+}
+
+/// Milliseconds since the epoch, as stored.
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn opt_ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(to_ms)
+}
+
+/// A stored time back as a `DateTime`.
+pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("timestamp", ms))
+}
+
+fn from_opt_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_ms).transpose()
+}
+
+/// A day as stored: `YYYY-MM-DD`, which sorts chronologically as text.
+pub(crate) fn day_text(day: NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+fn parse_day(s: &str) -> Result<NaiveDate, StoreError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| corrupt("day", e))
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(format!("cannot encode JSON: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
+    s.parse().map_err(|_| corrupt(what, s))
+}
+
+fn parse_opt<T: FromStr>(what: &str, s: Option<String>) -> Result<Option<T>, StoreError> {
+    s.map(|s| parse(what, &s)).transpose()
+}
+
+/// A `u64` in a signed 64-bit column.
+pub(crate) fn to_i64(what: &str, n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Other(format!("{what} {n} does not fit the store")))
+}
+
+fn to_u64(what: &str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| corrupt(what, n))
+}
+
+fn to_u32(what: &str, n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| corrupt(what, n))
+}
+
+/// A `plans` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct PlanRow {
+    id: String,
+    name: String,
+    api_access: bool,
+    max_keys: Option<i64>,
+    key_rate_limit: String,
+}
+
+impl PlanRow {
+    pub(crate) fn into_plan(self) -> Result<Plan, StoreError> {
+        Ok(Plan {
+            id: PlanId(self.id),
+            name: self.name,
+            api_access: self.api_access,
+            max_keys: self.max_keys.map(|n| to_u32("max_keys", n)).transpose()?,
+            key_rate_limit: from_json("key_rate_limit", &self.key_rate_limit)?,
+        })
+    }
+}
+
+/// A plan's column values, ready to bind.
+#[derive(Debug)]
+pub(crate) struct PlanValues {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) api_access: bool,
+    pub(crate) max_keys: Option<i64>,
+    pub(crate) key_rate_limit: String,
+}
+
+impl PlanValues {
+    pub(crate) fn new(plan: &Plan) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: plan.id.0.clone(),
+            name: plan.name.clone(),
+            api_access: plan.api_access,
+            max_keys: plan.max_keys.map(i64::from),
+            key_rate_limit: to_json(&plan.key_rate_limit)?,
+        })
+    }
+}
+
+/// A `workspaces` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct WorkspaceRow {
+    id: String,
+    name: String,
+    plan_id: String,
+    environment: String,
+    rate_limit: Option<String>,
+    created_at: i64,
+}
+
+impl WorkspaceRow {
+    pub(crate) fn into_workspace(self) -> Result<Workspace, StoreError> {
+        Ok(Workspace {
+            id: parse("workspace id", &self.id)?,
+            name: self.name,
+            plan_id: PlanId(self.plan_id),
+            environment: parse::<WorkspaceEnvironment>("workspace environment", &self.environment)?,
+            rate_limit: self
+                .rate_limit
+                .map(|s| from_json::<RateLimitPolicy>("rate_limit", &s))
+                .transpose()?,
+            created_at: from_ms(self.created_at)?,
+        })
+    }
+}
+
+/// A workspace's column values, ready to bind.
+#[derive(Debug)]
+pub(crate) struct WorkspaceValues {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) plan_id: String,
+    pub(crate) environment: &'static str,
+    pub(crate) rate_limit: Option<String>,
+    pub(crate) created_at: i64,
+}
+
+impl WorkspaceValues {
+    pub(crate) fn new(ws: &Workspace) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: ws.id.to_string(),
+            name: ws.name.clone(),
+            plan_id: ws.plan_id.0.clone(),
+            environment: ws.environment.as_str(),
+            rate_limit: ws.rate_limit.as_ref().map(to_json).transpose()?,
+            created_at: to_ms(ws.created_at),
+        })
+    }
+}
+
+/// An `api_keys` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    id: String,
+    workspace_id: String,
+    name: String,
+    environment: String,
+    prefix: String,
+    last4: String,
+    digest_hex: String,
+    pepper_id: Option<String>,
+    scopes: String,
+    resources: String,
+    status: String,
+    deleted_at: Option<i64>,
+    revoked_at: Option<i64>,
+    created_at: i64,
+    created_ip: Option<String>,
+    updated_at: i64,
+    last_used_at: Option<i64>,
+    expires_at: Option<i64>,
+    rotated_from: Option<String>,
+    rotated_to: Option<String>,
+    grace_ends_at: Option<i64>,
+    rate_limit: Option<String>,
+    concurrency_limit: Option<i64>,
+    credits: Option<i64>,
+    metadata: String,
+    version: i64,
+}
+
+impl KeyRow {
+    pub(crate) fn into_key(self) -> Result<ApiKey, StoreError> {
+        Ok(ApiKey {
+            id: parse("key id", &self.id)?,
+            workspace_id: parse("workspace id", &self.workspace_id)?,
+            name: self.name,
+            environment: parse::<KeyEnvironment>("key environment", &self.environment)?,
+            prefix: self.prefix,
+            last4: self.last4,
+            hash: KeyHash {
+                digest: KeyDigest::from_hex(&self.digest_hex).ok_or_else(|| corrupt("digest", "not hex"))?,
+                pepper_id: self.pepper_id,
+            },
+            scopes: from_json::<ScopeSet>("scopes", &self.scopes)?,
+            resources: from_json::<Vec<String>>("resources", &self.resources)?,
+            status: parse::<KeyStatus>("key status", &self.status)?,
+            deleted_at: from_opt_ms(self.deleted_at)?,
+            revoked_at: from_opt_ms(self.revoked_at)?,
+            created_at: from_ms(self.created_at)?,
+            created_ip: self.created_ip,
+            updated_at: from_ms(self.updated_at)?,
+            last_used_at: from_opt_ms(self.last_used_at)?,
+            expires_at: from_opt_ms(self.expires_at)?,
+            rotated_from: parse_opt::<KeyId>("rotated_from", self.rotated_from)?,
+            rotated_to: parse_opt::<KeyId>("rotated_to", self.rotated_to)?,
+            grace_ends_at: from_opt_ms(self.grace_ends_at)?,
+            rate_limit: self
+                .rate_limit
+                .map(|s| from_json::<RateLimitPolicy>("rate_limit", &s))
+                .transpose()?,
+            concurrency_limit: self.concurrency_limit.map(|n| to_u32("concurrency_limit", n)).transpose()?,
+            credits: self.credits,
+            metadata: from_json::<BTreeMap<String, String>>("metadata", &self.metadata)?,
+            version: to_u64("version", self.version)?,
+        })
+    }
+}
+
+/// A key's column values, ready to bind (same order as [`key_columns!`]).
+#[derive(Debug)]
+pub(crate) struct KeyValues {
+    pub(crate) id: String,
+    pub(crate) workspace_id: String,
+    pub(crate) name: String,
+    pub(crate) environment: &'static str,
+    pub(crate) prefix: String,
+    pub(crate) last4: String,
+    pub(crate) digest_hex: String,
+    pub(crate) pepper_id: Option<String>,
+    pub(crate) scopes: String,
+    pub(crate) resources: String,
+    pub(crate) status: &'static str,
+    pub(crate) deleted_at: Option<i64>,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) created_ip: Option<String>,
+    pub(crate) updated_at: i64,
+    pub(crate) last_used_at: Option<i64>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) rotated_from: Option<String>,
+    pub(crate) rotated_to: Option<String>,
+    pub(crate) grace_ends_at: Option<i64>,
+    pub(crate) rate_limit: Option<String>,
+    pub(crate) concurrency_limit: Option<i64>,
+    pub(crate) credits: Option<i64>,
+    pub(crate) metadata: String,
+    pub(crate) version: i64,
+}
+
+impl KeyValues {
+    pub(crate) fn new(key: &ApiKey) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: key.id.to_string(),
+            workspace_id: key.workspace_id.to_string(),
+            name: key.name.clone(),
+            environment: key.environment.as_str(),
+            prefix: key.prefix.clone(),
+            last4: key.last4.clone(),
+            digest_hex: key.hash.digest.to_hex(),
+            pepper_id: key.hash.pepper_id.clone(),
+            scopes: to_json(&key.scopes)?,
+            resources: to_json(&key.resources)?,
+            status: key.status.as_str(),
+            deleted_at: opt_ms(key.deleted_at),
+            revoked_at: opt_ms(key.revoked_at),
+            created_at: to_ms(key.created_at),
+            created_ip: key.created_ip.clone(),
+            updated_at: to_ms(key.updated_at),
+            last_used_at: opt_ms(key.last_used_at),
+            expires_at: opt_ms(key.expires_at),
+            rotated_from: key.rotated_from.map(|k| k.to_string()),
+            rotated_to: key.rotated_to.map(|k| k.to_string()),
+            grace_ends_at: opt_ms(key.grace_ends_at),
+            rate_limit: key.rate_limit.as_ref().map(to_json).transpose()?,
+            concurrency_limit: key.concurrency_limit.map(i64::from),
+            credits: key.credits,
+            metadata: to_json(&key.metadata)?,
+            version: to_i64("version", key.version)?,
+        })
+    }
+}
+
+/// An `audit_events` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    id: String,
+    workspace_id: Option<String>,
+    action: String,
+    key_id: Option<String>,
+    actor_key_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    at: i64,
+}
+
+impl AuditRow {
+    pub(crate) fn into_event(self) -> Result<AuditEvent, StoreError> {
+        Ok(AuditEvent {
+            id: parse::<AuditEventId>("audit event id", &self.id)?,
+            workspace_id: parse_opt::<WorkspaceId>("workspace id", self.workspace_id)?,
+            action: parse::<AuditAction>("audit action", &self.action)?,
+            key_id: parse_opt::<KeyId>("key id", self.key_id)?,
+            actor_key_id: parse_opt::<KeyId>("actor key id", self.actor_key_id)?,
+            ip: self.ip,
+            user_agent: self.user_agent,
+            request_id: self.request_id,
+            at: from_ms(self.at)?,
+        })
+    }
+}
+
+/// An audit event's column values, ready to bind (same order as [`audit_columns!`]).
+#[derive(Debug)]
+pub(crate) struct AuditValues {
+    pub(crate) id: String,
+    pub(crate) workspace_id: Option<String>,
+    pub(crate) action: &'static str,
+    pub(crate) key_id: Option<String>,
+    pub(crate) actor_key_id: Option<String>,
+    pub(crate) ip: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) at: i64,
+}
+
+impl AuditValues {
+    pub(crate) fn new(ev: &AuditEvent) -> Self {
+        Self {
+            id: ev.id.to_string(),
+            workspace_id: ev.workspace_id.map(|w| w.to_string()),
+            action: ev.action.as_str(),
+            key_id: ev.key_id.map(|k| k.to_string()),
+            actor_key_id: ev.actor_key_id.map(|k| k.to_string()),
+            ip: ev.ip.clone(),
+            user_agent: ev.user_agent.clone(),
+            request_id: ev.request_id.clone(),
+            at: to_ms(ev.at),
+        }
+    }
+}
+
+/// A `usage_daily` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct UsageRow {
+    key_id: String,
+    day: String,
+    count: i64,
+}
+
+impl UsageRow {
+    pub(crate) fn into_usage(self) -> Result<UsageDay, StoreError> {
+        Ok(UsageDay {
+            key_id: parse("key id", &self.key_id)?,
+            day: parse_day(&self.day)?,
+            count: to_u64("usage count", self.count)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_times_round_trip() {
+        let day = NaiveDate::from_ymd_opt(2025, 3, 9).unwrap();
+        assert_eq!(day_text(day), "2025-03-09");
+        assert_eq!(parse_day("2025-03-09").unwrap(), day);
+        let t = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        assert_eq!(from_ms(to_ms(t)).unwrap(), t);
+        assert!(matches!(from_ms(i64::MAX), Err(StoreError::Other(_))));
+    }
+
+    #[test]
+    fn hyphenated_uuid_text_sorts_like_the_uuid() {
+        let mut ids: Vec<KeyId> = (0..50).map(|_| KeyId::new()).collect();
+        ids.push(KeyId(uuid::Uuid::from_u128(u128::MAX)));
+        ids.push(KeyId(uuid::Uuid::from_u128(0x0a00_0000_0000_0000_0000_0000_0000_0000)));
+        let mut by_text = ids.clone();
+        by_text.sort_by_key(|k| k.to_string());
+        ids.sort();
+        assert_eq!(by_text, ids);
+    }
+}

@@ -1,0 +1,227 @@
+//! What only the SQLite store has to show: its settings, its migrations, its file.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use keyward_core::{
+    Actor, ErrorCode, KeyFilter, KeyService, KeyStore, NewKey, NewWorkspace, Plan, StoreError, UsageDay,
+    UsageRecorder,
+};
+use keyward_store::SqliteStore;
+
+use crate::common::TestStore;
+
+async fn pragma(store: &SqliteStore, name: &str) -> String {
+    let sql = match name {
+        "journal_mode" => "PRAGMA journal_mode",
+        "foreign_keys" => "SELECT CAST(foreign_keys AS TEXT) FROM pragma_foreign_keys",
+        "busy_timeout" => "SELECT CAST(timeout AS TEXT) FROM pragma_busy_timeout",
+        other => panic!("no such pragma in this test: {other}"),
+    };
+    sqlx::query_scalar::<_, String>(sql).fetch_one(store.pool()).await.expect(name)
+}
+
+async fn migrations_applied(store: &SqliteStore) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(store.pool())
+        .await
+        .expect("migrations table")
+}
+
+#[tokio::test]
+async fn wal_foreign_keys_and_busy_timeout_are_on() {
+    let store = TestStore::fresh().await;
+    assert_eq!(pragma(&store.inner, "journal_mode").await, "wal");
+    assert_eq!(pragma(&store.inner, "foreign_keys").await, "1");
+    assert_eq!(pragma(&store.inner, "busy_timeout").await, "5000");
+    assert!(store.db_path().exists(), "the file is created when missing");
+}
+
+#[tokio::test]
+async fn migrations_apply_on_open_and_reopening_is_idempotent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested.db");
+    let path = path.to_str().expect("utf-8");
+    let store = SqliteStore::open(path).await.expect("open");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name")
+            .fetch_all(store.pool())
+            .await
+            .expect("tables");
+    assert_eq!(tables, ["api_keys", "audit_events", "plans", "usage_daily", "workspaces"]);
+    let applied = migrations_applied(&store).await;
+    assert!(applied >= 1);
+
+    let service = KeyService::new(Arc::new(store.clone()));
+    let ws = service.create_workspace(NewWorkspace::live("Kept"), &Actor::system()).await.expect("workspace");
+    let key = service.create_key(NewKey::new(ws.id, "kept"), &Actor::system()).await.expect("key").key;
+    store.close().await;
+
+    for _ in 0..2 {
+        let again = SqliteStore::open(&format!("sqlite://{path}")).await.expect("reopen");
+        assert_eq!(migrations_applied(&again).await, applied, "nothing applied twice");
+        assert_eq!(again.get_key(key.id).await.expect("get"), Some(key.clone()), "data survives reopening");
+        again.close().await;
+    }
+}
+
+#[tokio::test]
+async fn lookups_use_the_indexes() {
+    let store = TestStore::fresh().await;
+    let plan = |sql: &'static str| {
+        let pool = store.inner.pool().clone();
+        async move {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sql).bind("x").fetch_all(&pool).await.expect("explain");
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+        }
+    };
+    let by_digest = plan("EXPLAIN QUERY PLAN SELECT id FROM api_keys WHERE digest_hex = ?").await;
+    assert!(by_digest.contains("api_keys_digest"), "{by_digest}");
+    let by_workspace = plan(
+        "EXPLAIN QUERY PLAN SELECT id FROM api_keys WHERE deleted_at IS NULL AND workspace_id = ? ORDER BY id DESC",
+    )
+    .await;
+    assert!(by_workspace.contains("api_keys_workspace_id"), "{by_workspace}");
+    assert!(!by_workspace.contains("TEMP B-TREE"), "listing must not sort: {by_workspace}");
+    let unique: i64 = sqlx::query_scalar(
+        "SELECT \"unique\" FROM pragma_index_list('api_keys') WHERE name = 'api_keys_digest'",
+    )
+    .fetch_one(store.inner.pool())
+    .await
+    .expect("index");
+    assert_eq!(unique, 1);
+}
+
+#[tokio::test]
+async fn the_database_files_never_hold_a_plaintext_key() {
+    let store = TestStore::fresh().await;
+    let service = KeyService::new(store.clone());
+    let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
+    let created = service.create_key(NewKey::new(ws.id, "secret"), &Actor::system()).await.expect("key");
+    let rotated = service.rotate_key(ws.id, created.key.id, None, &Actor::system()).await.expect("rotate");
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let file = format!("{}{suffix}", store.db_path().display());
+        if let Ok(b) = std::fs::read(&file) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty());
+    let prefix = created.key.prefix.as_bytes();
+    assert!(bytes.windows(prefix.len()).any(|w| w == prefix), "sanity: the display prefix is stored");
+    for secret in [&created.secret, &rotated.secret] {
+        let plain = secret.expose_secret().as_bytes();
+        // Anything past the 12-character display prefix must not be in the files.
+        let hidden = &plain[5..plain.len() - 4];
+        assert!(!bytes.windows(hidden.len()).any(|w| w == hidden), "plaintext found in the database files");
+    }
+}
+
+/// Uses are written behind: nothing per request, one batched write on shutdown.
+#[tokio::test]
+async fn usage_is_written_behind_in_one_batch() {
+    let store = TestStore::fresh().await;
+    let service = KeyService::new(store.clone());
+    let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
+    let k1 = service.create_key(NewKey::new(ws.id, "k1"), &Actor::system()).await.expect("key").key;
+    let k2 = service.create_key(NewKey::new(ws.id, "k2"), &Actor::system()).await.expect("key").key;
+
+    let recorder = UsageRecorder::spawn(store.clone(), StdDuration::from_secs(3600));
+    let (t1, t2) = (
+        Utc.with_ymd_and_hms(2025, 3, 1, 10, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2025, 3, 2, 11, 0, 0).unwrap(),
+    );
+    for i in 0..1000 {
+        match i % 4 {
+            0 => recorder.record(k2.id, t1),
+            1 => recorder.record(k1.id, t2),
+            _ => recorder.record(k1.id, t1),
+        }
+    }
+    tokio::time::sleep(StdDuration::from_millis(50)).await;
+    assert_eq!(store.record_usage_calls(), 0, "no write per use");
+    assert!(store.usage(k1.id, t1.date_naive(), t2.date_naive()).await.expect("usage").is_empty());
+
+    recorder.shutdown().await.expect("flush on shutdown");
+    assert_eq!(store.record_usage_calls(), 1, "one batched write");
+    let (d1, d2) =
+        (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), NaiveDate::from_ymd_opt(2025, 3, 2).unwrap());
+    assert_eq!(
+        store.usage(k1.id, d1, d2).await.expect("usage"),
+        vec![
+            UsageDay { key_id: k1.id, day: d1, count: 500 },
+            UsageDay { key_id: k1.id, day: d2, count: 250 }
+        ]
+    );
+    assert_eq!(
+        store.usage(k2.id, d1, d2).await.expect("usage"),
+        vec![UsageDay { key_id: k2.id, day: d1, count: 250 }]
+    );
+    assert_eq!(store.get_key(k1.id).await.expect("get").and_then(|k| k.last_used_at), Some(t2));
+    assert_eq!(store.get_key(k2.id).await.expect("get").and_then(|k| k.last_used_at), Some(t1));
+}
+
+/// Two stores (two pools, as two processes would have) on one file share the key limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_limit_holds_across_connections_to_one_file() {
+    let first = TestStore::fresh().await;
+    let second = Arc::new(SqliteStore::open(first.db_path().to_str().expect("utf-8")).await.expect("open"));
+    let sys = Actor::system();
+    let a = KeyService::new(first.clone());
+    let b = KeyService::new(second.clone());
+    let plan = Plan { id: "max-4".into(), max_keys: Some(4), ..Plan::default_plan() };
+    a.save_plan(plan, &sys).await.expect("plan");
+    let ws =
+        a.create_workspace(NewWorkspace::live("Shared").with_plan("max-4".into()), &sys).await.expect("ws");
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let service = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(
+                async move { service.create_key(NewKey::new(ws.id, "racer"), &Actor::system()).await },
+            )
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.code(), ErrorCode::KeyLimitReached, "{e}"),
+        }
+    }
+    assert_eq!(ok, 4);
+    assert_eq!(b.list_keys(ws.id, KeyFilter::default()).await.expect("list").items.len(), 4);
+    second.close().await;
+}
+
+#[tokio::test]
+async fn a_closed_store_is_unavailable() {
+    let store = TestStore::fresh().await;
+    let service = KeyService::new(store.clone());
+    let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
+    store.inner.close().await;
+    assert!(matches!(store.get_workspace(ws.id).await, Err(StoreError::Unavailable(_))));
+    let err = service.get_workspace(ws.id).await.expect_err("closed");
+    assert_eq!(err.code(), ErrorCode::StoreUnavailable);
+}
+
+#[tokio::test]
+async fn in_memory_databases_work() {
+    let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+    let service = KeyService::new(Arc::new(store.clone()));
+    let ws =
+        service.create_workspace(NewWorkspace::live("Ephemeral"), &Actor::system()).await.expect("workspace");
+    let key = service.create_key(NewKey::new(ws.id, "k"), &Actor::system()).await.expect("key").key;
+    assert_eq!(store.get_key(key.id).await.expect("get"), Some(key));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unopenable_path_is_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing-dir").join("keyward.db");
+    let err =
+        SqliteStore::open(path.to_str().expect("utf-8")).await.expect_err("parent directory is missing");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
