@@ -1,0 +1,196 @@
+//! [`KeywardMiddleware`] (the [`Transform`]) and [`KeywardService`] (the service it makes).
+
+use std::fmt;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpMessage, ResponseError};
+use keyward_core::http::{REQUEST_ID, rate_limit_headers, request_id};
+use keyward_core::{Presented, Requirements, Scope, VerifiedKey, Verifier};
+
+use crate::body::VerifiedBody;
+use crate::rejection::Rejection;
+
+type ResourceFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
+
+/// Verifies the API key of every request it wraps. Clone it into each `App` (it is cheap to
+/// clone and `Send`, as `HttpServer`'s factory needs).
+///
+/// Built with [`KeywardMiddleware::new`] and the builder methods; see the
+/// [crate docs](crate) for a complete server.
+#[derive(Clone)]
+pub struct KeywardMiddleware {
+    verifier: Verifier,
+    requirements: Arc<Requirements>,
+    resource: Option<Arc<ResourceFn>>,
+}
+
+impl fmt::Debug for KeywardMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeywardMiddleware")
+            .field("verifier", &self.verifier)
+            .field("requirements", &self.requirements)
+            .field("resource", &self.resource.as_ref().map(|_| "Fn(&ServiceRequest) -> Option<String>"))
+            .finish()
+    }
+}
+
+impl KeywardMiddleware {
+    /// Verifies keys with `verifier`, requiring no scope and costing nothing.
+    pub fn new(verifier: Verifier) -> Self {
+        Self { verifier, requirements: Arc::new(Requirements::default()), resource: None }
+    }
+
+    /// Also requires `scope` (every required scope must be allowed; a refusal is 403
+    /// `INSUFFICIENT_SCOPE` naming the missing ones in `details.missing`).
+    pub fn require_scope(mut self, scope: Scope) -> Self {
+        Arc::make_mut(&mut self.requirements).scopes.push(scope);
+        self
+    }
+
+    /// Also requires each of `scopes`.
+    pub fn require_scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        Arc::make_mut(&mut self.requirements).scopes.extend(scopes);
+        self
+    }
+
+    /// Each request costs `credits` (only keys that use credits pay; 402 `INSUFFICIENT_CREDITS`
+    /// when too few are left).
+    pub fn cost(mut self, credits: u32) -> Self {
+        Arc::make_mut(&mut self.requirements).cost = credits;
+        self
+    }
+
+    /// Names the resource a request touches, checked against the key's resource restrictions
+    /// (403 `RESOURCE_NOT_ALLOWED`); `None` checks nothing. Typically a path parameter or a
+    /// header.
+    pub fn resource<F>(mut self, extract: F) -> Self
+    where
+        F: Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+    {
+        self.resource = Some(Arc::new(extract));
+        self
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// What every request must satisfy (the resource apart, which is read per request).
+    pub fn requirements(&self) -> &Requirements {
+        &self.requirements
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for KeywardMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<VerifiedBody<B>>>;
+    type Error = actix_web::Error;
+    type Transform = KeywardService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(KeywardService { inner: Rc::new(service), middleware: Rc::new(self.clone()) }))
+    }
+}
+
+/// The service [`KeywardMiddleware`] wraps around a route: verifies, then calls the route.
+pub struct KeywardService<S> {
+    inner: Rc<S>,
+    middleware: Rc<KeywardMiddleware>,
+}
+
+impl<S> fmt::Debug for KeywardService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeywardService").field("middleware", &self.middleware).finish_non_exhaustive()
+    }
+}
+
+impl<S> KeywardService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+// The verifier's future cannot be named, so the response future is boxed; actix services are
+// single-threaded, so it is a local (non-`Send`) box.
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+
+impl<S, B> Service<ServiceRequest> for KeywardService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<VerifiedBody<B>>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(inner);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let inner = Rc::clone(&self.inner);
+        let middleware = Rc::clone(&self.middleware);
+        Box::pin(async move {
+            let rid = request_id(req.headers().get(REQUEST_ID).map(HeaderValue::as_bytes));
+            let verified = match verify(&middleware, &req).await {
+                Ok(v) => Arc::new(v),
+                Err(error) => {
+                    tracing::debug!(code = %error.code(), request_id = %rid, "request refused");
+                    let response = Rejection::new(error, rid).error_response();
+                    return Ok(req.into_response(response).map_into_right_body());
+                }
+            };
+            req.extensions_mut().insert(Arc::clone(&verified));
+
+            let mut res = inner.call(req).await?;
+            let headers = res.headers_mut();
+            for (name, value) in rate_limit_headers(verified.rate_limit()) {
+                if let Ok(value) = HeaderValue::try_from(value) {
+                    headers.insert(HeaderName::from_static(name), value);
+                }
+            }
+            // A route that set its own request id keeps it.
+            let request_id_header = HeaderName::from_static(REQUEST_ID);
+            if !headers.contains_key(&request_id_header)
+                && let Ok(value) = HeaderValue::try_from(rid)
+            {
+                headers.insert(request_id_header, value);
+            }
+            Ok(res.map_body(|_, body| VerifiedBody::new(body, verified)).map_into_left_body())
+        })
+    }
+}
+
+async fn verify(
+    middleware: &KeywardMiddleware,
+    req: &ServiceRequest,
+) -> Result<VerifiedKey, keyward_core::Error> {
+    let config = middleware.verifier.config();
+    let headers = req.headers();
+    let query = req.query_string();
+    let presented = Presented {
+        authorization: headers.get(config.bearer_header.as_str()).map(HeaderValue::as_bytes),
+        api_key: headers.get(config.api_key_header.as_str()).map(HeaderValue::as_bytes),
+        query: (!query.is_empty()).then_some(query),
+    };
+    let key = presented.key(config)?;
+    match &middleware.resource {
+        None => middleware.verifier.verify(key, &middleware.requirements).await,
+        Some(extract) => {
+            let requirements =
+                Requirements { resource: extract(req), ..Requirements::clone(&middleware.requirements) };
+            middleware.verifier.verify(key, &requirements).await
+        }
+    }
+}
