@@ -127,7 +127,14 @@ pub struct Error {
 impl Error {
     /// An error with a code and a message for the caller.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), details: Map::new(), retry_after: None, internal: None, rate_limit: None }
+        Self {
+            code,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+            internal: None,
+            rate_limit: None,
+        }
     }
 
     /// A `VALIDATION_FAILED` error about one field.

@@ -20,28 +20,49 @@ use crate::ratelimit::RateLimitStatus;
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// The request id to use: the caller's `X-Request-Id` when it is 1 to 128 visible ASCII
-/// characters, otherwise a new UUIDv7.
+/// characters, otherwise a new id: 64 random bits drawn once per process followed by a counter,
+/// so ids are unique across nodes without asking the OS for randomness on every request.
 pub fn request_id(incoming: Option<&[u8]>) -> String {
     match incoming {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|c| c.is_ascii_graphic()) => {
             String::from_utf8_lossy(v).into_owned()
         }
-        _ => uuid::Uuid::now_v7().to_string(),
+        _ => new_request_id(),
     }
+}
+
+fn new_request_id() -> String {
+    use std::fmt::Write as _;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).expect("the OS random number generator failed");
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = String::with_capacity(29);
+    let _ = write!(id, "{prefix:016x}-{n:012x}");
+    id
 }
 
 /// The `X-RateLimit-*` (tightest window) and IETF draft `RateLimit-Policy`/`RateLimit` (every
 /// window) headers for a decision. Empty when no window applied.
 pub fn rate_limit_headers(status: &RateLimitStatus) -> Vec<(&'static str, String)> {
+    use std::fmt::Write as _;
+
     let Some(tight) = status.tightest() else { return Vec::new() };
-    let mut policy = String::new();
-    let mut state = String::new();
+    let mut policy = String::with_capacity(32 * status.windows.len());
+    let mut state = String::with_capacity(32 * status.windows.len());
     for (i, w) in status.windows.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let name = w.policy_name();
-        policy.push_str(&format!("{sep}\"{name}\";q={};w={}", w.window.limit, w.window.period_secs));
+        let (kind, period) = (w.subject_kind, w.window.period_secs);
         let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
-        state.push_str(&format!("{sep}\"{name}\";r={};t={t}", w.remaining));
+        let _ = write!(policy, "{sep}\"{kind}-{period}s\";q={};w={period}", w.window.limit);
+        let _ = write!(state, "{sep}\"{kind}-{period}s\";r={};t={t}", w.remaining);
     }
     vec![
         ("x-ratelimit-limit", tight.window.limit.to_string()),
@@ -129,7 +150,10 @@ mod tests {
     fn request_ids_are_kept_when_sane() {
         assert_eq!(request_id(Some(b"abc-123")), "abc-123");
         assert_ne!(request_id(Some(b"bad id\n")), "bad id\n");
-        assert_eq!(request_id(Some(&[b'a'; 129])).len(), 36);
+        let (a, b) = (request_id(Some(&[b'a'; 129])), request_id(None));
+        assert_eq!(a.len(), 29);
+        assert_ne!(a, b, "fresh ids are unique");
+        assert_eq!(a[..16], b[..16], "one prefix per process");
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Rate limiting: a [`RateLimiter`] decides for every window of a policy at once.
 //!
 //! [`LocalRateLimiter`] keeps GCRA state in process with governor. Each subject (a key or a
-//! workspace) gets its own limiters, one per window, held in a moka cache whose entries are
-//! dropped after being idle for longer than their longest window, when their state would be
-//! full again anyway, so memory stays bounded by the number of recently active subjects.
+//! workspace) gets its own limiters, one per window, in a concurrent map. Entries idle for
+//! longer than their longest window (when their state would be full again anyway) are swept out,
+//! so memory stays bounded by the number of recently active subjects.
 //! keyward-redis provides a limiter shared by several nodes behind the same trait.
 
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -126,10 +128,14 @@ struct SubjectLimiters {
     policy: RateLimitPolicy,
     /// Windows sorted by period, shortest first, with their limiters.
     windows: Vec<(RateLimitWindow, WindowLimiter)>,
+    /// The longest window, after which idle state is dropped.
+    longest: Duration,
+    /// Last use, in nanoseconds since the limiter's origin.
+    last_used: AtomicU64,
 }
 
 impl SubjectLimiters {
-    fn new(policy: &RateLimitPolicy, clock: &DefaultClock) -> Self {
+    fn new(policy: &RateLimitPolicy, clock: &DefaultClock, now: u64) -> Self {
         let mut windows: Vec<RateLimitWindow> = policy.windows.clone();
         // Short windows reject first in practice, so a rejected request seldom spends budget in
         // the longer windows checked after it.
@@ -148,21 +154,29 @@ impl SubjectLimiters {
                         .with_middleware::<StateInformationMiddleware>(),
                 )
             })
-            .collect();
-        Self { policy: policy.clone(), windows }
+            .collect::<Vec<_>>();
+        let longest = windows
+            .iter()
+            .map(|(w, _)| Duration::from_secs(u64::from(w.period_secs)))
+            .max()
+            .unwrap_or_default();
+        Self { policy: policy.clone(), windows, longest, last_used: AtomicU64::new(now) }
     }
 }
 
 /// The in-process limiter. See the [module docs](self).
 #[derive(Clone)]
 pub struct LocalRateLimiter {
-    subjects: moka::sync::Cache<LimitSubject, Arc<SubjectLimiters>>,
+    subjects: Arc<DashMap<LimitSubject, Arc<SubjectLimiters>>>,
+    max_subjects: usize,
+    checks: Arc<AtomicU64>,
+    origin: Instant,
     clock: DefaultClock,
 }
 
 impl fmt::Debug for LocalRateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalRateLimiter").field("subjects", &self.subjects.entry_count()).finish()
+        f.debug_struct("LocalRateLimiter").field("subjects", &self.subjects.len()).finish()
     }
 }
 
@@ -172,50 +186,37 @@ impl Default for LocalRateLimiter {
     }
 }
 
-struct IdleLongerThanWindow;
-
-impl moka::Expiry<LimitSubject, Arc<SubjectLimiters>> for IdleLongerThanWindow {
-    fn expire_after_create(
-        &self,
-        _: &LimitSubject,
-        v: &Arc<SubjectLimiters>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(longest(v))
-    }
-    fn expire_after_read(
-        &self,
-        _: &LimitSubject,
-        v: &Arc<SubjectLimiters>,
-        _: std::time::Instant,
-        _: Option<Duration>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(longest(v))
-    }
-}
-
-fn longest(v: &SubjectLimiters) -> Duration {
-    let secs = v.windows.iter().map(|(w, _)| w.period_secs).max().unwrap_or(1);
-    Duration::from_secs(u64::from(secs))
-}
+/// Sweep idle subjects every this many checks (and whenever the map is over capacity).
+const SWEEP_EVERY: u64 = 1 << 16;
 
 impl LocalRateLimiter {
-    /// A limiter that tracks at most `max_subjects` subjects at once.
+    /// A limiter that tracks at most about `max_subjects` subjects at once.
     pub fn new(max_subjects: u64) -> Self {
         Self {
-            subjects: moka::sync::Cache::builder()
-                .max_capacity(max_subjects)
-                .expire_after(IdleLongerThanWindow)
-                .build(),
+            subjects: Arc::new(DashMap::new()),
+            max_subjects: usize::try_from(max_subjects).unwrap_or(usize::MAX),
+            checks: Arc::new(AtomicU64::new(0)),
+            origin: Instant::now(),
             clock: DefaultClock::default(),
         }
     }
 
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops subjects idle for longer than their longest window: their state is full again, so
+    /// forgetting it changes no decision.
+    pub fn sweep(&self) {
+        let now = self.now_nanos();
+        self.subjects.retain(|_, l| {
+            Duration::from_nanos(now.saturating_sub(l.last_used.load(Ordering::Relaxed))) <= l.longest
+        });
+    }
+
     /// Subjects currently tracked (approximate; for tests and metrics).
     pub fn tracked_subjects(&self) -> u64 {
-        self.subjects.run_pending_tasks();
-        self.subjects.entry_count()
+        self.subjects.len() as u64
     }
 
     /// The synchronous decision; [`RateLimiter::check`] wraps it.
@@ -223,13 +224,22 @@ impl LocalRateLimiter {
         if policy.windows.is_empty() {
             return RateLimitStatus::default();
         }
-        let mut limiters =
-            self.subjects.get_with(subject, || Arc::new(SubjectLimiters::new(policy, &self.clock)));
-        if limiters.policy != *policy {
-            // The policy changed: start fresh limiters for the new windows.
-            limiters = Arc::new(SubjectLimiters::new(policy, &self.clock));
-            self.subjects.insert(subject, limiters.clone());
+        let n = self.checks.fetch_add(1, Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || self.subjects.len() > self.max_subjects {
+            self.sweep();
         }
+        let now = self.now_nanos();
+        let existing = self.subjects.get(&subject).map(|l| l.value().clone());
+        let limiters = match existing {
+            Some(l) if l.policy == *policy => l,
+            // New subject, or the policy changed: start fresh limiters for its windows.
+            _ => {
+                let fresh = Arc::new(SubjectLimiters::new(policy, &self.clock, now));
+                self.subjects.insert(subject, fresh.clone());
+                fresh
+            }
+        };
+        limiters.last_used.store(now, Ordering::Relaxed);
         let kind = subject.kind();
         let mut status =
             RateLimitStatus { windows: Vec::with_capacity(limiters.windows.len()), retry_after: None };
@@ -293,7 +303,7 @@ mod tests {
         let wait = s.retry_after.unwrap();
         assert!(wait > Duration::from_secs(11) && wait <= Duration::from_secs(12), "{wait:?}");
         // The rejected request did not spend the hourly budget: 95 left after 5 admitted.
-        let hour = l.subjects.get(&subject).unwrap();
+        let hour = l.subjects.get(&subject).unwrap().value().clone();
         let snap = hour.windows[1].1.check().unwrap();
         assert_eq!(snap.remaining_burst_capacity(), 94);
     }
@@ -310,5 +320,19 @@ mod tests {
         let two = RateLimitPolicy::new([RateLimitWindow::per_minute(2)]);
         assert!(l.check_now(a, &two).allowed(), "a new policy starts fresh");
         assert_eq!(l.tracked_subjects(), 2);
+    }
+
+    #[test]
+    fn idle_subjects_are_swept_after_their_longest_window() {
+        let l = LocalRateLimiter::default();
+        let policy = RateLimitPolicy::new([RateLimitWindow::per_second(1)]);
+        let a = LimitSubject::Key(KeyId::new());
+        assert!(l.check_now(a, &policy).allowed());
+        l.sweep();
+        assert_eq!(l.tracked_subjects(), 1, "recently used state is kept");
+        std::thread::sleep(Duration::from_millis(1100));
+        l.sweep();
+        assert_eq!(l.tracked_subjects(), 0, "state idle past its window is dropped");
+        assert!(l.check_now(a, &policy).allowed(), "and a dropped subject starts full");
     }
 }

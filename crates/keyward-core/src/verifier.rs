@@ -78,12 +78,13 @@ impl<'a> Presented<'a> {
     /// requests without a key with `MISSING_API_KEY` (401).
     pub fn key(&self, config: &VerifierConfig) -> Result<&'a str, Error> {
         if let Some(q) = self.query
-            && query_has_key(q, config.format.prefix()) {
-                return Err(Error::new(
-                    ErrorCode::ApiKeyInUrl,
-                    "API keys must not be sent in the URL; use the Authorization or X-API-Key header",
-                ));
-            }
+            && query_has_key(q, config.format.prefix())
+        {
+            return Err(Error::new(
+                ErrorCode::ApiKeyInUrl,
+                "API keys must not be sent in the URL; use the Authorization or X-API-Key header",
+            ));
+        }
         if let Some(v) = self.api_key {
             let v = std::str::from_utf8(v).map_err(|_| invalid(None))?.trim();
             if !v.is_empty() {
@@ -547,7 +548,7 @@ impl Verifier {
         let inner = &*self.inner;
         let candidates = inner.hasher.candidates(secret);
         let mut store_error = None;
-        for hash in &candidates {
+        for hash in candidates.iter() {
             let digest = hash.digest;
             if let Some(entry) = inner.cache.get(&digest).await {
                 match entry {
@@ -570,10 +571,11 @@ impl Verifier {
                 Ok(Entry::Missing) => continue,
                 Err(e) => {
                     if let Some(stale) = &inner.stale
-                        && let Some(r) = stale.get(&digest).await {
-                            tracing::warn!(error = %e, "key store unavailable; serving a stale cache entry");
-                            return Ok(r);
-                        }
+                        && let Some(r) = stale.get(&digest).await
+                    {
+                        tracing::warn!(error = %e, "key store unavailable; serving a stale cache entry");
+                        return Ok(r);
+                    }
                     store_error = Some(e);
                 }
             }
@@ -648,12 +650,14 @@ fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>) -> Result<
         .with_detail("missing", missing));
     }
     if let Some(resource) = &req.resource
-        && !key.resources.is_empty() && !key.resources.iter().any(|r| r == resource) {
-            return Err(Error::new(
-                ErrorCode::ResourceNotAllowed,
-                "the API key is not allowed to use this resource",
-            )
-            .with_detail("resource", resource.clone()));
-        }
+        && !key.resources.is_empty()
+        && !key.resources.iter().any(|r| r == resource)
+    {
+        return Err(Error::new(
+            ErrorCode::ResourceNotAllowed,
+            "the API key is not allowed to use this resource",
+        )
+        .with_detail("resource", resource.clone()));
+    }
     Ok(())
 }
