@@ -2,8 +2,11 @@
 //!
 //! The embedded SQLite store ([`SqliteStore`], feature `sqlite`, on by default) keeps everything
 //! in one file: WAL journal, foreign keys on, migrations embedded and applied when it opens.
-//! Every backend shares the row mapping and error mapping of this crate and must pass the same
-//! contract suite (feature `testing`, [`keyward_store_contract!`]).
+//! The PostgreSQL store (`PgStore`, feature `postgres`, on by default) is for several nodes
+//! sharing one database: a pool, migrations applied on open, compare-and-swap writes, and a
+//! `ChangeFeed` that carries every change to every node's verifier cache over
+//! `LISTEN`/`NOTIFY`. Every backend shares the row mapping and error mapping of this crate and
+//! must pass the same contract suite (feature `testing`, `keyward_store_contract!`).
 //!
 //! ```
 //! # #[cfg(feature = "sqlite")]
@@ -24,10 +27,16 @@
 //! # }).unwrap();
 //! ```
 
-// Shared by the SQL backends (SQLite now, PostgreSQL next); idle when none is compiled in.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_imports, unused_macros))]
+// Shared by the SQL backends; idle when none is compiled in.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 mod error;
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code, unused_imports, unused_macros))]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 mod rows;
 
 #[cfg(feature = "sqlite")]
@@ -35,5 +44,16 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+#[cfg(feature = "postgres")]
+pub mod feed;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use feed::{ChangeFeed, ChangeFeedConfig};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreOptions};
+
 #[cfg(feature = "testing")]
 pub mod contract;
+#[cfg(all(feature = "testing", feature = "postgres"))]
+pub mod testing;
