@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode};
 use crate::format::{KeyFormat, KeyParseError};
-use crate::hash::{KeyDigest, KeyHasher};
+use crate::hash::{KeyDigest, KeyHash, KeyHasher};
 use crate::model::{ApiKey, KeyId, KeyStatus, Plan, PlanId, RateLimitPolicy, Workspace, WorkspaceId};
 use crate::ratelimit::{LimitSubject, LocalRateLimiter, RateLimitStatus, RateLimiter};
 use crate::scope::{Scope, ScopeSet};
@@ -163,6 +163,13 @@ impl ResolvedKey {
     fn key_policy(&self) -> &RateLimitPolicy {
         self.key.rate_limit.as_ref().unwrap_or(&self.plan.key_rate_limit)
     }
+}
+
+enum Cached {
+    Found(Arc<ResolvedKey>),
+    /// Every candidate digest is cached as unknown.
+    Unknown,
+    Absent,
 }
 
 #[derive(Clone)]
@@ -466,9 +473,16 @@ impl Verifier {
     /// panic or an `INTERNAL` for anything the caller sent.
     pub async fn verify(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
         let inner = &*self.inner;
-        inner.config.format.parse(key).map_err(|e| invalid(Some(e)))?;
+        self.check_format(key)?;
         let secret = ApiKeySecret::from(key);
-        let resolved = self.resolve(&secret).await?;
+        let candidates = inner.hasher.candidates(&secret);
+        drop(secret);
+        let resolved = match self.cached(&candidates).await {
+            Cached::Found(r) => r,
+            Cached::Unknown => return Err(invalid(None)),
+            // The store path is rare and large; boxing it keeps this future small for the hits.
+            Cached::Absent => Box::pin(self.resolve(&candidates)).await?,
+        };
         let now = inner.clock.now();
         check_key(&resolved, req, now)?;
 
@@ -544,9 +558,26 @@ impl Verifier {
         Ok(ConcurrencyPermit { key, table: self.inner.in_flight.clone() })
     }
 
-    async fn resolve(&self, secret: &ApiKeySecret) -> Result<Arc<ResolvedKey>, Error> {
+    /// Checks a key's format and checksum without any I/O: the first step of
+    /// [`Verifier::verify`], exposed so integrations can refuse garbage before allocating.
+    pub fn check_format(&self, key: &str) -> Result<(), Error> {
+        self.inner.config.format.parse(key).map(drop).map_err(|e| invalid(Some(e)))
+    }
+
+    async fn cached(&self, candidates: &[KeyHash]) -> Cached {
+        let mut absent = false;
+        for hash in candidates {
+            match self.inner.cache.get(&hash.digest).await {
+                Some(Entry::Found(r)) => return Cached::Found(r),
+                Some(Entry::Missing) => {}
+                None => absent = true,
+            }
+        }
+        if absent { Cached::Absent } else { Cached::Unknown }
+    }
+
+    async fn resolve(&self, candidates: &[KeyHash]) -> Result<Arc<ResolvedKey>, Error> {
         let inner = &*self.inner;
-        let candidates = inner.hasher.candidates(secret);
         let mut store_error = None;
         for hash in candidates.iter() {
             let digest = hash.digest;

@@ -1,0 +1,141 @@
+//! [`ResponseFuture`]: verification, then the inner service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Request, Response};
+use keyward_core::{Error, VerifiedKey};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::KeywardBody;
+use crate::render::{X_REQUEST_ID, insert_rate_limit_headers, render};
+
+/// The verifier's future. Boxed: `Verifier::verify` is an `async fn`, whose type has no name.
+pub(crate) type VerifyFuture = Pin<Box<dyn Future<Output = Result<VerifiedKey, Error>> + Send>>;
+
+pin_project! {
+    /// Response future of [`Keyward`](crate::Keyward).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+        request_id: HeaderValue,
+        grpc: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // Waiting for the verifier; holds the request and the ready inner service.
+        Verifying {
+            verify: VerifyFuture,
+            request: Option<Request<ReqBody>>,
+            inner: S,
+        },
+        // The key passed; waiting for the inner service.
+        Calling {
+            #[pin]
+            future: S::Future,
+            verified: Option<Arc<VerifiedKey>>,
+        },
+        // Refused before any I/O (no key, key in the URL).
+        Refused {
+            error: Option<Error>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn verifying(
+        verify: VerifyFuture,
+        request: Request<ReqBody>,
+        inner: S,
+        request_id: HeaderValue,
+        grpc: bool,
+    ) -> Self {
+        Self { state: State::Verifying { verify, request: Some(request), inner }, request_id, grpc }
+    }
+
+    pub(crate) fn refused(error: Error, request_id: HeaderValue, grpc: bool) -> Self {
+        Self { state: State::Refused { error: Some(error) }, request_id, grpc }
+    }
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Verifying { .. } => "Verifying",
+            State::Calling { .. } => "Calling",
+            State::Refused { .. } => "Refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("request_id", &self.request_id)
+            .field("grpc", &self.grpc)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<KeywardBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Verifying { verify, request, inner } => {
+                    let verified = match ready!(verify.as_mut().poll(cx)) {
+                        Ok(verified) => Arc::new(verified),
+                        Err(error) => return Poll::Ready(Ok(refusal(&error, this.request_id, *this.grpc))),
+                    };
+                    let mut request = request.take().expect("ResponseFuture polled after completion");
+                    request.extensions_mut().insert(verified.clone());
+                    let future = inner.call(request);
+                    this.state.set(State::Calling { future, verified: Some(verified) });
+                }
+                StateProj::Calling { future, verified } => {
+                    let response = ready!(future.poll(cx))?;
+                    let verified = verified.take();
+                    let (mut parts, body) = response.into_parts();
+                    if let Some(v) = &verified {
+                        insert_rate_limit_headers(v.rate_limit(), &mut parts.headers);
+                    }
+                    parts.headers.entry(X_REQUEST_ID).or_insert_with(|| this.request_id.clone());
+                    return Poll::Ready(Ok(Response::from_parts(parts, KeywardBody::inner(body, verified))));
+                }
+                StateProj::Refused { error } => {
+                    let error = error.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(refusal(&error, this.request_id, *this.grpc)));
+                }
+            }
+        }
+    }
+}
+
+fn refusal<B>(error: &Error, request_id: &HeaderValue, grpc: bool) -> Response<KeywardBody<B>> {
+    let rendered = render(error, request_id, grpc);
+    let body = rendered.body.map_or_else(KeywardBody::empty, KeywardBody::full);
+    let mut response = Response::new(body);
+    *response.status_mut() = rendered.status;
+    *response.headers_mut() = rendered.headers;
+    response
+}

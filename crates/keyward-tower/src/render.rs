@@ -1,0 +1,124 @@
+//! Turns a catalog error into HTTP parts, through keyward-core's shared rendering.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use keyward_core::http::{ErrorResponse, REQUEST_ID, grpc_error_headers, rate_limit_headers, request_id};
+use keyward_core::{Error, RateLimitStatus};
+
+/// `x-request-id`.
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
+
+/// An error as status, headers and body (`None` for the empty body of a gRPC error).
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+}
+
+/// Renders `error` for a request with id `request_id`: the catalog JSON for HTTP, a
+/// trailers-only response (HTTP 200, `grpc-status`, `grpc-message`) for gRPC.
+pub(crate) fn render(error: &Error, request_id: &HeaderValue, grpc: bool) -> Rendered {
+    let mut headers = HeaderMap::new();
+    if grpc {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        for (name, value) in grpc_error_headers(error) {
+            append(&mut headers, name, value);
+        }
+        headers.insert(X_REQUEST_ID, request_id.clone());
+        if let Some(wait) = error.retry_after() {
+            headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        }
+        if let Some(rate) = error.rate_limit() {
+            insert_rate_limit_headers(rate, &mut headers);
+        }
+        return Rendered { status: StatusCode::OK, headers, body: None };
+    }
+    // `request_id` values are made by `request_id_value`, so they are visible ASCII.
+    let id = request_id.to_str().unwrap_or_default();
+    let response = ErrorResponse::new(error, id, None);
+    for (name, value) in response.headers {
+        append(&mut headers, name, value);
+    }
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Rendered { status, headers, body: Some(Bytes::from(response.body)) }
+}
+
+/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision.
+pub(crate) fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut HeaderMap) {
+    for (name, value) in rate_limit_headers(status) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::try_from(value))
+        {
+            headers.insert(name, value);
+        }
+    }
+}
+
+fn append(headers: &mut HeaderMap, name: &str, value: String) {
+    if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::try_from(value)) {
+        headers.append(name, value);
+    }
+}
+
+/// The request id (the caller's `X-Request-Id` when sane, else a new one) as a header value.
+pub(crate) fn request_id_value(incoming: Option<&HeaderValue>) -> HeaderValue {
+    // `request_id` returns visible ASCII (the caller's id or a fresh one): always a valid header value.
+    HeaderValue::try_from(request_id(incoming.map(HeaderValue::as_bytes)))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
+        assert_eq!(request_id_value(Some(&HeaderValue::from_static("abc-1"))), "abc-1");
+        let long = HeaderValue::try_from("a".repeat(129)).unwrap();
+        let replaced = request_id_value(Some(&long));
+        assert!(!replaced.is_empty() && replaced.len() <= 128 && replaced != long);
+        assert_ne!(request_id_value(None), request_id_value(None), "fresh ids differ");
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only() {
+        use keyward_core::ErrorCode;
+        let error =
+            Error::new(ErrorCode::RateLimited, "slow down: 100%").with_retry_after(Duration::from_secs(3));
+        let r = render(&error, &HeaderValue::from_static("rid"), true);
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.body.is_none());
+        assert_eq!(r.headers["content-type"], "application/grpc");
+        assert_eq!(r.headers["grpc-status"], "8");
+        assert_eq!(r.headers["grpc-message"], "slow down: 100%25");
+        assert_eq!(r.headers["x-request-id"], "rid");
+        assert_eq!(r.headers["retry-after"], "3");
+    }
+
+    #[test]
+    fn rate_limited_errors_carry_the_rate_limit_headers() {
+        use keyward_core::{ErrorCode, RateLimitWindow, WindowState};
+        let status = RateLimitStatus {
+            windows: vec![WindowState {
+                subject_kind: "key",
+                window: RateLimitWindow::per_minute(5),
+                remaining: 0,
+                reset_after: Duration::from_secs(60),
+            }],
+            retry_after: Some(Duration::from_millis(11_990)),
+        };
+        let error = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
+            .with_retry_after(Duration::from_secs(12))
+            .with_rate_limit(status);
+        let r = render(&error, &HeaderValue::from_static("rid"), false);
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers["retry-after"], "12");
+        assert_eq!(r.headers["x-ratelimit-limit"], "5");
+        assert_eq!(r.headers["x-ratelimit-remaining"], "0");
+        assert_eq!(r.headers["ratelimit-policy"], "\"key-60s\";q=5;w=60");
+        let body: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["error"]["requestId"], "rid");
+    }
+}

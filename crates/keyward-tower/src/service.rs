@@ -1,0 +1,130 @@
+//! [`Keyward`]: the middleware service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{CONTENT_TYPE, Entry};
+use http::{HeaderMap, HeaderName, Request, Response};
+use keyward_core::http::is_grpc;
+use keyward_core::{ApiKeySecret, Presented, Requirements, Verifier};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::KeywardBody;
+use crate::future::ResponseFuture;
+use crate::layer::{KeywardLayer, Settings};
+use crate::render::{X_REQUEST_ID, request_id_value};
+
+/// Verifies the API key of every request before the inner service sees it.
+///
+/// Per request: the request id (the caller's `X-Request-Id`, or a new one), the key from the
+/// bearer or API-key header (a key in the query string is refused with 400 `API_KEY_IN_URL`),
+/// then [`Verifier::verify`] with the layer's requirements. A verified request reaches the inner
+/// service with an `Arc<`[`VerifiedKey`](keyward_core::VerifiedKey)`>` in its extensions and its
+/// key headers marked sensitive; its response gets `X-Request-Id` and the rate-limit headers. A
+/// refused request gets the catalog error: JSON for HTTP, a trailers-only response with
+/// `grpc-status` and `grpc-message` for gRPC.
+///
+/// Build it with [`KeywardLayer`].
+#[derive(Clone, Debug)]
+pub struct Keyward<S> {
+    inner: S,
+    settings: Settings,
+}
+
+impl<S> Keyward<S> {
+    /// Wraps `inner`, requiring a valid key and nothing more.
+    pub fn new(inner: S, verifier: Verifier) -> Self {
+        KeywardLayer::new(verifier).layer(inner)
+    }
+
+    /// A [`KeywardLayer`] for `verifier`, to set requirements on.
+    pub fn layer(verifier: Verifier) -> KeywardLayer {
+        KeywardLayer::new(verifier)
+    }
+
+    pub(crate) fn from_settings(inner: S, settings: Settings) -> Self {
+        Self { inner, settings }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Keyward<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<KeywardBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let settings = &self.settings;
+        let (mut parts, body) = request.into_parts();
+        let request_id = request_id_value(parts.headers.get(X_REQUEST_ID));
+        let grpc = is_grpc(parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
+
+        let presented = Presented {
+            authorization: parts.headers.get(&settings.bearer_header).map(|v| v.as_bytes()),
+            api_key: parts.headers.get(&settings.api_key_header).map(|v| v.as_bytes()),
+            query: parts.uri.query(),
+        };
+        // Missing, misplaced and malformed keys are refused here, before any allocation.
+        let key = presented.key(settings.verifier.config()).and_then(|key| {
+            settings.verifier.check_format(key)?;
+            Ok(key)
+        });
+        let secret = match key {
+            Ok(key) => ApiKeySecret::from(key),
+            Err(error) => return ResponseFuture::refused(error, request_id, grpc),
+        };
+        let requirements = match &settings.resource {
+            None => settings.requirements.clone(),
+            Some(pick) => Arc::new(Requirements {
+                resource: pick.resource(&parts),
+                ..Requirements::clone(&settings.requirements)
+            }),
+        };
+
+        // Whatever the inner service logs or forwards, it must not show the key.
+        mark_sensitive(&mut parts.headers, &settings.bearer_header);
+        mark_sensitive(&mut parts.headers, &settings.api_key_header);
+        // The inner service sees the id the response will carry.
+        if parts.headers.get(X_REQUEST_ID) != Some(&request_id) {
+            parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        }
+
+        let verifier = settings.verifier.clone();
+        let verify = Box::pin(async move { verifier.verify(secret.expose_secret(), &requirements).await });
+
+        // Take the service that was driven to readiness and leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::verifying(verify, Request::from_parts(parts, body), inner, request_id, grpc)
+    }
+}
+
+fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
+    if let Entry::Occupied(mut entry) = headers.entry(name) {
+        for value in entry.iter_mut() {
+            value.set_sensitive(true);
+        }
+    }
+}

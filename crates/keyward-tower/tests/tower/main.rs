@@ -1,0 +1,9 @@
+//! keyward-tower's integration tests: real axum and tonic servers on `127.0.0.1:0`, a real
+//! SQLite file store, real HTTP and gRPC clients.
+
+mod grpc;
+mod limits;
+mod outage;
+mod routing;
+mod support;
+mod verification;
