@@ -1,0 +1,602 @@
+//! Request and response bodies of the management API.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::{
+    ApiKey, AuditAction, AuditEvent, KeyEnvironment, KeyStatus, Plan, RateLimitPolicy, RateLimitStatus,
+    RateLimitWindow, UsageDay, Workspace, WorkspaceEnvironment,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// Distinguishes a field that is absent (`None`) from one set to `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// An API key as the API shows it: masked, never its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    /// Key id.
+    pub id: Uuid,
+    /// Owning workspace.
+    pub workspace_id: Uuid,
+    /// Descriptive name.
+    #[schema(example = "CI pipeline")]
+    pub name: String,
+    /// `live` or `test`.
+    pub environment: KeyEnvironment,
+    /// The first 12 characters of the key.
+    #[schema(example = "kw_live_3xQz")]
+    pub prefix: String,
+    /// The last 4 characters of the key.
+    #[schema(example = "a9Fk")]
+    pub last4: String,
+    /// Prefix and last 4 characters, for display.
+    #[schema(example = "kw_live_3xQz…a9Fk")]
+    pub masked_key: String,
+    /// Scopes.
+    #[schema(example = json!(["keys:read"]))]
+    pub scopes: Vec<String>,
+    /// Resource restrictions; empty means all resources.
+    pub resources: Vec<String>,
+    /// Status.
+    pub status: KeyStatus,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// IP address the key was created from.
+    pub created_ip: Option<String>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Last use (written behind: up to 10 seconds late).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The key this one replaced.
+    pub rotated_from: Option<Uuid>,
+    /// The key that replaced this one.
+    pub rotated_to: Option<Uuid>,
+    /// End of the grace period after a rotation.
+    pub grace_ends_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit; `null` uses the plan's.
+    pub rate_limit: Option<Vec<RateLimitWindow>>,
+    /// Most requests in flight at once.
+    pub concurrency_limit: Option<u32>,
+    /// Remaining credits; `null` when the key does not use credits.
+    pub credits: Option<i64>,
+    /// Labels.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.0,
+            workspace_id: k.workspace_id.0,
+            name: k.name.clone(),
+            environment: k.environment,
+            prefix: k.prefix.clone(),
+            last4: k.last4.clone(),
+            masked_key: format!("{}…{}", k.prefix, k.last4),
+            scopes: k.scopes.iter().map(ToString::to_string).collect(),
+            resources: k.resources.clone(),
+            status: k.status,
+            created_at: k.created_at,
+            created_ip: k.created_ip.clone(),
+            updated_at: k.updated_at,
+            last_used_at: k.last_used_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            rotated_from: k.rotated_from.map(|i| i.0),
+            rotated_to: k.rotated_to.map(|i| i.0),
+            grace_ends_at: k.grace_ends_at,
+            rate_limit: k.rate_limit.as_ref().map(|p| p.windows.clone()),
+            concurrency_limit: k.concurrency_limit,
+            credits: k.credits,
+            metadata: k.metadata.clone(),
+        }
+    }
+}
+
+/// A key with its daily usage over the last 30 days.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyDetail {
+    /// The key.
+    pub key: ApiKeyView,
+    /// Requests per day, oldest first; days without requests are omitted.
+    pub recent_usage: Vec<UsageDayView>,
+}
+
+/// A key just created or rotated, with its value. The value is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiKey {
+    /// The key.
+    pub key: ApiKeyView,
+    /// The full key. Store it now: it cannot be retrieved later.
+    #[schema(example = "kw_live_3xQzJ8tW0d9m2LrVb7NcKp4sY6eHfGaU1iZoTqXw5Rk0a9Fk")]
+    pub secret: String,
+}
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// Descriptive name (1 to 100 characters).
+    #[schema(example = "CI pipeline")]
+    pub name: String,
+    /// Scopes (`resource:action`, `*` wildcards); never wider than the caller's own.
+    #[serde(default)]
+    #[schema(example = json!(["keys:read"]))]
+    pub scopes: Vec<String>,
+    /// Resource restrictions; empty means all resources.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Whether the key starts active (default true).
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Expiry; must be in the future.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit; absent uses the plan's.
+    #[serde(default)]
+    pub rate_limit: Option<Vec<RateLimitWindow>>,
+    /// Most requests in flight at once.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub concurrency_limit: Option<u32>,
+    /// Starting credits; absent means the key does not use credits.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub credits: Option<i64>,
+    /// Labels.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Body of `PATCH /v1/keys/{id}`: absent fields stay as they are; `null` clears optional ones.
+/// The key's value never changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// New resource restrictions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<String>>,
+    /// Switch the key on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// New expiry; `null` removes it.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New rate limit; `null` returns to the plan's.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<RateLimitWindow>>)]
+    pub rate_limit: Option<Option<Vec<RateLimitWindow>>>,
+    /// New in-flight limit; `null` removes it.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub concurrency_limit: Option<Option<u32>>,
+    /// New labels (replace all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Body of `POST /v1/keys/{id}/rotate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// Seconds the old key keeps working; absent or 0 stops it at once.
+    #[serde(default)]
+    #[schema(minimum = 0, example = 3600)]
+    pub grace_seconds: Option<u64>,
+}
+
+/// Query of `GET /v1/keys`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListKeysQuery {
+    /// Only keys with this status: `active`, `inactive` or `revoked`.
+    pub status: Option<String>,
+    /// Cursor from the previous page's `nextCursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+}
+
+/// A page of keys, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPage {
+    /// The keys.
+    pub data: Vec<ApiKeyView>,
+    /// Cursor of the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Requests made with a key on one UTC day.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageDayView {
+    /// The day (UTC).
+    pub day: NaiveDate,
+    /// Successful requests.
+    #[schema(minimum = 0)]
+    pub count: u64,
+}
+
+impl From<&UsageDay> for UsageDayView {
+    fn from(u: &UsageDay) -> Self {
+        Self { day: u.day, count: u.count }
+    }
+}
+
+/// Query of `GET /v1/keys/{id}/usage`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// Days to cover, today included: 1 to 366 (default 30).
+    pub days: Option<String>,
+}
+
+/// A key's usage.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageReport {
+    /// The key.
+    pub key_id: Uuid,
+    /// Requests per day, oldest first; days without requests are omitted.
+    pub data: Vec<UsageDayView>,
+    /// Total over the period.
+    #[schema(minimum = 0)]
+    pub total: u64,
+}
+
+/// One rate-limit window's state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitWindowState {
+    /// `key` or `workspace`.
+    pub subject: String,
+    /// Requests allowed per period.
+    #[schema(minimum = 0)]
+    pub limit: u32,
+    /// Period in seconds.
+    #[schema(minimum = 0)]
+    pub period_secs: u32,
+    /// Requests left now.
+    #[schema(minimum = 0)]
+    pub remaining: u32,
+    /// When the window is full again (seconds since the epoch).
+    #[schema(minimum = 0)]
+    pub reset: u64,
+}
+
+/// Rate-limit state after a request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitState {
+    /// Every window that applied.
+    pub windows: Vec<RateLimitWindowState>,
+}
+
+impl From<&RateLimitStatus> for RateLimitState {
+    fn from(s: &RateLimitStatus) -> Self {
+        Self {
+            windows: s
+                .windows
+                .iter()
+                .map(|w| RateLimitWindowState {
+                    subject: w.subject_kind.to_owned(),
+                    limit: w.window.limit,
+                    period_secs: w.window.period_secs,
+                    remaining: w.remaining,
+                    reset: w.reset_epoch_secs(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /v1/status`: the calling key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    /// Always true: an invalid key gets an error instead.
+    pub valid: bool,
+    /// The key's id.
+    pub key_id: Uuid,
+    /// The key's name.
+    pub key_name: String,
+    /// The key's workspace.
+    pub workspace_id: Uuid,
+    /// The workspace's name.
+    pub workspace_name: String,
+    /// Live or sandbox.
+    pub environment: WorkspaceEnvironment,
+    /// The workspace's plan.
+    pub plan: String,
+    /// The key's scopes.
+    pub scopes: Vec<String>,
+    /// Remaining credits, for keys that use credits.
+    pub credits: Option<i64>,
+    /// Rate-limit state after this request.
+    pub rate_limit: RateLimitState,
+}
+
+/// Body of `POST /v1/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The key to check, as presented to your service.
+    pub key: String,
+    /// Scopes the request needs.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The resource the request touches.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Credits the request costs (default 0).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub cost: Option<u32>,
+}
+
+/// Why a key was refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyFailure {
+    /// Catalog code, e.g. `KEY_REVOKED`.
+    pub code: keyward_core::ErrorCode,
+    /// Message.
+    pub message: String,
+    /// HTTP status the code maps to.
+    #[schema(minimum = 0)]
+    pub status: u16,
+    /// Seconds to wait before retrying (rate limits).
+    #[schema(minimum = 0)]
+    pub retry_after: Option<u64>,
+    /// Details, e.g. the missing scope.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /v1/verify`: whether a key is valid, and its state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    /// Whether the key may make the request.
+    pub valid: bool,
+    /// Why not, when not valid.
+    pub error: Option<VerifyFailure>,
+    /// The key's id, when valid.
+    pub key_id: Option<Uuid>,
+    /// The key's workspace, when valid.
+    pub workspace_id: Option<Uuid>,
+    /// The key's scopes, when valid.
+    pub scopes: Option<Vec<String>>,
+    /// Remaining credits, for keys that use credits.
+    pub credits: Option<i64>,
+    /// Rate-limit state, when valid.
+    pub rate_limit: Option<RateLimitState>,
+}
+
+/// A workspace.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceView {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Plan id.
+    pub plan_id: String,
+    /// Live or sandbox.
+    pub environment: WorkspaceEnvironment,
+    /// The workspace's own rate limit; `null` uses the environment's default.
+    pub rate_limit: Option<Vec<RateLimitWindow>>,
+    /// The rate limit that applies.
+    pub effective_rate_limit: Vec<RateLimitWindow>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Workspace> for WorkspaceView {
+    fn from(w: &Workspace) -> Self {
+        Self {
+            id: w.id.0,
+            name: w.name.clone(),
+            plan_id: w.plan_id.0.clone(),
+            environment: w.environment,
+            rate_limit: w.rate_limit.as_ref().map(|p| p.windows.clone()),
+            effective_rate_limit: w.effective_rate_limit().windows,
+            created_at: w.created_at,
+        }
+    }
+}
+
+/// Body of `POST /v1/workspaces`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWorkspaceRequest {
+    /// Name.
+    pub name: String,
+    /// Plan id; absent uses `default`.
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// Live (default) or sandbox.
+    #[serde(default)]
+    pub environment: Option<WorkspaceEnvironment>,
+    /// Own rate limit; absent uses the environment's default.
+    #[serde(default)]
+    pub rate_limit: Option<Vec<RateLimitWindow>>,
+}
+
+/// Body of `PATCH /v1/workspaces/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateWorkspaceRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// New rate limit; `null` returns to the environment's default.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<RateLimitWindow>>)]
+    pub rate_limit: Option<Option<Vec<RateLimitWindow>>>,
+}
+
+/// A list of workspaces.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceList {
+    /// The workspaces, oldest first.
+    pub data: Vec<WorkspaceView>,
+}
+
+/// A plan.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    /// Slug.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Whether workspaces on the plan may use API keys.
+    pub api_access: bool,
+    /// Most keys per workspace; `null` is unlimited.
+    #[schema(minimum = 0)]
+    pub max_keys: Option<u32>,
+    /// Default rate limit for keys.
+    pub key_rate_limit: Vec<RateLimitWindow>,
+}
+
+impl From<&Plan> for PlanView {
+    fn from(p: &Plan) -> Self {
+        Self {
+            id: p.id.0.clone(),
+            name: p.name.clone(),
+            api_access: p.api_access,
+            max_keys: p.max_keys,
+            key_rate_limit: p.key_rate_limit.windows.clone(),
+        }
+    }
+}
+
+/// Body of `PUT /v1/plans/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SavePlanRequest {
+    /// Name.
+    pub name: String,
+    /// Whether workspaces on the plan may use API keys.
+    pub api_access: bool,
+    /// Most keys per workspace; absent or `null` is unlimited.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub max_keys: Option<u32>,
+    /// Default rate limit for keys; absent uses 60/minute and 1000/hour.
+    #[serde(default)]
+    pub key_rate_limit: Option<Vec<RateLimitWindow>>,
+}
+
+impl SavePlanRequest {
+    /// The default key rate limit when none is given.
+    pub fn key_policy(&self) -> RateLimitPolicy {
+        self.key_rate_limit.clone().map(RateLimitPolicy::new).unwrap_or_else(RateLimitPolicy::key_default)
+    }
+}
+
+/// A list of plans.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlanList {
+    /// The plans.
+    pub data: Vec<PlanView>,
+}
+
+/// An audit event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEventView {
+    /// Id.
+    pub id: Uuid,
+    /// Workspace.
+    pub workspace_id: Option<Uuid>,
+    /// What happened.
+    pub action: AuditAction,
+    /// The key acted on.
+    pub key_id: Option<Uuid>,
+    /// The key that acted; `null` for the system.
+    pub actor_key_id: Option<Uuid>,
+    /// Caller's IP.
+    pub ip: Option<String>,
+    /// Caller's user agent.
+    pub user_agent: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl From<&AuditEvent> for AuditEventView {
+    fn from(e: &AuditEvent) -> Self {
+        Self {
+            id: e.id.0,
+            workspace_id: e.workspace_id.map(|w| w.0),
+            action: e.action,
+            key_id: e.key_id.map(|k| k.0),
+            actor_key_id: e.actor_key_id.map(|k| k.0),
+            ip: e.ip.clone(),
+            user_agent: e.user_agent.clone(),
+            request_id: e.request_id.clone(),
+            at: e.at,
+        }
+    }
+}
+
+/// Query of `GET /v1/audit-events`.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQueryParams {
+    /// Only events about this key.
+    pub key_id: Option<String>,
+    /// Only this action, e.g. `key.revoked`.
+    pub action: Option<String>,
+    /// From this time on (RFC 3339).
+    pub since: Option<String>,
+    /// Before this time (RFC 3339).
+    pub until: Option<String>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<String>,
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// The events.
+    pub data: Vec<AuditEventView>,
+    /// Cursor of the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}

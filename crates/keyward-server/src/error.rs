@@ -1,0 +1,64 @@
+//! Handler errors: the catalog error rendered with the request's id.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyward_core::http::ErrorResponse;
+use keyward_core::{Error, ErrorCode};
+
+tokio::task_local! {
+    /// The current request's id, set by the request-id middleware for the whole request.
+    pub(crate) static REQUEST_ID: String;
+}
+
+/// The current request's id, or a fresh one outside a request.
+pub(crate) fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| keyward_core::http::request_id(None))
+}
+
+/// A catalog error returned by a handler.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl ApiError {
+    /// A `VALIDATION_FAILED` error about one field.
+    pub fn validation(field: &str, reason: impl Into<String>) -> Self {
+        Self(Error::validation(field, reason))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        render(&self.0)
+    }
+}
+
+/// Renders a catalog error as a response.
+pub(crate) fn render(error: &Error) -> Response {
+    let rendered = ErrorResponse::new(error, &current_request_id(), None);
+    let mut response =
+        (StatusCode::from_u16(rendered.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), rendered.body)
+            .into_response();
+    let headers = response.headers_mut();
+    for (name, value) in rendered.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+/// The fallback for unknown paths.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError(Error::new(ErrorCode::NotFound, "no such endpoint"))
+}
+
+/// The fallback for known paths with an unsupported method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError(Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint"))
+}

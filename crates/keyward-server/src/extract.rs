@@ -1,0 +1,215 @@
+//! Extractors that turn every bad input into a catalog error with field details.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_TYPE, USER_AGENT};
+use axum::http::request::Parts;
+use keyward_core::{Actor, ActorKey, Error, ErrorCode, KeyId, Scope, VerifiedKey, WorkspaceId};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, current_request_id};
+
+/// `X-Workspace-Id`: lets internal keys act on another workspace.
+pub const WORKSPACE_HEADER: &str = "x-workspace-id";
+/// The scope that makes a key internal: it may name any workspace and manage workspaces and plans.
+pub const ADMIN_SCOPE: &str = "workspaces:admin";
+
+/// A JSON body, parsed strictly: wrong content type, bad JSON, unknown fields, wrong types and
+/// oversized bodies each become a catalog error naming the field.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err(ApiError(
+                Error::new(
+                    ErrorCode::ValidationFailed,
+                    "expected a JSON body with `Content-Type: application/json`",
+                )
+                .with_detail("field", "body"),
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(ref inner) if inner.status().as_u16() == 413 => {
+                ApiError(Error::new(ErrorCode::PayloadTooLarge, "the request body is too large"))
+            }
+            other => {
+                ApiError(Error::new(ErrorCode::ValidationFailed, format!("could not read the body: {other}")))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, reporting the path of the offending field.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { "body".to_owned() } else { path };
+        let reason = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("malformed JSON at line {} column {}", inner.line(), inner.column())
+            }
+            _ => strip_position(&inner.to_string()),
+        };
+        ApiError(Error::validation(&field, reason))
+    })
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Query parameters, parsed strictly.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded_de(query);
+        de.map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    // Query values are strings; collect them as a JSON object of strings and let serde convert
+    // with the same path-aware errors as bodies. Numbers and booleans are parsed by the
+    // target types' `FromStr`-based deserializers in `crate::dto`.
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = percent_decode(k).ok_or_else(|| ApiError::validation("query", "invalid percent-encoding"))?;
+        let v = percent_decode(v).ok_or_else(|| ApiError::validation(&k, "invalid percent-encoding"))?;
+        if map.insert(k.clone(), serde_json::Value::String(v)).is_some() {
+            return Err(ApiError::validation(&k, "given more than once"));
+        }
+    }
+    let value = serde_json::Value::Object(map);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "query".to_owned() } else { path };
+        ApiError(Error::validation(&field, strip_position(&e.into_inner().to_string())))
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses a path id, answering `VALIDATION_FAILED` for anything that is not a UUID.
+pub(crate) fn parse_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::validation(field, "must be a UUID"))
+}
+
+/// Parses a key id from the path.
+pub(crate) fn key_id(raw: &str) -> Result<KeyId, ApiError> {
+    parse_id("id", raw)
+}
+
+/// The authenticated caller: its verified key, the workspace it acts on, and the audit actor.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The verified key.
+    pub(crate) key: Arc<VerifiedKey>,
+    /// The workspace acted on: the key's own, or `X-Workspace-Id` for internal keys.
+    pub(crate) workspace: WorkspaceId,
+    /// Who acts, for the audit log.
+    pub(crate) actor: Actor,
+}
+
+impl Caller {
+    /// Fails with `INSUFFICIENT_SCOPE` unless the key allows `scope`.
+    pub(crate) fn require(&self, scope: &str) -> Result<(), ApiError> {
+        let needed: Scope = scope.parse().expect("route scopes are valid");
+        if self.key.allows(&needed) {
+            Ok(())
+        } else {
+            Err(ApiError(
+                Error::new(ErrorCode::InsufficientScope, format!("the API key lacks scope `{scope}`"))
+                    .with_detail("missing", vec![scope.to_owned()]),
+            ))
+        }
+    }
+
+    /// Whether the key is internal (may name other workspaces).
+    pub(crate) fn is_admin(&self) -> bool {
+        self.key.allows(&ADMIN_SCOPE.parse().expect("valid scope"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let key = parts.extensions.get::<Arc<VerifiedKey>>().cloned().ok_or_else(|| {
+            ApiError(Error::new(ErrorCode::MissingApiKey, "this endpoint needs an API key"))
+        })?;
+        let mut workspace = key.workspace_id();
+        if let Some(raw) = parts.headers.get(WORKSPACE_HEADER) {
+            let raw = raw.to_str().map_err(|_| ApiError::validation(WORKSPACE_HEADER, "must be a UUID"))?;
+            let named: WorkspaceId = parse_id(WORKSPACE_HEADER, raw.trim())?;
+            if named != workspace {
+                if !key.allows(&ADMIN_SCOPE.parse().expect("valid scope")) {
+                    return Err(ApiError(
+                        Error::new(
+                            ErrorCode::InsufficientScope,
+                            "only internal keys may name another workspace",
+                        )
+                        .with_detail("missing", vec![ADMIN_SCOPE]),
+                    ));
+                }
+                workspace = named;
+            }
+        }
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        let actor = Actor {
+            key: Some(ActorKey {
+                id: key.key_id(),
+                scopes: key.scopes().clone(),
+                resources: key.key().resources.clone(),
+            }),
+            ip,
+            user_agent,
+            request_id: Some(current_request_id()),
+        };
+        Ok(Caller { key, workspace, actor })
+    }
+}

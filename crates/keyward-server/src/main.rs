@@ -1,0 +1,139 @@
+//! The `keyward` binary: `keyward serve` runs the management API; `keyward openapi` prints the
+//! spec.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use keyward_core::SecretEncoding;
+use keyward_server::serve::{ServeConfig, run, shutdown_signal};
+
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about = "API keys for Rust services: issue, verify, rotate, revoke")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the management API.
+    Serve(Box<ServeArgs>),
+    /// Prints the OpenAPI document.
+    Openapi {
+        /// `3.1` (what utoipa emits) or `3.0` (converted, for older generators).
+        #[arg(long, default_value = "3.1", value_parser = ["3.1", "3.0"])]
+        spec: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Encoding {
+    Base62,
+    Hex,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Database URL: `sqlite://path` (one node), or `postgres://user:password@host:port/db` for
+    /// several nodes sharing one database.
+    #[arg(long, env = "KEYWARD_DATABASE", default_value = "sqlite://keyward.db", hide_env_values = true)]
+    database: String,
+    /// PostgreSQL: schema for keyward's tables, created when missing (default: the connection's
+    /// own, usually `public`).
+    #[arg(long, env = "KEYWARD_DATABASE_SCHEMA")]
+    database_schema: Option<String>,
+    /// PostgreSQL: most pooled connections per node.
+    #[arg(long, env = "KEYWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    database_max_connections: u32,
+    /// PostgreSQL: seconds to wait for a connection before answering 503 STORE_UNAVAILABLE.
+    #[arg(long, env = "KEYWARD_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    database_timeout_secs: u64,
+    /// Redis URL (`redis://host:6379`) to share rate limits between nodes; limits stay local to
+    /// each node without it, and fall back to local limits while Redis is unreachable.
+    #[arg(long, env = "KEYWARD_REDIS", hide_env_values = true)]
+    redis: Option<String>,
+    /// Prefix of keyward's rate-limit keys in Redis.
+    #[arg(long, env = "KEYWARD_REDIS_PREFIX", default_value = "keyward:rl")]
+    redis_prefix: String,
+    /// Key prefix (a lowercase letter, then up to 15 lowercase letters or digits).
+    #[arg(long, env = "KEYWARD_KEY_PREFIX", default_value = "kw")]
+    key_prefix: String,
+    /// How the random part of keys is written.
+    #[arg(long, env = "KEYWARD_KEY_ENCODING", value_enum, default_value = "base62")]
+    key_encoding: Encoding,
+    /// Server pepper for HMAC-SHA-256 key hashes (keep it out of the database).
+    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true)]
+    pepper: Option<String>,
+    /// Id stored with peppered hashes, so the pepper can be rotated.
+    #[arg(long, env = "KEYWARD_PEPPER_ID", default_value = "p1")]
+    pepper_id: String,
+    /// Days audit events are kept.
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    audit_retention_days: u32,
+    /// Seconds a verified key stays cached.
+    #[arg(long, env = "KEYWARD_CACHE_TTL_SECS", default_value_t = 60)]
+    cache_ttl_secs: u64,
+    /// When the database is unreachable, keep serving keys cached up to this many seconds ago
+    /// (default: refuse with 503).
+    #[arg(long, env = "KEYWARD_SERVE_STALE_SECS")]
+    serve_stale_secs: Option<u64>,
+    /// Log format.
+    #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi { spec } => {
+            print!("{}", keyward_server::openapi_json(&spec == "3.0"));
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let args = *args;
+            init_tracing(args.log_format);
+            let config = ServeConfig {
+                bind: args.bind,
+                database: args.database,
+                database_schema: args.database_schema,
+                database_max_connections: args.database_max_connections,
+                database_timeout: Duration::from_secs(args.database_timeout_secs),
+                redis: args.redis,
+                redis_prefix: args.redis_prefix,
+                key_prefix: args.key_prefix,
+                key_encoding: match args.key_encoding {
+                    Encoding::Base62 => SecretEncoding::Base62,
+                    Encoding::Hex => SecretEncoding::Hex,
+                },
+                pepper: args.pepper,
+                pepper_id: args.pepper_id,
+                audit_retention_days: args.audit_retention_days,
+                cache_ttl: Duration::from_secs(args.cache_ttl_secs),
+                serve_stale: args.serve_stale_secs.map(Duration::from_secs),
+                ..ServeConfig::default()
+            };
+            run(config, shutdown_signal()).await
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

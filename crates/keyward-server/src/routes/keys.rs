@@ -1,0 +1,334 @@
+//! `/v1/keys`: the key lifecycle.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Duration;
+use keyward_core::{KeyFilter, KeyPatch, KeyStatus, NewKey, RateLimitPolicy};
+
+use super::{parse_limit, parse_scopes};
+use crate::AppState;
+use crate::dto::{
+    ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
+    UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
+};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, Caller, key_id};
+
+/// Days of usage shown with a key.
+const RECENT_USAGE_DAYS: u32 = 30;
+
+fn created(c: keyward_core::CreatedKey) -> CreatedApiKey {
+    CreatedApiKey { key: ApiKeyView::from(&c.key), secret: c.secret.expose_secret().to_owned() }
+}
+
+/// Creates a key. The response holds the full key, shown this once. Needs `keys:write`; the new
+/// key's scopes and resources must lie within the caller's.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey),
+        (status = 400, description = "VALIDATION_FAILED: a field is missing or invalid", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE, RESOURCE_NOT_ALLOWED, FEATURE_NOT_IN_PLAN or KEY_LIMIT_REACHED", body = keyward_core::ErrorBody),
+        (status = 404, description = "The workspace named by X-Workspace-Id does not exist", body = keyward_core::ErrorBody),
+        (status = 413, description = "Body too large", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    caller.require("keys:write")?;
+    let new = NewKey {
+        workspace_id: caller.workspace,
+        name: body.name,
+        scopes: parse_scopes("scopes", &body.scopes)?,
+        resources: body.resources,
+        active: body.active.unwrap_or(true),
+        expires_at: body.expires_at,
+        rate_limit: body.rate_limit.map(RateLimitPolicy::new),
+        concurrency_limit: body.concurrency_limit,
+        credits: body.credits,
+        metadata: body.metadata,
+    };
+    let c = state.service.create_key(new, &caller.actor).await?;
+    Ok((StatusCode::CREATED, Json(created(c))))
+}
+
+/// Lists the workspace's keys, newest first, masked. Needs `keys:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    params(ListKeysQuery),
+    responses(
+        (status = 200, description = "A page of keys", body = KeyPage),
+        (status = 400, description = "VALIDATION_FAILED: bad status, cursor or limit", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListKeysQuery>,
+) -> Result<Json<KeyPage>, ApiError> {
+    caller.require("keys:read")?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<KeyStatus>()
+                .map_err(|()| ApiError::validation("status", "must be active, inactive or revoked"))
+        })
+        .transpose()?;
+    let page = state
+        .service
+        .list_keys(
+            caller.workspace,
+            KeyFilter { status, cursor: q.cursor, limit: parse_limit(q.limit.as_deref())? },
+        )
+        .await?;
+    Ok(Json(KeyPage {
+        data: page.items.iter().map(ApiKeyView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A key with its usage over the last 30 days. Needs `keys:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = uuid::Uuid, Path, description = "Key id")),
+    responses(
+        (status = 200, description = "The key", body = ApiKeyDetail),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn get_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyDetail>, ApiError> {
+    caller.require("keys:read")?;
+    let id = key_id(&id)?;
+    let key = state.service.get_key(caller.workspace, id).await?;
+    let usage = state.service.usage(caller.workspace, id, RECENT_USAGE_DAYS).await?;
+    Ok(Json(ApiKeyDetail {
+        key: ApiKeyView::from(&key),
+        recent_usage: usage.iter().map(UsageDayView::from).collect(),
+    }))
+}
+
+/// Changes a key's name, scopes, resources, status, expiry, limits or labels; its value stays
+/// the same. Needs `keys:write`.
+#[utoipa::path(
+    patch,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = uuid::Uuid, Path, description = "Key id")),
+    request_body = UpdateKeyRequest,
+    responses(
+        (status = 200, description = "The updated key", body = ApiKeyView),
+        (status = 400, description = "VALIDATION_FAILED", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE or RESOURCE_NOT_ALLOWED", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 409, description = "CONFLICT: the key is revoked", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn update_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateKeyRequest>,
+) -> Result<Json<ApiKeyView>, ApiError> {
+    caller.require("keys:write")?;
+    let id = key_id(&id)?;
+    let patch = KeyPatch {
+        name: body.name,
+        scopes: body.scopes.as_deref().map(|s| parse_scopes("scopes", s)).transpose()?,
+        resources: body.resources,
+        active: body.active,
+        expires_at: body.expires_at,
+        rate_limit: body.rate_limit.map(|r| r.map(RateLimitPolicy::new)),
+        concurrency_limit: body.concurrency_limit,
+        metadata: body.metadata,
+    };
+    let key = state.service.update_key(caller.workspace, id, patch, &caller.actor).await?;
+    Ok(Json(ApiKeyView::from(&key)))
+}
+
+macro_rules! state_change {
+    ($fn_name:ident, $path:literal, $method:ident, $summary:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "keys",
+            params(("id" = uuid::Uuid, Path, description = "Key id")),
+            responses(
+                (status = 200, description = "The key as it now stands", body = ApiKeyView),
+                (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
+                (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+                (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+                (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+                (status = 409, description = "CONFLICT: not possible in the key's state", body = keyward_core::ErrorBody),
+            ),
+            security(("bearer" = []), ("apiKey" = []))
+        )]
+        pub(crate) async fn $fn_name(
+            State(state): State<AppState>,
+            caller: Caller,
+            Path(id): Path<String>,
+        ) -> Result<Json<ApiKeyView>, ApiError> {
+            caller.require("keys:write")?;
+            let id = key_id(&id)?;
+            let key = state.service.$method(caller.workspace, id, &caller.actor).await?;
+            Ok(Json(ApiKeyView::from(&key)))
+        }
+    };
+}
+
+state_change!(
+    activate_key,
+    "/v1/keys/{id}/activate",
+    activate_key,
+    "Switches a key on again; it works from the next request. Needs `keys:write`."
+);
+state_change!(
+    deactivate_key,
+    "/v1/keys/{id}/deactivate",
+    deactivate_key,
+    "Switches a key off until it is activated; it stops from the next request. Needs `keys:write`."
+);
+state_change!(
+    revoke_key,
+    "/v1/keys/{id}/revoke",
+    revoke_key,
+    "Revokes a key for good; it stops from the next request. Needs `keys:write`."
+);
+
+/// Issues a new value with the same configuration. The old key stops at once, or after
+/// `graceSeconds`. The response holds the new full key, shown this once. Needs `keys:write`.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/{id}/rotate",
+    tag = "keys",
+    params(("id" = uuid::Uuid, Path, description = "Key id")),
+    request_body(content = Option<RotateKeyRequest>, description = "Optional grace period"),
+    responses(
+        (status = 201, description = "The successor; `secret` is shown only now", body = CreatedApiKey),
+        (status = 400, description = "VALIDATION_FAILED: bad id or grace period", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the key is wider than the caller", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 409, description = "CONFLICT: revoked or already rotated", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    caller.require("keys:write")?;
+    let id = key_id(&id)?;
+    let body: RotateKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateKeyRequest::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let grace = body
+        .grace_seconds
+        .map(|s| {
+            i64::try_from(s)
+                .ok()
+                .and_then(Duration::try_seconds)
+                .ok_or_else(|| ApiError::validation("graceSeconds", "too large"))
+        })
+        .transpose()?;
+    let c = state.service.rotate_key(caller.workspace, id, grace, &caller.actor).await?;
+    Ok((StatusCode::CREATED, Json(created(c))))
+}
+
+/// Deletes a revoked key. The row is kept for the audit log but no longer shown. Needs
+/// `keys:write`.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    params(("id" = uuid::Uuid, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 409, description = "KEY_NOT_REVOKED: revoke the key first", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn delete_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require("keys:write")?;
+    let id = key_id(&id)?;
+    state.service.delete_key(caller.workspace, id, &caller.actor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A key's requests per day. Needs `usage:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/keys/{id}/usage",
+    tag = "usage",
+    params(("id" = uuid::Uuid, Path, description = "Key id"), UsageQuery),
+    responses(
+        (status = 200, description = "Daily counts", body = UsageReport),
+        (status = 400, description = "VALIDATION_FAILED: bad id or days", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn key_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<UsageReport>, ApiError> {
+    caller.require("usage:read")?;
+    let id = key_id(&id)?;
+    let days = q
+        .days
+        .as_deref()
+        .map(|d| {
+            d.parse::<u32>().map_err(|_| ApiError::validation("days", "must be a whole number from 1 to 366"))
+        })
+        .transpose()?
+        .unwrap_or(RECENT_USAGE_DAYS);
+    let usage = state.service.usage(caller.workspace, id, days).await?;
+    Ok(Json(UsageReport {
+        key_id: id.0,
+        total: usage.iter().map(|u| u.count).sum(),
+        data: usage.iter().map(UsageDayView::from).collect(),
+    }))
+}

@@ -1,0 +1,108 @@
+//! `GET /v1/status` and `POST /v1/verify`.
+
+use axum::Json;
+use axum::extract::State;
+use keyward_core::{ErrorCode, Requirements};
+
+use super::parse_scopes;
+use crate::AppState;
+use crate::dto::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, VerifyResponse};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Caller};
+
+/// Describes the calling key: whether it is valid, its workspace, scopes and limits.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "status",
+    responses(
+        (status = 200, description = "The key is valid", body = StatusResponse),
+        (status = 401, description = "Missing, invalid, inactive, revoked or expired key", body = keyward_core::ErrorBody),
+        (status = 429, description = "Rate limited", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let ws = state.service.get_workspace(caller.workspace).await?;
+    let key = &caller.key;
+    Ok(Json(StatusResponse {
+        valid: true,
+        key_id: key.key_id().0,
+        key_name: key.name().to_owned(),
+        workspace_id: ws.id.0,
+        workspace_name: ws.name.clone(),
+        environment: ws.environment,
+        plan: ws.plan_id.0.clone(),
+        scopes: key.scopes().iter().map(ToString::to_string).collect(),
+        credits: key.credits_remaining().or(key.key().credits),
+        rate_limit: RateLimitState::from(key.rate_limit()),
+    }))
+}
+
+/// Checks a key presented to another service: whether it may make a request with the given
+/// scopes, resource and cost. Spends the key's rate limit and credits like a protected request.
+/// Needs `keys:verify`. Keys of other workspaces are reported as invalid.
+#[utoipa::path(
+    post,
+    path = "/v1/verify",
+    tag = "verify",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "The verdict; `valid` false carries the catalog code", body = VerifyResponse),
+        (status = 400, description = "Malformed request", body = keyward_core::ErrorBody),
+        (status = 401, description = "The caller's own key is not valid", body = keyward_core::ErrorBody),
+        (status = 403, description = "The caller lacks `keys:verify`", body = keyward_core::ErrorBody),
+    ),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    caller.require("keys:verify")?;
+    let scopes = parse_scopes("scopes", &body.scopes)?;
+    let req = Requirements {
+        scopes: scopes.iter().cloned().collect(),
+        resource: body.resource,
+        cost: body.cost.unwrap_or(0),
+    };
+    let outcome = match state.verifier.verify(body.key.trim(), &req).await {
+        Ok(v) if v.workspace_id() == caller.workspace => Ok(v),
+        // Another workspace's key is reported exactly like an unknown one.
+        Ok(_) => Err(keyward_core::Error::new(ErrorCode::InvalidApiKey, "invalid API key")),
+        Err(e) if e.code() == ErrorCode::StoreUnavailable || e.code() == ErrorCode::Internal => {
+            return Err(ApiError(e));
+        }
+        Err(e) => Err(e),
+    };
+    Ok(Json(match outcome {
+        Ok(v) => VerifyResponse {
+            valid: true,
+            error: None,
+            key_id: Some(v.key_id().0),
+            workspace_id: Some(v.workspace_id().0),
+            scopes: Some(v.scopes().iter().map(ToString::to_string).collect()),
+            credits: v.credits_remaining().or(v.key().credits),
+            rate_limit: Some(RateLimitState::from(v.rate_limit())),
+        },
+        Err(e) => VerifyResponse {
+            valid: false,
+            error: Some(VerifyFailure {
+                code: e.code(),
+                message: e.message().to_owned(),
+                status: e.code().http_status(),
+                retry_after: e.retry_after().map(|d| d.as_secs()),
+                details: e.details().clone(),
+            }),
+            key_id: None,
+            workspace_id: None,
+            scopes: None,
+            credits: None,
+            rate_limit: None,
+        },
+    }))
+}

@@ -1,0 +1,350 @@
+//! Running the server: opening the store, first-start bootstrap, one node's wiring, graceful
+//! shutdown.
+//!
+//! A node is the management API over a [`Database`], with its own verifier cache. With SQLite
+//! (the default) there is one node. With PostgreSQL (`--database postgres://...`) any number of
+//! nodes share the database: each listens to the [`ChangeFeed`] so that a change made through
+//! any node reaches every node's cache at once, and with `--redis` they share rate limits too.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use keyward_server::serve::{ServeConfig, node};
+//!
+//! let config = ServeConfig {
+//!     database: "postgres://keyward@db.internal/keyward".into(),
+//!     redis: Some("redis://cache.internal:6379".into()),
+//!     ..ServeConfig::default()
+//! };
+//! let node = node(&config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, node.app()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keyward_core::{
+    Actor, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace, ScopeSet,
+    SecretEncoding, StorePolicy, UsageRecorder, Verifier,
+};
+use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
+use keyward_store::{ChangeFeed, ChangeFeedConfig, PgStore, PgStoreOptions, SqliteStore};
+use tokio::net::TcpListener;
+
+use crate::{AppState, app};
+
+/// Settings of `keyward serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// `sqlite://path` (or a bare path), or `postgres://...` for several nodes.
+    pub database: String,
+    /// PostgreSQL only: the schema holding keyward's tables (created when missing); `None` uses
+    /// the connection's default (usually `public`).
+    pub database_schema: Option<String>,
+    /// PostgreSQL only: most pooled connections per node.
+    pub database_max_connections: u32,
+    /// PostgreSQL only: longest wait for a connection before a request fails with 503
+    /// `STORE_UNAVAILABLE`.
+    pub database_timeout: Duration,
+    /// PostgreSQL only: how the change feed reconnects and probes its connection.
+    pub change_feed: ChangeFeedConfig,
+    /// `redis://...` to share rate limits between nodes; `None` limits in process.
+    pub redis: Option<String>,
+    /// Prefix of every rate-limit key in Redis (deployments sharing a Redis need distinct ones).
+    pub redis_prefix: String,
+    /// Key prefix, e.g. `kw`.
+    pub key_prefix: String,
+    /// Secret encoding.
+    pub key_encoding: SecretEncoding,
+    /// HMAC pepper; `None` hashes with plain SHA-256.
+    pub pepper: Option<String>,
+    /// Id recorded with peppered hashes.
+    pub pepper_id: String,
+    /// Audit retention in days.
+    pub audit_retention_days: u32,
+    /// Verifier cache TTL: also the longest a node may act on a stale key while the change feed
+    /// is down.
+    pub cache_ttl: Duration,
+    /// Serve cached keys this long when the store is down; `None` fails closed.
+    pub serve_stale: Option<Duration>,
+    /// Usage flush interval (at most 10 s).
+    pub usage_flush: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let pg = PgStoreOptions::default();
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: "sqlite://keyward.db".into(),
+            database_schema: None,
+            database_max_connections: pg.max_connections,
+            database_timeout: pg.acquire_timeout,
+            change_feed: ChangeFeedConfig::default(),
+            redis: None,
+            redis_prefix: RedisLimiterConfig::default().key_prefix,
+            key_prefix: "kw".into(),
+            key_encoding: SecretEncoding::Base62,
+            pepper: None,
+            pepper_id: "p1".into(),
+            audit_retention_days: 90,
+            cache_ttl: Duration::from_secs(60),
+            serve_stale: None,
+            usage_flush: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The database a node runs on.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// One embedded file: one node.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database any number of nodes share.
+    Postgres(PgStore),
+}
+
+impl Database {
+    /// Opens the database `config.database` names, applying the migrations.
+    pub async fn open(config: &ServeConfig) -> anyhow::Result<Database> {
+        let url = &config.database;
+        let shown = redact_url(url);
+        if is_postgres(url) {
+            let options = PgStoreOptions {
+                schema: config.database_schema.clone(),
+                max_connections: config.database_max_connections,
+                acquire_timeout: config.database_timeout,
+            };
+            let store = PgStore::open_with(url, options).await.with_context(|| format!("opening {shown}"))?;
+            return Ok(Database::Postgres(store));
+        }
+        if config.database_schema.is_some() {
+            bail!("a database schema applies to PostgreSQL only, not to {shown}");
+        }
+        let store = SqliteStore::open(url).await.with_context(|| format!("opening {shown}"))?;
+        Ok(Database::Sqlite(store))
+    }
+
+    /// The store, for a [`KeyService`].
+    pub fn store(&self) -> Arc<dyn KeyStore> {
+        match self {
+            Database::Sqlite(s) => Arc::new(s.clone()),
+            Database::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(s) => s.close().await,
+            Database::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Opens the store a database URL names (SQLite or PostgreSQL, default settings).
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn KeyStore>> {
+    let config = ServeConfig { database: url.to_owned(), ..ServeConfig::default() };
+    Ok(Database::open(&config).await?.store())
+}
+
+/// The service for a configuration, over `store`.
+pub fn service(config: &ServeConfig, store: Arc<dyn KeyStore>) -> anyhow::Result<KeyService> {
+    let format = KeyFormat::new(&config.key_prefix)?.with_encoding(config.key_encoding);
+    let hasher = match &config.pepper {
+        Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()),
+        None => KeyHasher::sha256(),
+    };
+    Ok(KeyService::new(store)
+        .with_format(format)
+        .with_hasher(hasher)
+        .with_audit_retention(chrono::Duration::days(i64::from(config.audit_retention_days))))
+}
+
+/// On an empty database, creates the `default` workspace and a root key (scope `*`) and returns
+/// it; otherwise returns `None`. Not safe against another process bootstrapping at the same
+/// time: nodes use [`bootstrap_once`].
+pub async fn bootstrap(service: &KeyService) -> anyhow::Result<Option<CreatedKey>> {
+    if !service.list_workspaces().await?.is_empty() {
+        return Ok(None);
+    }
+    let ws = service.create_workspace(NewWorkspace::live("default"), &Actor::system()).await?;
+    let root = NewKey::new(ws.id, "root").with_scopes("*".parse::<ScopeSet>().expect("valid scope"));
+    Ok(Some(service.create_key(root, &Actor::system()).await?))
+}
+
+/// [`bootstrap`], run by one node at a time. On PostgreSQL, nodes starting together on an empty
+/// database would otherwise each see no workspace and each create a root key: the check and the
+/// creation run under an advisory lock (scoped to the schema), so the first node creates the
+/// root key and the others, once they get the lock, find the workspace and create nothing. An
+/// SQLite file has a single node.
+pub async fn bootstrap_once(database: &Database, service: &KeyService) -> anyhow::Result<Option<CreatedKey>> {
+    match database {
+        Database::Sqlite(_) => bootstrap(service).await,
+        Database::Postgres(pg) => pg.with_lock("bootstrap", bootstrap(service)).await?,
+    }
+}
+
+/// One running node's parts: everything [`run`] serves, without the listener.
+#[derive(Debug)]
+pub struct Node {
+    /// The service and verifier the handlers share.
+    pub state: AppState,
+    /// The database.
+    pub database: Database,
+    /// The write-behind usage recorder.
+    pub usage: UsageRecorder,
+    /// The change feed (PostgreSQL only).
+    pub feed: Option<ChangeFeed>,
+    /// The shared rate limiter (with `redis` set).
+    pub limiter: Option<Arc<RedisRateLimiter>>,
+    /// The root key, when this node bootstrapped an empty database.
+    pub root: Option<CreatedKey>,
+}
+
+/// Opens the database, bootstraps it when empty, and wires the verifier: its cache, the change
+/// feed invalidating it (PostgreSQL), the Redis rate limiter (with `redis`), usage recording and
+/// the store policy.
+pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
+    let database = Database::open(config).await?;
+    let store = database.store();
+    let service = service(config, store.clone())?;
+    let root = bootstrap_once(&database, &service).await?;
+    let usage = UsageRecorder::spawn(store, config.usage_flush);
+    let mut verifier = Verifier::builder(&service).cache_ttl(config.cache_ttl).usage(usage.clone());
+    if let Some(stale) = config.serve_stale {
+        verifier = verifier.store_policy(StorePolicy::ServeStale(stale));
+    }
+    let limiter = match &config.redis {
+        Some(url) => {
+            let limits = RedisLimiterConfig {
+                key_prefix: config.redis_prefix.clone(),
+                ..RedisLimiterConfig::default()
+            };
+            let limiter = Arc::new(
+                RedisRateLimiter::with_config(url, limits)
+                    .with_context(|| format!("Redis at {}", redact_url(url)))?,
+            );
+            verifier = verifier.rate_limiter(limiter.clone());
+            Some(limiter)
+        }
+        None => None,
+    };
+    let verifier = verifier.build();
+    let feed = match &database {
+        Database::Postgres(pg) => Some(
+            ChangeFeed::start_with(pg, verifier.clone(), config.change_feed.clone())
+                .await
+                .context("starting the change feed")?,
+        ),
+        Database::Sqlite(_) => None,
+    };
+    Ok(Node { state: AppState::new(service, verifier), database, usage, feed, limiter, root })
+}
+
+impl Node {
+    /// The application to serve.
+    pub fn app(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
+    /// Stops the change feed, flushes usage and closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        drop(self.feed);
+        let flushed = self.usage.shutdown().await.context("flushing usage on shutdown");
+        self.database.close().await;
+        flushed
+    }
+}
+
+/// Runs the server until `shutdown` resolves, then flushes usage.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let node = node(&config).await?;
+    if let Some(root) = &node.root {
+        // Printed to stdout once, never logged.
+        println!("keyward: created workspace \"default\" ({}) and its root key.", root.key.workspace_id);
+        println!("Root API key (shown once; it will not be shown again, store it now):");
+        println!("{}", root.secret.expose_secret());
+    }
+
+    let purge = node.state.service.clone();
+    let purger = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(6 * 3600));
+        loop {
+            tick.tick().await;
+            match purge.purge_audit().await {
+                Ok(n) => tracing::info!(purged = n, "audit retention applied"),
+                Err(e) => tracing::warn!(error = %e, "audit purge failed"),
+            }
+        }
+    });
+
+    let listener =
+        TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        database = %redact_url(&config.database),
+        schema = match &node.database {
+            Database::Postgres(pg) => pg.schema(),
+            Database::Sqlite(_) => "-",
+        },
+        redis = %config.redis.as_deref().map_or_else(|| "-".to_owned(), redact_url),
+        "keyward listening"
+    );
+    axum::serve(listener, node.app().into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    purger.abort();
+    node.shutdown().await?;
+    tracing::info!("keyward stopped; usage flushed");
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

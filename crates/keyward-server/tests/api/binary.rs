@@ -1,0 +1,116 @@
+//! The `keyward` binary itself: first start, later starts, graceful shutdown, `openapi`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    addr: String,
+    stdout: Vec<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `keyward serve` in `dir` on a free port; returns once it listens.
+fn start(dir: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(dir)
+        .env("KEYWARD_LOG", "info")
+        .env_remove("KEYWARD_DATABASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Keep draining stderr so the server never writes into a closed pipe.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if log_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addr = None;
+    let mut logs = Vec::new();
+    while let Ok(line) = log_rx.recv_timeout(Duration::from_secs(30)) {
+        if line.contains("keyward listening") {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            addr = Some(v["fields"]["addr"].as_str().unwrap().to_owned());
+            break;
+        }
+        logs.push(line);
+    }
+    let addr = addr.unwrap_or_else(|| panic!("server did not start: {logs:?}"));
+    // stdout is complete once the server listens: the root key is printed before.
+    let mut stdout = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // Non-blocking read is not needed: either 3 lines were printed or none, and the process
+    // keeps stdout open; read with a helper thread and a timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let _ = tx.send(std::mem::take(&mut line));
+        }
+    });
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+        stdout.push(l.trim_end().to_owned());
+    }
+    Running { child, addr, stdout, stderr: log_rx }
+}
+
+fn terminate(mut r: Running) {
+    let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = r.child.wait().unwrap();
+    let logs: Vec<String> = r.stderr.try_iter().collect();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}: {logs:#?}");
+    assert!(logs.iter().any(|l| l.contains("usage flushed")), "{logs:#?}");
+}
+
+#[tokio::test]
+async fn first_start_prints_one_root_key_and_later_starts_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path());
+    assert_eq!(first.stdout.len(), 3, "{:?}", first.stdout);
+    assert!(first.stdout[1].contains("will not be shown again"));
+    let root = first.stdout[2].clone();
+    assert!(root.starts_with("kw_live_"));
+    let client = reqwest::Client::new();
+    let r = client.get(format!("http://{}/v1/status", first.addr)).bearer_auth(&root).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(format!("http://{}/openapi.json", first.addr)).send().await.unwrap();
+    let served: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(served, serde_json::to_value(keyward_server::openapi()).unwrap());
+    assert_eq!(client.get(format!("http://{}/docs/", first.addr)).send().await.unwrap().status(), 200);
+    terminate(first);
+
+    // SIGTERM flushed the usage of that one request.
+    let store =
+        keyward_store::SqliteStore::open(&format!("sqlite://{}", dir.path().join("keyward.db").display()))
+            .await
+            .unwrap();
+    let service = keyward_core::KeyService::new(std::sync::Arc::new(store));
+    let ws = service.list_workspaces().await.unwrap().remove(0);
+    let keys = service.list_keys(ws.id, Default::default()).await.unwrap();
+    let usage = service.usage(ws.id, keys.items[0].id, 1).await.unwrap();
+    assert_eq!(usage.iter().map(|u| u.count).sum::<u64>(), 1, "usage flushed on shutdown");
+    drop(service);
+
+    let second = start(dir.path());
+    assert!(second.stdout.is_empty(), "no key on later starts: {:?}", second.stdout);
+    let r = client.get(format!("http://{}/v1/status", second.addr)).bearer_auth(&root).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the root key survives restarts");
+    terminate(second);
+}
+
+#[test]
+fn openapi_command_prints_the_spec() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward")).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, serde_json::to_value(keyward_server::openapi()).unwrap());
+    assert_eq!(printed["openapi"], "3.1.0");
+}

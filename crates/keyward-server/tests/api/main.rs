@@ -1,0 +1,8 @@
+//! End-to-end tests of the management API over a real socket, on a real SQLite file.
+
+mod binary;
+mod errors;
+mod keys;
+mod spec;
+mod support;
+mod workspaces;
