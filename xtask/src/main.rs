@@ -1,30 +1,29 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! * `test`: formatting, clippy, the docs build and every test (doc tests included).
-//! * `bench`: the criterion benchmarks.
-//! * `codegen [--check]`: regenerates checked-in generated files (or fails when they are stale).
+//! * `bench [--load-only | --no-load]`: the criterion benchmarks, then the loopback load benchmark.
+//! * `codegen [--check]`: regenerates the checked-in generated files (the OpenAPI documents, then
+//!   the Rust client from the 3.0 one), or fails when they are stale.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod load;
 
 use anyhow::{Context, Result, bail};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = repo_root();
+    let root = xtask::repo_root();
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [criterion filter] | codegen [--check]>");
+            eprintln!("usage: cargo xtask <test | bench [--load-only | --no-load] [criterion filter] | codegen [--check]>");
             bail!("unknown command")
         }
     }
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo root").to_path_buf()
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Command {
@@ -53,16 +52,99 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench(root: &Path, filter: &[String]) -> Result<()> {
-    let mut cmd = cargo(root, &["bench", "--workspace"]);
-    if !filter.is_empty() {
-        cmd.arg("--").args(filter);
+/// `bench [--load-only | --no-load] [criterion filter...]`: the criterion benchmarks, then the
+/// loopback load benchmark (bare axum vs tower-http bearer check vs KeywardLayer).
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let load_only = args.iter().any(|a| a == "--load-only");
+    let no_load = args.iter().any(|a| a == "--no-load");
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    if !load_only {
+        let mut cmd = cargo(root, &["bench", "--workspace"]);
+        if !filter.is_empty() {
+            cmd.arg("--").args(filter);
+        }
+        run(cmd)?;
     }
-    run(cmd)
+    if !no_load {
+        load::run(root, 10)?;
+    }
+    Ok(())
 }
 
-fn codegen(_root: &Path, check: bool) -> Result<()> {
-    // The OpenAPI documents and the SDK are generated once the management server exists.
-    eprintln!("codegen: no generated files yet{}", if check { " (check passes)" } else { "" });
+/// An OpenAPI document: where it lives and the command whose stdout is its content.
+struct Spec {
+    path: &'static str,
+    args: &'static [&'static str],
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        path: "openapi/keyward.openapi.json",
+        args: &[
+            "run",
+            "--quiet",
+            "--package",
+            "keyward-server",
+            "--bin",
+            "keyward",
+            "--",
+            "openapi",
+            "--spec",
+            "3.1",
+        ],
+    },
+    Spec {
+        path: xtask::SPEC_30_PATH,
+        args: &[
+            "run",
+            "--quiet",
+            "--package",
+            "keyward-server",
+            "--bin",
+            "keyward",
+            "--",
+            "openapi",
+            "--spec",
+            "3.0",
+        ],
+    },
+];
+
+/// Regenerates the OpenAPI documents, then the Rust client from the fresh 3.0 document; with
+/// `check`, writes nothing and fails when a checked-in file differs.
+fn codegen(root: &Path, check: bool) -> Result<()> {
+    let mut generated: Vec<(&str, Vec<u8>)> = Vec::new();
+    for spec in SPECS {
+        eprintln!("$ cargo {}", spec.args.join(" "));
+        let out = cargo(root, spec.args).output().context("running cargo")?;
+        if !out.status.success() {
+            bail!("generating {} failed:\n{}", spec.path, String::from_utf8_lossy(&out.stderr));
+        }
+        generated.push((spec.path, out.stdout));
+    }
+    let spec_30 = generated.iter().find(|(path, _)| *path == xtask::SPEC_30_PATH).expect("the 3.0 document");
+    let spec_30 = std::str::from_utf8(&spec_30.1).context("the 3.0 document is not UTF-8")?;
+    eprintln!("generating {} from {}", xtask::CLIENT_PATH, xtask::SPEC_30_PATH);
+    let client = xtask::generate_client(spec_30, root)?;
+    generated.push((xtask::CLIENT_PATH, client.into_bytes()));
+
+    let mut stale = Vec::new();
+    for (file, content) in &generated {
+        let path = root.join(file);
+        let current = std::fs::read(&path).unwrap_or_default();
+        if &current == content {
+            continue;
+        }
+        if check {
+            stale.push(*file);
+        } else {
+            std::fs::create_dir_all(path.parent().expect("a parent"))?;
+            std::fs::write(&path, content)?;
+            eprintln!("wrote {file}");
+        }
+    }
+    if !stale.is_empty() {
+        bail!("stale generated files: {}; run `cargo xtask codegen`", stale.join(", "));
+    }
     Ok(())
 }

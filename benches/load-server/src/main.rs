@@ -26,7 +26,9 @@ async fn serve(router: Router) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-#[tokio::main]
+// One worker thread: wrk gets the other core, so the three variants compete for the same single
+// core and their ratio measures per-request cost rather than scheduler noise.
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store =

@@ -225,7 +225,7 @@ impl LocalRateLimiter {
             return RateLimitStatus::default();
         }
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
-        if n % SWEEP_EVERY == SWEEP_EVERY - 1 || self.subjects.len() > self.max_subjects {
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
         let now = self.now_nanos();
@@ -234,6 +234,10 @@ impl LocalRateLimiter {
             Some(l) if l.policy == *policy => l,
             // New subject, or the policy changed: start fresh limiters for its windows.
             _ => {
+                // Counting locks every shard, so it happens only when a subject is added.
+                if self.subjects.len() >= self.max_subjects {
+                    self.sweep();
+                }
                 let fresh = Arc::new(SubjectLimiters::new(policy, &self.clock, now));
                 self.subjects.insert(subject, fresh.clone());
                 fresh

@@ -104,7 +104,11 @@ impl RedisRateLimiter {
             .cloned()
     }
 
-    async fn check_redis(&self, subject: LimitSubject, policy: &RateLimitPolicy) -> Result<RateLimitStatus, String> {
+    async fn check_redis(
+        &self,
+        subject: LimitSubject,
+        policy: &RateLimitPolicy,
+    ) -> Result<RateLimitStatus, String> {
         let mut con = self.connection().await.map_err(|e| e.to_string())?;
         let mut invocation = self.script.prepare_invoke();
         for w in &policy.windows {
@@ -122,7 +126,11 @@ impl RedisRateLimiter {
     }
 }
 
-fn decode(subject: LimitSubject, windows: &[RateLimitWindow], reply: &[i64]) -> Result<RateLimitStatus, String> {
+fn decode(
+    subject: LimitSubject,
+    windows: &[RateLimitWindow],
+    reply: &[i64],
+) -> Result<RateLimitStatus, String> {
     if reply.len() != 2 + 2 * windows.len() {
         return Err(format!("unexpected script reply of {} values", reply.len()));
     }
@@ -143,7 +151,11 @@ fn decode(subject: LimitSubject, windows: &[RateLimitWindow], reply: &[i64]) -> 
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
-    async fn check(&self, subject: LimitSubject, policy: &RateLimitPolicy) -> Result<RateLimitStatus, RateLimitError> {
+    async fn check(
+        &self,
+        subject: LimitSubject,
+        policy: &RateLimitPolicy,
+    ) -> Result<RateLimitStatus, RateLimitError> {
         if policy.windows.is_empty() {
             return Ok(RateLimitStatus::default());
         }

@@ -214,10 +214,12 @@ pub struct RotateKeyRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListKeysQuery {
     /// Only keys with this status: `active`, `inactive` or `revoked`.
+    #[param(value_type = Option<KeyStatus>)]
     pub status: Option<String>,
     /// Cursor from the previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -254,6 +256,7 @@ impl From<&UsageDay> for UsageDayView {
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Days to cover, today included: 1 to 366 (default 30).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
     pub days: Option<String>,
 }
 
@@ -342,8 +345,8 @@ pub struct StatusResponse {
     pub rate_limit: RateLimitState,
 }
 
-/// Body of `POST /v1/verify`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Body of `POST /v1/verify`. Its `Debug` never shows the key.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The key to check, as presented to your service.
@@ -358,6 +361,17 @@ pub struct VerifyRequest {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub cost: Option<u32>,
+}
+
+impl std::fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyRequest")
+            .field("key", &"[redacted]")
+            .field("scopes", &self.scopes)
+            .field("resource", &self.resource)
+            .field("cost", &self.cost)
+            .finish()
+    }
 }
 
 /// Why a key was refused.
@@ -578,16 +592,21 @@ impl From<&AuditEvent> for AuditEventView {
 #[into_params(parameter_in = Query)]
 pub struct AuditQueryParams {
     /// Only events about this key.
+    #[param(value_type = Option<Uuid>)]
     pub key_id: Option<String>,
     /// Only this action, e.g. `key.revoked`.
+    #[param(value_type = Option<AuditAction>)]
     pub action: Option<String>,
     /// From this time on (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub since: Option<String>,
     /// Before this time (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub until: Option<String>,
     /// Cursor from the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 

@@ -36,7 +36,7 @@ every response carries `X-Request-Id`; a 429 carries `Retry-After`.",
         audit::list_audit_events,
     ),
     components(schemas(keyward_core::ErrorBody, keyward_core::ErrorObject, keyward_core::ErrorCode)),
-    modifiers(&Security),
+    modifiers(&Security, &Conventions),
     tags(
         (name = "status", description = "The calling key"),
         (name = "verify", description = "Key verification for services in other languages"),
@@ -71,6 +71,51 @@ impl Modify for Security {
                 "`X-API-Key: <key>`",
             ))),
         );
+    }
+}
+
+/// What every `/v1` operation shares, added in one place rather than on each handler: the
+/// optional `X-Workspace-Id` header, and the 429 and 503 answers any operation may give.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                    )
+                    .build(),
+            )
+        };
+        let workspace = ParameterBuilder::new()
+            .name("X-Workspace-Id")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| error("RATE_LIMITED or CONCURRENCY_LIMITED; see `Retry-After`"));
+                responses.entry("503".into()).or_insert_with(|| error("STORE_UNAVAILABLE: the key store cannot be reached"));
+                op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(workspace.clone()));
+            }
+        }
     }
 }
 

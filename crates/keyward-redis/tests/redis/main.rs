@@ -21,7 +21,9 @@ fn host_port(url: &str) -> String {
 async fn limiter(url: &str) -> RedisRateLimiter {
     let l = RedisRateLimiter::new(url).unwrap();
     // Prove the service is reachable: a set-but-unreachable Redis fails the test.
-    let probe = l.check(LimitSubject::Key(KeyId::new()), &RateLimitPolicy::new([RateLimitWindow::per_minute(1)])).await;
+    let probe = l
+        .check(LimitSubject::Key(KeyId::new()), &RateLimitPolicy::new([RateLimitWindow::per_minute(1)]))
+        .await;
     assert!(probe.is_ok() && !l.in_outage(), "Redis at {url} is unreachable");
     l
 }

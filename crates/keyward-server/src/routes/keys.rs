@@ -248,10 +248,11 @@ pub(crate) async fn rotate_key(
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     caller.require("keys:write")?;
     let id = key_id(&id)?;
+    // No body, an empty body and `null` all mean "no grace period".
     let body: RotateKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateKeyRequest::default()
     } else {
-        crate::extract::parse_json(&body)?
+        crate::extract::parse_json::<Option<RotateKeyRequest>>(&body)?.unwrap_or_default()
     };
     let grace = body
         .grace_seconds

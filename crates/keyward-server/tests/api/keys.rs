@@ -179,6 +179,11 @@ async fn rotate_immediately_and_with_grace() {
     s.post(&format!("/v1/keys/{id}/rotate"), &s.root, json!({})).await.assert_error(409, "CONFLICT");
 
     let new_id = r.body["key"]["id"].as_str().unwrap().to_owned();
+    // A `null` body means no grace period, like no body at all.
+    let (null_id, null_old) = s.key("null-body", &["keys:read"]).await;
+    let r = s.post(&format!("/v1/keys/{null_id}/rotate"), &s.root, serde_json::Value::Null).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    s.get("/v1/keys", &null_old).await.assert_error(401, "KEY_REVOKED");
     let r = s.post(&format!("/v1/keys/{new_id}/rotate"), &s.root, json!({"graceSeconds": 60})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let newest = r.body["secret"].as_str().unwrap().to_owned();
