@@ -16,7 +16,11 @@ async fn validation_and_not_found() {
     assert_eq!(err.details().unwrap()["field"], "name", "{err:?}");
     let err = expect_catalog(s.root.list_keys().limit(101u32).send().await, 400, ErrorCode::ValidationFailed);
     assert_eq!(err.details().unwrap()["field"], "limit");
-    let err = expect_catalog(s.root.list_keys().cursor("not-a-cursor!").send().await, 400, ErrorCode::ValidationFailed);
+    let err = expect_catalog(
+        s.root.list_keys().cursor("not-a-cursor!").send().await,
+        400,
+        ErrorCode::ValidationFailed,
+    );
     assert_eq!(err.details().unwrap()["field"], "cursor");
     let huge = types::CreateKeyRequest::builder().name("big").metadata(
         [("blob".to_owned(), "a".repeat(keyward_server::MAX_BODY_BYTES))]

@@ -20,7 +20,9 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [--load-only | --no-load] [criterion filter] | codegen [--check]>");
+            eprintln!(
+                "usage: cargo xtask <test | bench [--load-only | --no-load] [criterion filter] | codegen [--check]>"
+            );
             bail!("unknown command")
         }
     }

@@ -107,12 +107,17 @@ impl Modify for Conventions {
             ))
             .build();
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 let responses = &mut op.responses.responses;
                 responses
                     .entry("429".into())
                     .or_insert_with(|| error("RATE_LIMITED or CONCURRENCY_LIMITED; see `Retry-After`"));
-                responses.entry("503".into()).or_insert_with(|| error("STORE_UNAVAILABLE: the key store cannot be reached"));
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| error("STORE_UNAVAILABLE: the key store cannot be reached"));
                 op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(workspace.clone()));
             }
         }

@@ -40,7 +40,10 @@ fn every_operation_is_documented_and_secured() {
             assert_eq!(op["security"].as_array().map(Vec::len), Some(2), "{at}");
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.contains_key("401"), "{at} documents 401");
-            assert!(responses.contains_key("429") && responses.contains_key("503"), "{at} documents 429 and 503");
+            assert!(
+                responses.contains_key("429") && responses.contains_key("503"),
+                "{at} documents 429 and 503"
+            );
             let params = op["parameters"].as_array().unwrap();
             assert!(params.iter().any(|p| p["name"] == "X-Workspace-Id" && p["in"] == "header"), "{at}");
             assert!(responses.values().all(|r| r["description"].is_string()), "{at}");
