@@ -5,7 +5,7 @@
 //! cases about atomicity (compare-and-swap, key limits, credits, audit events written with their
 //! change) call the store directly. Nothing here knows which database is underneath.
 //!
-//! A backend's test binary runs the whole suite with [`keyward_store_contract!`], given an
+//! A backend's test binary runs the whole suite with [`keyward_store_contract!`](crate::keyward_store_contract), given an
 //! async expression that makes a fresh store each time it is evaluated. The calling crate needs
 //! `tokio` (features `macros`, `rt-multi-thread`) among its dev-dependencies.
 //!

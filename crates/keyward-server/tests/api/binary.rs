@@ -16,7 +16,7 @@ fn start(dir: &std::path::Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
         .current_dir(dir)
-        .env("KEYWARD_LOG", "info")
+        .env("KEYWARD_LOG", "debug")
         .env_remove("KEYWARD_DATABASE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,13 +61,15 @@ fn start(dir: &std::path::Path) -> Running {
     Running { child, addr, stdout, stderr: log_rx }
 }
 
-fn terminate(mut r: Running) {
+/// Stops the server with SIGTERM; returns its log lines.
+fn terminate(mut r: Running) -> Vec<String> {
     let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = r.child.wait().unwrap();
     let logs: Vec<String> = r.stderr.try_iter().collect();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}: {logs:#?}");
     assert!(logs.iter().any(|l| l.contains("usage flushed")), "{logs:#?}");
+    logs
 }
 
 #[tokio::test]
@@ -85,7 +87,8 @@ async fn first_start_prints_one_root_key_and_later_starts_none() {
     let served: serde_json::Value = r.json().await.unwrap();
     assert_eq!(served, serde_json::to_value(keyward_server::openapi()).unwrap());
     assert_eq!(client.get(format!("http://{}/docs/", first.addr)).send().await.unwrap().status(), 200);
-    terminate(first);
+    let logs = terminate(first);
+    assert!(!logs.iter().any(|l| l.contains(&root)), "no log line holds the key");
 
     // SIGTERM flushed the usage of that one request.
     let store =
@@ -103,7 +106,8 @@ async fn first_start_prints_one_root_key_and_later_starts_none() {
     assert!(second.stdout.is_empty(), "no key on later starts: {:?}", second.stdout);
     let r = client.get(format!("http://{}/v1/status", second.addr)).bearer_auth(&root).send().await.unwrap();
     assert_eq!(r.status(), 200, "the root key survives restarts");
-    terminate(second);
+    let logs = terminate(second);
+    assert!(!logs.iter().any(|l| l.contains(&root)), "no log line holds the key");
 }
 
 #[test]
