@@ -120,6 +120,25 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
         subject: LimitSubject,
         policy: &RateLimitPolicy,
     ) -> Result<RateLimitStatus, RateLimitError>;
+
+    /// Decides for several subjects at once (a key and its workspace): the request must fit
+    /// every window of every policy. The default checks them in order and stops at the first
+    /// refusal; limiters that can decide all of them in one step (Redis) override it.
+    async fn check_all(
+        &self,
+        checks: &[(LimitSubject, &RateLimitPolicy)],
+    ) -> Result<RateLimitStatus, RateLimitError> {
+        let mut status = RateLimitStatus::default();
+        for (subject, policy) in checks {
+            let one = self.check(*subject, policy).await?;
+            let refused = !one.allowed();
+            status.merge(one);
+            if refused {
+                break;
+            }
+        }
+        Ok(status)
+    }
 }
 
 type WindowLimiter = Governor<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
@@ -219,6 +238,21 @@ impl LocalRateLimiter {
         self.subjects.len() as u64
     }
 
+    /// [`RateLimiter::check_all`] without the future: subjects in order, stopping at the first
+    /// refusal (governor cannot take back what earlier subjects spent).
+    pub fn check_all_now(&self, checks: &[(LimitSubject, &RateLimitPolicy)]) -> RateLimitStatus {
+        let mut status = RateLimitStatus::default();
+        for (subject, policy) in checks {
+            let one = self.check_now(*subject, policy);
+            let refused = !one.allowed();
+            status.merge(one);
+            if refused {
+                break;
+            }
+        }
+        status
+    }
+
     /// The synchronous decision; [`RateLimiter::check`] wraps it.
     pub fn check_now(&self, subject: LimitSubject, policy: &RateLimitPolicy) -> RateLimitStatus {
         if policy.windows.is_empty() {
@@ -285,6 +319,13 @@ impl RateLimiter for LocalRateLimiter {
         policy: &RateLimitPolicy,
     ) -> Result<RateLimitStatus, RateLimitError> {
         Ok(self.check_now(subject, policy))
+    }
+
+    async fn check_all(
+        &self,
+        checks: &[(LimitSubject, &RateLimitPolicy)],
+    ) -> Result<RateLimitStatus, RateLimitError> {
+        Ok(self.check_all_now(checks))
     }
 }
 

@@ -157,6 +157,8 @@ pub struct ResolvedKey {
     pub workspace: Workspace,
     /// The workspace's plan.
     pub plan: Plan,
+    /// The workspace's effective rate limit, computed once per load.
+    workspace_policy: RateLimitPolicy,
 }
 
 impl ResolvedKey {
@@ -486,22 +488,14 @@ impl Verifier {
         let now = inner.clock.now();
         check_key(&resolved, req, now)?;
 
-        let mut rate = inner
+        let rate = inner
             .limiter
-            .check(LimitSubject::Key(resolved.key.id), resolved.key_policy())
+            .check_all(&[
+                (LimitSubject::Key(resolved.key.id), resolved.key_policy()),
+                (LimitSubject::Workspace(resolved.workspace.id), &resolved.workspace_policy),
+            ])
             .await
             .map_err(Error::internal)?;
-        if rate.allowed() {
-            let ws = inner
-                .limiter
-                .check(
-                    LimitSubject::Workspace(resolved.workspace.id),
-                    &resolved.workspace.effective_rate_limit(),
-                )
-                .await
-                .map_err(Error::internal)?;
-            rate.merge(ws);
-        }
         if let Some(wait) = rate.retry_after {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut e = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
@@ -640,7 +634,13 @@ impl Verifier {
                 wp
             }
         };
-        let resolved = Arc::new(ResolvedKey { key, workspace: ws_plan.0.clone(), plan: ws_plan.1.clone() });
+        let workspace_policy = ws_plan.0.effective_rate_limit();
+        let resolved = Arc::new(ResolvedKey {
+            key,
+            workspace: ws_plan.0.clone(),
+            plan: ws_plan.1.clone(),
+            workspace_policy,
+        });
         if let Some(stale) = &inner.stale {
             stale.insert(digest, resolved.clone()).await;
         }

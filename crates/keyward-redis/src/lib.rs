@@ -104,33 +104,33 @@ impl RedisRateLimiter {
             .cloned()
     }
 
+    /// Every window of every subject in one script call: decided and spent atomically.
     async fn check_redis(
         &self,
-        subject: LimitSubject,
-        policy: &RateLimitPolicy,
+        checks: &[(LimitSubject, &RateLimitPolicy)],
     ) -> Result<RateLimitStatus, String> {
         let mut con = self.connection().await.map_err(|e| e.to_string())?;
         let mut invocation = self.script.prepare_invoke();
-        for w in &policy.windows {
-            let period_us = u64::from(w.period_secs) * 1_000_000;
-            invocation
-                .key(format!("{}:{}:{}:{}", self.config.key_prefix, subject, w.limit, w.period_secs))
-                .arg(period_us / u64::from(w.limit.max(1)))
-                .arg(period_us);
+        let mut windows = Vec::new();
+        for (subject, policy) in checks {
+            for w in &policy.windows {
+                let period_us = u64::from(w.period_secs) * 1_000_000;
+                invocation
+                    .key(format!("{}:{}:{}:{}", self.config.key_prefix, subject, w.limit, w.period_secs))
+                    .arg(period_us / u64::from(w.limit.max(1)))
+                    .arg(period_us);
+                windows.push((subject.kind(), *w));
+            }
         }
         let reply: Vec<i64> = tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut con))
             .await
             .map_err(|_| "timed out".to_owned())?
             .map_err(|e| e.to_string())?;
-        decode(subject, &policy.windows, &reply)
+        decode(&windows, &reply)
     }
 }
 
-fn decode(
-    subject: LimitSubject,
-    windows: &[RateLimitWindow],
-    reply: &[i64],
-) -> Result<RateLimitStatus, String> {
+fn decode(windows: &[(&'static str, RateLimitWindow)], reply: &[i64]) -> Result<RateLimitStatus, String> {
     if reply.len() != 2 + 2 * windows.len() {
         return Err(format!("unexpected script reply of {} values", reply.len()));
     }
@@ -139,8 +139,8 @@ fn decode(
     let states = windows
         .iter()
         .zip(reply[2..].chunks(2))
-        .map(|(w, pair)| WindowState {
-            subject_kind: subject.kind(),
+        .map(|((kind, w), pair)| WindowState {
+            subject_kind: kind,
             window: *w,
             remaining: u32::try_from(pair[0].max(0)).unwrap_or(u32::MAX).min(w.limit),
             reset_after: micros(pair[1]),
@@ -156,7 +156,14 @@ impl RateLimiter for RedisRateLimiter {
         subject: LimitSubject,
         policy: &RateLimitPolicy,
     ) -> Result<RateLimitStatus, RateLimitError> {
-        if policy.windows.is_empty() {
+        self.check_all(&[(subject, policy)]).await
+    }
+
+    async fn check_all(
+        &self,
+        checks: &[(LimitSubject, &RateLimitPolicy)],
+    ) -> Result<RateLimitStatus, RateLimitError> {
+        if checks.iter().all(|(_, p)| p.windows.is_empty()) {
             return Ok(RateLimitStatus::default());
         }
         let skip = {
@@ -164,7 +171,7 @@ impl RateLimiter for RedisRateLimiter {
             outage.is_some_and(|retry_at| Instant::now() < retry_at)
         };
         if !skip {
-            match self.check_redis(subject, policy).await {
+            match self.check_redis(checks).await {
                 Ok(status) => {
                     let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
                     if outage.take().is_some() {
@@ -181,6 +188,6 @@ impl RateLimiter for RedisRateLimiter {
                 }
             }
         }
-        Ok(self.local.check_now(subject, policy))
+        Ok(self.local.check_all_now(checks))
     }
 }

@@ -118,3 +118,26 @@ async fn falls_back_to_local_limits_and_recovers() {
     assert!(s.allowed());
     assert_eq!(s.windows[0].remaining, 1);
 }
+
+#[tokio::test]
+async fn a_key_and_its_workspace_are_decided_together() {
+    let Some(url) = url() else { return };
+    let l = limiter(&url).await;
+    let key = LimitSubject::Key(KeyId::new());
+    let workspace = LimitSubject::Workspace(keyward_core::WorkspaceId::new());
+    let key_policy = RateLimitPolicy::new([RateLimitWindow::per_minute(10)]);
+    let ws_policy = RateLimitPolicy::new([RateLimitWindow::per_minute(2)]);
+    let checks = [(key, &key_policy), (workspace, &ws_policy)];
+    for _ in 0..2 {
+        assert!(l.check_all(&checks).await.unwrap().allowed());
+    }
+    let s = l.check_all(&checks).await.unwrap();
+    assert!(!s.allowed(), "the workspace's limit refuses");
+    assert_eq!(s.windows.len(), 2, "one decision covers both subjects");
+    assert_eq!(
+        (s.windows[0].subject_kind, s.windows[0].remaining),
+        ("key", 8),
+        "the refusal spent nothing on the key"
+    );
+    assert_eq!((s.windows[1].subject_kind, s.windows[1].remaining), ("workspace", 0));
+}
