@@ -73,43 +73,15 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// An OpenAPI document: where it lives and the command whose stdout is its content.
+/// An OpenAPI document: where it lives and the spec version `keyward openapi --spec` prints.
 struct Spec {
     path: &'static str,
-    args: &'static [&'static str],
+    version: &'static str,
 }
 
 const SPECS: &[Spec] = &[
-    Spec {
-        path: "openapi/keyward.openapi.json",
-        args: &[
-            "run",
-            "--quiet",
-            "--package",
-            "keyward-server",
-            "--bin",
-            "keyward",
-            "--",
-            "openapi",
-            "--spec",
-            "3.1",
-        ],
-    },
-    Spec {
-        path: xtask::SPEC_30_PATH,
-        args: &[
-            "run",
-            "--quiet",
-            "--package",
-            "keyward-server",
-            "--bin",
-            "keyward",
-            "--",
-            "openapi",
-            "--spec",
-            "3.0",
-        ],
-    },
+    Spec { path: "openapi/keyward.openapi.json", version: "3.1" },
+    Spec { path: xtask::SPEC_30_PATH, version: "3.0" },
 ];
 
 /// Regenerates the OpenAPI documents, then the Rust client from the fresh 3.0 document; with
@@ -117,8 +89,20 @@ const SPECS: &[Spec] = &[
 fn codegen(root: &Path, check: bool) -> Result<()> {
     let mut generated: Vec<(&str, Vec<u8>)> = Vec::new();
     for spec in SPECS {
-        eprintln!("$ cargo {}", spec.args.join(" "));
-        let out = cargo(root, spec.args).output().context("running cargo")?;
+        let args = [
+            "run",
+            "--quiet",
+            "--package",
+            "keyward-server",
+            "--bin",
+            "keyward",
+            "--",
+            "openapi",
+            "--spec",
+            spec.version,
+        ];
+        eprintln!("$ cargo {}", args.join(" "));
+        let out = cargo(root, &args).output().context("running cargo")?;
         if !out.status.success() {
             bail!("generating {} failed:\n{}", spec.path, String::from_utf8_lossy(&out.stderr));
         }
