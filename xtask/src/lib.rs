@@ -19,9 +19,21 @@ pub const CLIENT_PATH: &str = "crates/keyward-client/src/generated.rs";
 /// by hand in keyward-client).
 const CLIENT_INNER_TYPE: &str = "crate::ClientSettings";
 
-/// The repository root (xtask lives in `<root>/xtask`).
+/// The repository root: the nearest directory above the running package (cargo sets
+/// `CARGO_MANIFEST_DIR` for `cargo run` and `cargo test`) that holds `xtask/Cargo.toml`.
+///
+/// Read at run time on purpose: clones sharing one `CARGO_TARGET_DIR` can reuse each other's
+/// artifacts, so a path compiled in with `env!` may name another clone.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repo root").to_path_buf()
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .expect("a manifest directory or a current directory");
+    start
+        .ancestors()
+        .find(|dir| dir.join("xtask/Cargo.toml").is_file() && dir.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("no repository root above {}", start.display()))
 }
 
 /// Generates the Rust client module from an OpenAPI 3.0 document: progenitor's output, pretty

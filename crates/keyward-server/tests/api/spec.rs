@@ -1,7 +1,10 @@
 //! The checked-in OpenAPI documents are what the code produces (`cargo xtask codegen`).
 
 fn checked_in(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi").join(name);
+    // The manifest directory at run time: a shared target dir may hold a test binary compiled
+    // in another clone, whose compiled-in path would name that clone's files.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let path = std::path::Path::new(&dir).join("../../openapi").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
