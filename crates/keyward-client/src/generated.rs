@@ -316,6 +316,12 @@ pub mod types {
         KeyNotRevoked,
         #[serde(rename = "CONFLICT")]
         Conflict,
+        #[serde(rename = "LAST_ADMIN_KEY")]
+        LastAdminKey,
+        #[serde(rename = "SELF_LOCKOUT")]
+        SelfLockout,
+        #[serde(rename = "CONFLICTING_API_KEYS")]
+        ConflictingApiKeys,
         #[serde(rename = "VALIDATION_FAILED")]
         ValidationFailed,
         #[serde(rename = "PAYLOAD_TOO_LARGE")]
@@ -346,6 +352,9 @@ pub mod types {
                 Self::NotFound => f.write_str("NOT_FOUND"),
                 Self::KeyNotRevoked => f.write_str("KEY_NOT_REVOKED"),
                 Self::Conflict => f.write_str("CONFLICT"),
+                Self::LastAdminKey => f.write_str("LAST_ADMIN_KEY"),
+                Self::SelfLockout => f.write_str("SELF_LOCKOUT"),
+                Self::ConflictingApiKeys => f.write_str("CONFLICTING_API_KEYS"),
                 Self::ValidationFailed => f.write_str("VALIDATION_FAILED"),
                 Self::PayloadTooLarge => f.write_str("PAYLOAD_TOO_LARGE"),
                 Self::MethodNotAllowed => f.write_str("METHOD_NOT_ALLOWED"),
@@ -374,6 +383,9 @@ pub mod types {
                 "NOT_FOUND" => Ok(Self::NotFound),
                 "KEY_NOT_REVOKED" => Ok(Self::KeyNotRevoked),
                 "CONFLICT" => Ok(Self::Conflict),
+                "LAST_ADMIN_KEY" => Ok(Self::LastAdminKey),
+                "SELF_LOCKOUT" => Ok(Self::SelfLockout),
+                "CONFLICTING_API_KEYS" => Ok(Self::ConflictingApiKeys),
                 "VALIDATION_FAILED" => Ok(Self::ValidationFailed),
                 "PAYLOAD_TOO_LARGE" => Ok(Self::PayloadTooLarge),
                 "METHOD_NOT_ALLOWED" => Ok(Self::MethodNotAllowed),

@@ -92,6 +92,13 @@ catalog! {
     KeyNotRevoked = ("KEY_NOT_REVOKED", 409, 9),
     /// The operation conflicts with the resource's current state.
     Conflict = ("CONFLICT", 409, 9),
+    /// The action would leave the workspace without an active key able to manage keys
+    /// (`keys:write` or `*`).
+    LastAdminKey = ("LAST_ADMIN_KEY", 409, 9),
+    /// The change would remove the calling key's own API access (e.g. its plan's API access).
+    SelfLockout = ("SELF_LOCKOUT", 409, 9),
+    /// The request sent two different keys (`X-API-Key` and `Authorization: Bearer`).
+    ConflictingApiKeys = ("CONFLICTING_API_KEYS", 400, 3),
     /// The request is malformed; `details` name the field.
     ValidationFailed = ("VALIDATION_FAILED", 400, 3),
     /// The request body is larger than allowed.

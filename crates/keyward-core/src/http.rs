@@ -20,15 +20,44 @@ use crate::ratelimit::RateLimitStatus;
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// The request id to use: the caller's `X-Request-Id` when it is 1 to 128 visible ASCII
-/// characters, otherwise a new id: 64 random bits drawn once per process followed by a counter,
-/// so ids are unique across nodes without asking the OS for randomness on every request.
+/// characters and does not look like an API key, otherwise a new id: 64 random bits drawn once
+/// per process followed by a counter, so ids are unique across nodes without asking the OS for
+/// randomness on every request.
+///
+/// Request ids are echoed in responses and written to logs, so an id holding something shaped
+/// like a key (`<prefix>_live_` or `<prefix>_test_` for any valid prefix) is replaced: a client
+/// that pastes its key into the wrong header must not have it logged.
 pub fn request_id(incoming: Option<&[u8]>) -> String {
     match incoming {
-        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|c| c.is_ascii_graphic()) => {
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= 128
+                && v.iter().all(|c| c.is_ascii_graphic())
+                && !looks_like_key(v) =>
+        {
             String::from_utf8_lossy(v).into_owned()
         }
         _ => new_request_id(),
     }
+}
+
+/// Whether `v` holds `<prefix>_live_` or `<prefix>_test_`, where a prefix is what
+/// [`KeyFormat`](crate::KeyFormat) accepts: a lowercase letter, then lowercase letters or digits.
+/// Matched case-insensitively, since a key's prefix is easily retyped in capitals.
+fn looks_like_key(v: &[u8]) -> bool {
+    let lower = v.to_ascii_lowercase();
+    ["_live_", "_test_"].iter().any(|env| {
+        lower.windows(env.len()).enumerate().any(|(i, w)| {
+            w == env.as_bytes()
+                && i > 0
+                && lower[..i].last().is_some_and(|c| c.is_ascii_alphanumeric())
+                && lower[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .any(u8::is_ascii_lowercase)
+        })
+    })
 }
 
 fn new_request_id() -> String {
@@ -154,6 +183,23 @@ mod tests {
         assert_eq!(a.len(), 29);
         assert_ne!(a, b, "fresh ids are unique");
         assert_eq!(a[..16], b[..16], "one prefix per process");
+    }
+
+    #[test]
+    fn request_ids_that_look_like_keys_are_replaced() {
+        let key = crate::KeyFormat::default().generate(crate::KeyEnvironment::Live);
+        let key = key.expose_secret();
+        for incoming in
+            [key.to_owned(), format!("req-{key}"), key.to_ascii_uppercase(), "vsk_test_abc".into()]
+        {
+            let id = request_id(Some(incoming.as_bytes()));
+            assert_ne!(id, incoming);
+            assert_eq!(id.len(), 29, "a fresh id");
+        }
+        for kept in ["trace_live_", "_live_x", "123_live_x", "a-b_test", "order_lives_7"] {
+            let expect_kept = kept != "trace_live_";
+            assert_eq!(request_id(Some(kept.as_bytes())) == kept, expect_kept, "{kept}");
+        }
     }
 
     #[test]

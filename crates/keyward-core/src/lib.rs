@@ -44,7 +44,7 @@ pub use service::{
     Actor, ActorKey, AuditFilter, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
     NewWorkspace, Page, WorkspacePatch,
 };
-pub use store::{AuditQuery, CreditOutcome, KeyListQuery, KeyStore, StoreError, UsageBatch};
+pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::UsageRecorder;
 pub use verifier::{
     ConcurrencyPermit, Presented, Requirements, ResolvedKey, StorePolicy, VerifiedKey, Verifier,

@@ -136,12 +136,21 @@ impl RateLimitPolicy {
         if self.windows.iter().any(|w| w.limit == 0 || w.period_secs == 0) {
             return Err("every window needs a limit and a period of at least 1");
         }
-        if self.windows.iter().any(|w| w.period_secs > 31 * 24 * 3600) {
-            return Err("a period may be at most 31 days");
+        if self.windows.iter().any(|w| w.period_secs > MAX_PERIOD_SECS) {
+            return Err("a period may be at most 31 days (2678400 seconds)");
+        }
+        if self.windows.iter().any(|w| u64::from(w.limit) > MAX_RATE_PER_SEC * u64::from(w.period_secs)) {
+            return Err("a window may allow at most 1000000 requests per second of its period");
         }
         Ok(())
     }
 }
+
+/// Longest rate-limit window: 31 days.
+pub const MAX_PERIOD_SECS: u32 = 31 * 24 * 3600;
+/// Highest rate a window may allow, in requests per second: `limit <= MAX_RATE_PER_SEC x
+/// period_secs`. Keeps the GCRA emission interval (`period / limit`) at 1 microsecond or more.
+pub const MAX_RATE_PER_SEC: u64 = 1_000_000;
 
 /// What a plan includes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +341,41 @@ pub struct ApiKey {
     pub metadata: BTreeMap<String, String>,
     /// Optimistic-concurrency version, bumped by every change to the record.
     pub version: u64,
+}
+
+/// The scope that lets a key manage keys; a workspace must always keep an active key holding it.
+pub const KEY_ADMIN_SCOPE: &str = "keys:write";
+
+impl ApiKey {
+    /// The status as callers see it at `now`: a key whose rotation grace period has ended reads
+    /// `Revoked`, whatever its stored status, since it no longer works.
+    pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.grace_ended(now) { KeyStatus::Revoked } else { self.status }
+    }
+
+    /// Whether a rotation's grace period has ended.
+    pub fn grace_ended(&self, now: DateTime<Utc>) -> bool {
+        self.grace_ends_at.is_some_and(|t| t <= now)
+    }
+
+    /// The record as callers see it at `now`: once a rotation's grace period has ended the key is
+    /// revoked (at the end of the grace period).
+    pub fn settled(mut self, now: DateTime<Utc>) -> Self {
+        if self.status != KeyStatus::Revoked && self.grace_ended(now) {
+            self.status = KeyStatus::Revoked;
+            self.revoked_at = self.grace_ends_at;
+        }
+        self
+    }
+
+    /// Whether the key works at `now` and may manage keys (`keys:write`, or a wildcard covering
+    /// it): the keys that keep a workspace manageable.
+    pub fn can_manage_keys(&self, now: DateTime<Utc>) -> bool {
+        self.deleted_at.is_none()
+            && self.status_at(now) == KeyStatus::Active
+            && self.expires_at.is_none_or(|t| t > now)
+            && self.scopes.allows(&KEY_ADMIN_SCOPE.parse().expect("a valid scope"))
+    }
 }
 
 /// What happened, in an audit event.

@@ -164,9 +164,7 @@ impl SubjectLimiters {
             .map(|w| {
                 let limit = NonZeroU32::new(w.limit.max(1)).expect("max(1) is non-zero");
                 let quota =
-                    Quota::with_period(Duration::from_secs(u64::from(w.period_secs.max(1))) / limit.get())
-                        .expect("a positive period")
-                        .allow_burst(limit);
+                    Quota::with_period(emission_interval(&w)).expect("a positive period").allow_burst(limit);
                 (
                     w,
                     Governor::direct_with_clock(quota, clock.clone())
@@ -181,6 +179,14 @@ impl SubjectLimiters {
             .unwrap_or_default();
         Self { policy: policy.clone(), windows, longest, last_used: AtomicU64::new(now) }
     }
+}
+
+/// The GCRA emission interval of a window: `period / limit`, never zero. Validation keeps
+/// windows at most [`MAX_RATE_PER_SEC`](crate::model::MAX_RATE_PER_SEC) per second, but policies
+/// stored before that bound (or built in code) must not make the limiter panic.
+pub fn emission_interval(window: &RateLimitWindow) -> Duration {
+    let period = Duration::from_secs(u64::from(window.period_secs.max(1)));
+    (period / window.limit.max(1)).max(Duration::from_nanos(1))
 }
 
 /// The in-process limiter. See the [module docs](self).

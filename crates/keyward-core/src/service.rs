@@ -21,7 +21,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
 use crate::clock::{Clock, SystemClock, truncate_ms};
 use crate::error::{Error, ErrorCode};
@@ -33,7 +33,7 @@ use crate::model::{
 };
 use crate::scope::ScopeSet;
 use crate::secret::ApiKeySecret;
-use crate::store::{AuditQuery, KeyListQuery, KeyStore, StoreError};
+use crate::store::{AuditQuery, KeyGuard, KeyListQuery, KeyStore, StoreError};
 
 /// Default audit retention: 90 days.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::days(90);
@@ -43,6 +43,8 @@ pub const DEFAULT_MAX_GRACE: Duration = Duration::days(30);
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Page size when none is given.
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Latest year a timestamp may have: RFC 3339 writes years with exactly four digits.
+pub const MAX_YEAR: i32 = 9999;
 const MAX_NAME_LEN: usize = 100;
 const MAX_RESOURCES: usize = 100;
 const MAX_METADATA: usize = 50;
@@ -60,11 +62,14 @@ pub struct Actor {
     pub request_id: Option<String>,
 }
 
-/// The acting key's powers: it can never give another key more than these.
+/// The acting key's powers: it can never give another key more than these, nor act on a key
+/// that has more.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActorKey {
     /// Id of the acting key.
     pub id: KeyId,
+    /// The acting key's own workspace (not the one it may act on with `X-Workspace-Id`).
+    pub workspace_id: WorkspaceId,
     /// Its scopes.
     pub scopes: ScopeSet,
     /// Its resource restrictions (empty: unrestricted).
@@ -80,38 +85,71 @@ impl Actor {
     /// A key acting.
     pub fn key(key: &ApiKey) -> Self {
         Self {
-            key: Some(ActorKey { id: key.id, scopes: key.scopes.clone(), resources: key.resources.clone() }),
+            key: Some(ActorKey {
+                id: key.id,
+                workspace_id: key.workspace_id,
+                scopes: key.scopes.clone(),
+                resources: key.resources.clone(),
+            }),
             ..Self::default()
         }
     }
 
     /// Whether this actor may hand out `scopes` and `resources`.
     fn check_grant(&self, scopes: &ScopeSet, resources: &[String]) -> Result<(), Error> {
+        self.check_covers(scopes, resources, "grant")
+    }
+
+    /// Whether this actor may act on `target` at all: a key never acts on a wider key (one whose
+    /// scopes or resources it does not cover), whatever the action.
+    fn check_acts_on(&self, target: &ApiKey) -> Result<(), Error> {
+        self.check_covers(&target.scopes, &target.resources, "act on a key with")
+    }
+
+    fn check_covers(&self, scopes: &ScopeSet, resources: &[String], verb: &str) -> Result<(), Error> {
         let Some(me) = &self.key else { return Ok(()) };
         let missing = me.scopes.uncovered(scopes);
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|s| s.to_string()).collect();
-            return Err(Error::new(ErrorCode::InsufficientScope, "a key cannot grant scopes beyond its own")
-                .with_detail("missing", names));
+            return Err(Error::new(
+                ErrorCode::InsufficientScope,
+                format!("a key cannot {verb} scopes beyond its own"),
+            )
+            .with_detail("missing", names));
         }
-        if !me.resources.is_empty() {
-            let outside: Vec<&String> = if resources.is_empty() {
-                return Err(Error::new(
-                    ErrorCode::ResourceNotAllowed,
-                    "a resource-restricted key can only create keys restricted to its resources",
-                ));
-            } else {
-                resources.iter().filter(|r| !me.resources.contains(r)).collect()
-            };
-            if !outside.is_empty() {
-                return Err(Error::new(
-                    ErrorCode::ResourceNotAllowed,
-                    "a key cannot grant resources beyond its own",
-                )
-                .with_detail("resources", outside.into_iter().cloned().collect::<Vec<_>>()));
-            }
+        if me.resources.is_empty() {
+            return Ok(());
+        }
+        if resources.is_empty() {
+            return Err(Error::new(
+                ErrorCode::ResourceNotAllowed,
+                format!("a resource-restricted key cannot {verb} unrestricted resources"),
+            ));
+        }
+        let outside: Vec<String> = resources.iter().filter(|r| !me.resources.contains(r)).cloned().collect();
+        if !outside.is_empty() {
+            return Err(Error::new(
+                ErrorCode::ResourceNotAllowed,
+                format!("a key cannot {verb} resources beyond its own"),
+            )
+            .with_detail("resources", outside));
         }
         Ok(())
+    }
+
+    /// Refuses a change that would take API access away from the acting key itself: with
+    /// `api_access` false on the plan of the key's own workspace, every request, including the
+    /// one that would undo it, would be refused.
+    fn check_keeps_own_access(&self, workspace: WorkspaceId, plan: &Plan) -> Result<(), Error> {
+        match &self.key {
+            Some(me) if me.workspace_id == workspace && !plan.api_access => Err(Error::new(
+                ErrorCode::SelfLockout,
+                "the change would remove the calling key's own API access (its workspace's plan \
+                 would have no API access); make it with a key of another workspace or the CLI",
+            )
+            .with_detail("plan", plan.id.0.clone())),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -416,6 +454,13 @@ impl KeyService {
         validate_slug("id", &plan.id.0)?;
         validate_name(&plan.name)?;
         plan.key_rate_limit.validate().map_err(|r| Error::validation("keyRateLimit", r))?;
+        if let Some(me) = &actor.key
+            && !plan.api_access
+            && let Some(own) = self.store.get_workspace(me.workspace_id).await?
+            && own.plan_id == plan.id
+        {
+            actor.check_keeps_own_access(own.id, &plan)?;
+        }
         self.store.save_plan(&plan, &self.event(AuditAction::PlanSaved, None, None, actor)).await?;
         // Every workspace on the plan is affected; listeners drop what they cached.
         self.notify_workspace(WorkspaceId(uuid::Uuid::nil())).await;
@@ -477,8 +522,13 @@ impl KeyService {
             ws.name = name;
         }
         if let Some(plan) = patch.plan_id {
-            self.store.get_plan(&plan).await?.ok_or_else(|| Error::validation("planId", "no such plan"))?;
-            ws.plan_id = plan;
+            let plan = self
+                .store
+                .get_plan(&plan)
+                .await?
+                .ok_or_else(|| Error::validation("planId", "no such plan"))?;
+            actor.check_keeps_own_access(ws.id, &plan)?;
+            ws.plan_id = plan.id;
         }
         if let Some(rl) = patch.rate_limit {
             if let Some(p) = &rl {
@@ -581,7 +631,9 @@ impl KeyService {
     /// A key of `workspace`; deleted keys and other workspaces' keys are `NOT_FOUND`.
     pub async fn get_key(&self, workspace: WorkspaceId, id: KeyId) -> Result<ApiKey, Error> {
         match self.store.get_key(id).await? {
-            Some(k) if k.workspace_id == workspace && k.deleted_at.is_none() => Ok(k),
+            Some(k) if k.workspace_id == workspace && k.deleted_at.is_none() => {
+                Ok(k.settled(self.clock.now()))
+            }
             _ => Err(Error::not_found("key")),
         }
     }
@@ -595,12 +647,14 @@ impl KeyService {
             .list_keys(&KeyListQuery {
                 workspace_id: workspace,
                 status: filter.status,
+                now: self.clock.now(),
                 before,
                 limit: limit + 1,
             })
             .await?;
         let next_cursor = next_cursor(&mut items, limit, |k| k.id.0);
-        Ok(Page { items, next_cursor })
+        let now = self.clock.now();
+        Ok(Page { items: items.into_iter().map(|k| k.settled(now)).collect(), next_cursor })
     }
 
     /// Changes a key's settings; its value stays the same.
@@ -840,14 +894,23 @@ impl KeyService {
     {
         loop {
             let mut key = self.get_key(workspace, id).await?;
+            actor.check_acts_on(&key)?;
+            let now = self.clock.now();
+            let was_admin = key.can_manage_keys(now);
             let expected = key.version;
             if !change(&mut key)? {
                 return Ok(key);
             }
             key.version += 1;
-            key.updated_at = self.clock.now();
+            key.updated_at = now;
+            // A workspace must keep a key that can manage its keys, or it locks itself out.
+            let guard = if was_admin && !key.can_manage_keys(now) {
+                KeyGuard::KeepsKeyAdmin { now }
+            } else {
+                KeyGuard::None
+            };
             let ev = self.event(action, Some(workspace), Some(id), actor);
-            match self.store.update_key(&key, expected, &ev).await {
+            match self.store.update_key_guarded(&key, expected, &ev, guard).await {
                 Ok(()) => {
                     self.notify(&key).await;
                     return Ok(key);
@@ -954,6 +1017,10 @@ fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Error> {
 fn validate_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Error> {
     match expires_at {
         Some(t) if t <= now => Err(Error::validation("expiresAt", "must be in the future")),
+        Some(t) if t.year() > MAX_YEAR => Err(Error::validation(
+            "expiresAt",
+            format!("must be an RFC 3339 time with a four-digit year (at most {MAX_YEAR})"),
+        )),
         _ => Ok(()),
     }
 }

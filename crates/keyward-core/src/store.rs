@@ -30,6 +30,10 @@ pub enum StoreError {
     /// The workspace already holds the most keys its plan allows.
     #[error("key limit reached")]
     KeyLimitReached,
+    /// A [`KeyGuard::KeepsKeyAdmin`] change would leave the workspace without a key able to
+    /// manage keys.
+    #[error("the workspace's last key able to manage keys")]
+    LastAdminKey,
     /// A record with the same id or hash exists.
     #[error("duplicate record")]
     Duplicate,
@@ -53,8 +57,35 @@ impl From<StoreError> for Error {
             StoreError::KeyLimitReached => {
                 Error::new(ErrorCode::KeyLimitReached, "the workspace's plan allows no more keys")
             }
+            StoreError::LastAdminKey => Error::new(
+                ErrorCode::LastAdminKey,
+                "this would leave the workspace without an active key able to manage keys (`keys:write`); \
+                 create or activate another such key first",
+            ),
             StoreError::NotFound => Error::not_found("record"),
             other => Error::internal(other),
+        }
+    }
+}
+
+/// A condition a key change must leave true, checked by the store in the changing transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyGuard {
+    /// No condition.
+    None,
+    /// The workspace keeps at least one key that can manage keys at `now`.
+    KeepsKeyAdmin {
+        /// The time keys are judged at (status, expiry, grace).
+        now: DateTime<Utc>,
+    },
+}
+
+impl KeyGuard {
+    /// Whether `remaining` (the workspace's keys after the change) satisfy the guard.
+    pub fn holds<'a>(&self, remaining: impl IntoIterator<Item = &'a ApiKey>) -> bool {
+        match self {
+            KeyGuard::None => true,
+            KeyGuard::KeepsKeyAdmin { now } => remaining.into_iter().any(|k| k.can_manage_keys(*now)),
         }
     }
 }
@@ -64,8 +95,11 @@ impl From<StoreError> for Error {
 pub struct KeyListQuery {
     /// The workspace.
     pub workspace_id: WorkspaceId,
-    /// Only keys with this status.
+    /// Only keys with this status as seen at `now`: a key whose rotation grace period has ended
+    /// by then counts as revoked ([`ApiKey::status_at`]).
     pub status: Option<KeyStatus>,
+    /// The time the status filter is judged at.
+    pub now: DateTime<Utc>,
     /// Only keys older than this one (keys are listed newest first).
     pub before: Option<KeyId>,
     /// Most rows to return.
@@ -196,6 +230,21 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         key: &ApiKey,
         expected_version: u64,
         event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.update_key_guarded(key, expected_version, event, KeyGuard::None).await
+    }
+
+    /// [`KeyStore::update_key`], checking `guard` in the same transaction: with
+    /// [`KeyGuard::KeepsKeyAdmin`], the write happens only if the key's workspace still holds a
+    /// key that [can manage keys](ApiKey::can_manage_keys) afterwards, else `LastAdminKey` and
+    /// nothing changes. Two such writes in one workspace must not both pass on stale reads (e.g.
+    /// serialize them on the workspace's row).
+    async fn update_key_guarded(
+        &self,
+        key: &ApiKey,
+        expected_version: u64,
+        event: &AuditEvent,
+        guard: KeyGuard,
     ) -> Result<(), StoreError>;
 
     /// In one transaction: writes `old` as in [`KeyStore::update_key`], moves the old key's

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::hash::KeyDigest;
 use crate::model::{ApiKey, AuditEvent, KeyId, Plan, PlanId, UsageDay, Workspace, WorkspaceId};
-use crate::store::{AuditQuery, CreditOutcome, KeyListQuery, KeyStore, StoreError, UsageBatch};
+use crate::store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 
 /// Delegates to a real store; counts digest lookups and usage writes; fails every call with
 /// [`StoreError::Unavailable`] while [`InstrumentedStore::set_down`] is on.
@@ -97,8 +97,14 @@ impl KeyStore for InstrumentedStore {
     async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
         self.up()?.count_live_keys(workspace).await
     }
-    async fn update_key(&self, key: &ApiKey, expected: u64, event: &AuditEvent) -> Result<(), StoreError> {
-        self.up()?.update_key(key, expected, event).await
+    async fn update_key_guarded(
+        &self,
+        key: &ApiKey,
+        expected: u64,
+        event: &AuditEvent,
+        guard: KeyGuard,
+    ) -> Result<(), StoreError> {
+        self.up()?.update_key_guarded(key, expected, event, guard).await
     }
     async fn rotate_key(
         &self,

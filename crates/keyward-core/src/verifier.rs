@@ -85,25 +85,44 @@ impl<'a> Presented<'a> {
                 "API keys must not be sent in the URL; use the Authorization or X-API-Key header",
             ));
         }
-        if let Some(v) = self.api_key {
-            let v = std::str::from_utf8(v).map_err(|_| invalid(None))?.trim();
-            if !v.is_empty() {
-                return Ok(v);
+        let api_key = match self.api_key {
+            Some(v) => {
+                Some(std::str::from_utf8(v).map_err(|_| invalid(None))?.trim()).filter(|v| !v.is_empty())
             }
-        }
-        if let Some(v) = self.authorization {
-            let v = std::str::from_utf8(v).map_err(|_| invalid(None))?.trim();
-            let token = v
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim());
-            return match token {
-                Some(t) if !t.is_empty() => Ok(t),
-                _ => Err(Error::new(
-                    ErrorCode::MissingApiKey,
-                    "the Authorization header must be `Bearer <key>`",
-                )),
-            };
+            None => None,
+        };
+        let bearer = match self.authorization {
+            Some(v) => {
+                let v = std::str::from_utf8(v).map_err(|_| invalid(None))?.trim();
+                let token = v
+                    .split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim())
+                    .filter(|t| !t.is_empty());
+                match (token, api_key) {
+                    (Some(t), _) => Some(t),
+                    // `Authorization` may carry other credentials (e.g. for a proxy) beside X-API-Key.
+                    (None, Some(_)) => None,
+                    (None, None) => {
+                        return Err(Error::new(
+                            ErrorCode::MissingApiKey,
+                            "the Authorization header must be `Bearer <key>`",
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
+        match (api_key, bearer) {
+            // Which of two different keys to trust is the caller's mistake, not ours to guess.
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::new(
+                    ErrorCode::ConflictingApiKeys,
+                    "the request sent two different API keys (X-API-Key and Authorization: Bearer); send one",
+                ));
+            }
+            (Some(k), _) | (None, Some(k)) => return Ok(k),
+            (None, None) => {}
         }
         Err(Error::new(
             ErrorCode::MissingApiKey,

@@ -10,7 +10,9 @@ local allowed = true
 local retry = 0
 local tats = {}
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
+  -- The caller never sends a zero interval; guard anyway, a division by zero would refuse
+  -- every request of the subject.
+  local interval = math.max(1, tonumber(ARGV[2 * i - 1]))
   local period = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
@@ -23,7 +25,7 @@ for i = 1, n do
 end
 local out = { allowed and 1 or 0, retry }
 for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
+  local interval = math.max(1, tonumber(ARGV[2 * i - 1]))
   local period = tonumber(ARGV[2 * i])
   local tat = tats[i]
   if allowed then

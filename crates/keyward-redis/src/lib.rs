@@ -114,10 +114,10 @@ impl RedisRateLimiter {
         let mut windows = Vec::new();
         for (subject, policy) in checks {
             for w in &policy.windows {
-                let period_us = u64::from(w.period_secs) * 1_000_000;
+                let period_us = u64::from(w.period_secs.max(1)) * 1_000_000;
                 invocation
                     .key(format!("{}:{}:{}:{}", self.config.key_prefix, subject, w.limit, w.period_secs))
-                    .arg(period_us / u64::from(w.limit.max(1)))
+                    .arg(emission_interval_us(w))
                     .arg(period_us);
                 windows.push((subject.kind(), *w));
             }
@@ -190,4 +190,10 @@ impl RateLimiter for RedisRateLimiter {
         }
         Ok(self.local.check_all_now(checks))
     }
+}
+
+/// A window's emission interval in whole microseconds (the script's unit), never zero: a window
+/// allowing more than one request per microsecond would otherwise divide by zero in the script.
+fn emission_interval_us(w: &RateLimitWindow) -> u64 {
+    (u64::from(w.period_secs.max(1)) * 1_000_000 / u64::from(w.limit.max(1))).max(1)
 }

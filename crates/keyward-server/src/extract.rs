@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_TYPE, USER_AGENT};
 use axum::http::request::Parts;
 use keyward_core::{Actor, ActorKey, Error, ErrorCode, KeyId, Scope, VerifiedKey, WorkspaceId};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, current_request_id};
@@ -23,7 +24,7 @@ pub const ADMIN_SCOPE: &str = "workspaces:admin";
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -39,20 +40,89 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 .with_detail("field", "body"),
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| match e {
-            BytesRejection::FailedToBufferBody(ref inner) if inner.status().as_u16() == 413 => {
-                ApiError(Error::new(ErrorCode::PayloadTooLarge, "the request body is too large"))
-            }
-            other => {
-                ApiError(Error::new(ErrorCode::ValidationFailed, format!("could not read the body: {other}")))
-            }
-        })?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
+/// The raw body, read up to the body limit; a body over it is `PAYLOAD_TOO_LARGE` (413) and any
+/// other failure `VALIDATION_FAILED`, both in the catalog shape.
+#[derive(Debug)]
+pub(crate) struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(ApiBytes).map_err(|e| match e {
+            BytesRejection::FailedToBufferBody(ref inner) if inner.status().as_u16() == 413 => ApiError(
+                Error::new(ErrorCode::PayloadTooLarge, "the request body is too large")
+                    .with_detail("maxBytes", crate::MAX_BODY_BYTES),
+            ),
+            other => {
+                ApiError(Error::new(ErrorCode::ValidationFailed, format!("could not read the body: {other}")))
+            }
+        })
+    }
+}
+
+/// A path segment, percent-decoded; one that does not decode to UTF-8 (e.g. `%ff`) is
+/// `VALIDATION_FAILED` in the catalog shape instead of axum's plain-text rejection.
+#[derive(Debug)]
+pub(crate) struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|_| ApiError::validation("id", "must be a percent-encoded UTF-8 path segment"))
+    }
+}
+
+/// Parses JSON into `T`, reporting the path of the offending field. An array where `T` (or a
+/// part of it) is an object is refused: serde would otherwise map it to fields by position, so
+/// `["x"]` would be read as `{"name": "x"}`.
+pub(crate) fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
+    let parsed: T = parse_json_fields(bytes)?;
+    let input: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::validation("body", e.to_string()))?;
+    let output = serde_json::to_value(&parsed).map_err(|e| ApiError(Error::internal(e)))?;
+    match array_read_as_object(&input, &output, String::new()) {
+        None => Ok(parsed),
+        Some(path) => {
+            let field = if path.is_empty() { "body".to_owned() } else { path };
+            Err(ApiError::validation(&field, "must be a JSON object, not an array"))
+        }
+    }
+}
+
+/// The path of the first place where `input` holds an array and the parsed value an object.
+fn array_read_as_object(
+    input: &serde_json::Value,
+    output: &serde_json::Value,
+    path: String,
+) -> Option<String> {
+    use serde_json::Value;
+    match (input, output) {
+        (Value::Array(_), Value::Object(_)) => Some(path),
+        (Value::Object(a), Value::Object(b)) => a.iter().find_map(|(k, v)| {
+            let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            b.get(k).and_then(|w| array_read_as_object(v, w, sub))
+        }),
+        (Value::Array(a), Value::Array(b)) => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (v, w))| array_read_as_object(v, w, format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
 /// Parses JSON, reporting the path of the offending field.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -203,6 +273,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let actor = Actor {
             key: Some(ActorKey {
                 id: key.key_id(),
+                workspace_id: key.workspace_id(),
                 scopes: key.scopes().clone(),
                 resources: key.key().resources.clone(),
             }),

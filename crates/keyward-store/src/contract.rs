@@ -36,10 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use keyward_core::{
     Actor, ApiKey, ApiKeySecret, AuditAction, AuditEvent, AuditEventId, AuditFilter, AuditQuery, Clock,
-    CreatedKey, CreditOutcome, Error, ErrorCode, KeyDigest, KeyEnvironment, KeyFilter, KeyFormat, KeyHasher,
-    KeyId, KeyListQuery, KeyPatch, KeyService, KeyStatus, KeyStore, ManualClock, NewKey, NewWorkspace, Plan,
-    PlanId, RateLimitPolicy, RateLimitWindow, ScopeSet, StoreError, UsageBatch, UsageDay, Workspace,
-    WorkspaceEnvironment, WorkspaceId, WorkspacePatch,
+    CreatedKey, CreditOutcome, Error, ErrorCode, KeyDigest, KeyEnvironment, KeyFilter, KeyFormat, KeyGuard,
+    KeyHasher, KeyId, KeyListQuery, KeyPatch, KeyService, KeyStatus, KeyStore, ManualClock, NewKey,
+    NewWorkspace, Plan, PlanId, RateLimitPolicy, RateLimitWindow, ScopeSet, StoreError, UsageBatch, UsageDay,
+    Workspace, WorkspaceEnvironment, WorkspaceId, WorkspacePatch,
 };
 use serde_json::json;
 
@@ -96,6 +96,9 @@ macro_rules! keyward_store_contract {
             writes_are_atomic_with_their_audit_event,
             validation_errors_store_nothing,
             plans_and_workspaces,
+            guarded_updates_keep_a_key_admin,
+            concurrent_guarded_updates_keep_a_key_admin,
+            list_filter_sees_ended_grace_as_revoked,
         );
     };
     (@each [$mode:ident] $make:expr; $($case:ident),+ $(,)?) => {
@@ -168,7 +171,13 @@ impl Ctx {
     }
 
     async fn all_keys(&self, ws: WorkspaceId) -> Vec<ApiKey> {
-        let q = KeyListQuery { workspace_id: ws, status: None, before: None, limit: 1000 };
+        let q = KeyListQuery {
+            workspace_id: ws,
+            status: None,
+            now: chrono::Utc::now(),
+            before: None,
+            limit: 1000,
+        };
         self.store.list_keys(&q).await.expect("list_keys")
     }
 
@@ -472,7 +481,13 @@ pub async fn list_paginates_newest_first(store: Arc<dyn KeyStore>) {
     }
 
     // The store's keyset: `before` is exclusive.
-    let q = KeyListQuery { workspace_id: ctx.ws.id, status: None, before: Some(created[10]), limit: 3 };
+    let q = KeyListQuery {
+        workspace_id: ctx.ws.id,
+        status: None,
+        now: chrono::Utc::now(),
+        before: Some(created[10]),
+        limit: 3,
+    };
     let older = ctx.store.list_keys(&q).await.expect("list");
     assert_eq!(ids(&older), vec![created[9], created[8], created[7]]);
 }
@@ -1715,4 +1730,102 @@ pub async fn plans_and_workspaces(store: Arc<dyn KeyStore>) {
         ctx.service.list_workspaces().await.expect("list").iter().map(|w| w.id).collect();
     assert_eq!(listed, vec![ctx.ws.id, sandbox.id, third.id], "oldest first");
     expect_err(ctx.service.get_workspace(WorkspaceId::new()).await, ErrorCode::NotFound);
+}
+
+fn admin_key(ctx: &Ctx, name: &str) -> NewKey {
+    ctx.new_key(name).with_scopes("keys:*".parse().expect("scopes"))
+}
+
+/// A [`KeyGuard::KeepsKeyAdmin`] write that would leave the workspace without a key able to
+/// manage keys is refused with `LastAdminKey`, writes nothing (no change, no audit event); with
+/// another admin key left it goes through.
+pub async fn guarded_updates_keep_a_key_admin(store: Arc<dyn KeyStore>) {
+    let ctx = setup(store).await;
+    let only = ctx.create(admin_key(&ctx, "only admin")).await.key;
+    // A key that cannot manage keys, an expired admin and an inactive admin do not count.
+    ctx.create(ctx.new_key("reader").with_scopes("keys:read".parse().expect("scopes"))).await;
+    ctx.create(NewKey { active: false, ..admin_key(&ctx, "inactive admin") }).await;
+    let expiring = ctx
+        .create(NewKey { expires_at: Some(ctx.now() + Duration::seconds(5)), ..admin_key(&ctx, "expiring") })
+        .await
+        .key;
+    ctx.clock.advance(Duration::seconds(10));
+    let now = ctx.now();
+    let guard = KeyGuard::KeepsKeyAdmin { now };
+    let mut write = only.clone();
+    write.status = KeyStatus::Revoked;
+    write.version += 1;
+    let ev = raw_event(AuditAction::KeyRevoked, only.workspace_id, only.id, now);
+    assert_eq!(
+        ctx.store.update_key_guarded(&write, only.version, &ev, guard).await,
+        Err(StoreError::LastAdminKey)
+    );
+    assert_eq!(ctx.stored(only.id).await.status, KeyStatus::Active, "nothing changed");
+    assert!(!ctx.events(only.id).await.iter().any(|e| e.id == ev.id), "no audit event");
+    assert!(ctx.stored(expiring.id).await.expires_at.is_some());
+
+    ctx.create(admin_key(&ctx, "second admin")).await;
+    ctx.store.update_key_guarded(&write, only.version, &ev, guard).await.expect("another admin remains");
+    assert_eq!(ctx.stored(only.id).await.status, KeyStatus::Revoked);
+}
+
+/// Two guarded writes switching off the workspace's last two admin keys at once: exactly one
+/// succeeds, whichever, so the workspace is never left without one.
+pub async fn concurrent_guarded_updates_keep_a_key_admin(store: Arc<dyn KeyStore>) {
+    let ctx = setup(store).await;
+    for _ in 0..5 {
+        let a = ctx.create(admin_key(&ctx, "a")).await.key;
+        let b = ctx.create(admin_key(&ctx, "b")).await.key;
+        let now = ctx.now();
+        let switch_off = |key: &ApiKey| {
+            let mut write = key.clone();
+            write.status = KeyStatus::Inactive;
+            write.version += 1;
+            let ev = raw_event(AuditAction::KeyDeactivated, key.workspace_id, key.id, now);
+            let (store, expected) = (ctx.store.clone(), key.version);
+            tokio::spawn(async move {
+                store.update_key_guarded(&write, expected, &ev, KeyGuard::KeepsKeyAdmin { now }).await
+            })
+        };
+        let (ra, rb) = tokio::join!(switch_off(&a), switch_off(&b));
+        let (ra, rb) = (ra.expect("task"), rb.expect("task"));
+        assert!(ra.is_ok() != rb.is_ok(), "exactly one may succeed: {ra:?}, {rb:?}");
+        assert!(
+            [ra, rb].contains(&Err(StoreError::LastAdminKey)),
+            "the other is refused as the last admin key"
+        );
+        let admins = ctx.all_keys(ctx.ws.id).await.iter().filter(|k| k.can_manage_keys(now)).count();
+        assert_eq!(admins, 1);
+        // Leave no admin key behind for the next round.
+        for k in ctx.all_keys(ctx.ws.id).await.into_iter().filter(|k| k.can_manage_keys(now)) {
+            let mut write = k.clone();
+            write.status = KeyStatus::Revoked;
+            write.version += 1;
+            let ev = raw_event(AuditAction::KeyRevoked, k.workspace_id, k.id, now);
+            ctx.store.update_key(&write, k.version, &ev).await.expect("unguarded");
+        }
+    }
+}
+
+/// The status filter judges a rotated key by its grace period: once it has ended the key is
+/// listed as revoked, not as active (or inactive).
+pub async fn list_filter_sees_ended_grace_as_revoked(store: Arc<dyn KeyStore>) {
+    let ctx = setup(store).await;
+    let old = ctx.key("old").await;
+    ctx.service
+        .rotate_key(ctx.ws.id, old.id, Some(Duration::seconds(30)), &Actor::system())
+        .await
+        .expect("rotate");
+    let ids = |status, now| {
+        let q = KeyListQuery { workspace_id: ctx.ws.id, status: Some(status), now, before: None, limit: 100 };
+        let store = ctx.store.clone();
+        async move { store.list_keys(&q).await.expect("list").into_iter().map(|k| k.id).collect::<Vec<_>>() }
+    };
+    let now = ctx.now();
+    assert!(ids(KeyStatus::Active, now).await.contains(&old.id), "in grace: active");
+    assert!(!ids(KeyStatus::Revoked, now).await.contains(&old.id));
+    let later = now + Duration::seconds(31);
+    assert!(!ids(KeyStatus::Active, later).await.contains(&old.id), "grace over: not active");
+    assert!(ids(KeyStatus::Revoked, later).await.contains(&old.id), "grace over: revoked");
+    assert_eq!(ids(KeyStatus::Active, later).await.len(), 1, "only the successor");
 }

@@ -23,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyId, KeyListQuery, KeyStore, Plan, PlanId,
-    StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStatus,
+    KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
 };
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
@@ -520,7 +520,17 @@ impl KeyStore for PgStore {
         ));
         sql.push_bind(query.workspace_id.to_string());
         if let Some(status) = query.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
+            // A key whose rotation grace period has ended is revoked, whatever its stored status.
+            let now = to_ms(query.now);
+            match status {
+                KeyStatus::Revoked => {
+                    sql.push(" AND (status = 'revoked' OR grace_ends_at <= ").push_bind(now).push(")");
+                }
+                other => {
+                    sql.push(" AND status = ").push_bind(other.as_str());
+                    sql.push(" AND (grace_ends_at IS NULL OR grace_ends_at > ").push_bind(now).push(")");
+                }
+            }
         }
         if let Some(before) = query.before {
             // `id` is COLLATE "C": byte order, which for hyphenated lowercase UUIDv7 text is
@@ -543,14 +553,43 @@ impl KeyStore for PgStore {
         u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
     }
 
-    async fn update_key(
+    async fn update_key_guarded(
         &self,
         key: &ApiKey,
         expected_version: u64,
         event: &AuditEvent,
+        guard: KeyGuard,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        if guard != KeyGuard::None {
+            // Serializes guarded changes within the workspace, so that two of them cannot each
+            // see the other's key as the one that remains.
+            sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(key.workspace_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         cas_key(&mut tx, key, expected_version).await?;
+        if let KeyGuard::KeepsKeyAdmin { now } = guard {
+            let candidates = keys(
+                sqlx::query_as::<_, KeyRow>(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys WHERE workspace_id = $1 AND status = 'active' AND deleted_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2) \
+                     AND (grace_ends_at IS NULL OR grace_ends_at > $2)"
+                ))
+                .bind(key.workspace_id.to_string())
+                .bind(to_ms(now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?,
+            )?;
+            if !guard.holds(candidates.iter()) {
+                return Err(StoreError::LastAdminKey);
+            }
+        }
         insert_audit(&mut tx, event).await?;
         tx.commit().await.map_err(db_err)
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyId, KeyListQuery, KeyStore, Plan, PlanId,
-    StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStatus,
+    KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
 };
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
@@ -400,7 +400,17 @@ impl KeyStore for SqliteStore {
         ));
         sql.push_bind(query.workspace_id.to_string());
         if let Some(status) = query.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
+            // A key whose rotation grace period has ended is revoked, whatever its stored status.
+            let now = to_ms(query.now);
+            match status {
+                KeyStatus::Revoked => {
+                    sql.push(" AND (status = 'revoked' OR grace_ends_at <= ").push_bind(now).push(")");
+                }
+                other => {
+                    sql.push(" AND status = ").push_bind(other.as_str());
+                    sql.push(" AND (grace_ends_at IS NULL OR grace_ends_at > ").push_bind(now).push(")");
+                }
+            }
         }
         if let Some(before) = query.before {
             // Ids are UUIDv7 in hyphenated lowercase text: text order is creation order.
@@ -422,14 +432,35 @@ impl KeyStore for SqliteStore {
         u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
     }
 
-    async fn update_key(
+    async fn update_key_guarded(
         &self,
         key: &ApiKey,
         expected_version: u64,
         event: &AuditEvent,
+        guard: KeyGuard,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         cas_key(&mut tx, key, expected_version).await?;
+        if let KeyGuard::KeepsKeyAdmin { now } = guard {
+            let candidates = keys(
+                sqlx::query_as::<_, KeyRow>(concat!(
+                    "SELECT ",
+                    key_columns!(),
+                    " FROM api_keys WHERE workspace_id = ? AND status = 'active' AND deleted_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > ?) \
+                     AND (grace_ends_at IS NULL OR grace_ends_at > ?)"
+                ))
+                .bind(key.workspace_id.to_string())
+                .bind(to_ms(now))
+                .bind(to_ms(now))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?,
+            )?;
+            if !guard.holds(candidates.iter()) {
+                return Err(StoreError::LastAdminKey);
+            }
+        }
         insert_audit(&mut tx, event).await?;
         tx.commit().await.map_err(db_err)
     }

@@ -20,8 +20,8 @@ use std::sync::{Arc, Once};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyId, KeyListQuery, KeyStore, Plan, PlanId,
-    StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStore, Plan,
+    PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
 };
 use sqlx::Connection;
 
@@ -187,8 +187,14 @@ impl KeyStore for PgTestStore {
     async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
         self.store.count_live_keys(workspace).await
     }
-    async fn update_key(&self, key: &ApiKey, expected: u64, event: &AuditEvent) -> Result<(), StoreError> {
-        self.store.update_key(key, expected, event).await
+    async fn update_key_guarded(
+        &self,
+        key: &ApiKey,
+        expected: u64,
+        event: &AuditEvent,
+        guard: KeyGuard,
+    ) -> Result<(), StoreError> {
+        self.store.update_key_guarded(key, expected, event, guard).await
     }
     async fn rotate_key(
         &self,

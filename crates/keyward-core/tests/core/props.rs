@@ -1,7 +1,11 @@
 //! Property tests: the key format round-trips, the checksum catches every single-character
 //! change, and scope covering is a partial order.
 
-use keyward_core::{KeyEnvironment, KeyFormat, KeyParseError, Scope, ScopePart, SecretEncoding};
+use keyward_core::model::{MAX_PERIOD_SECS, MAX_RATE_PER_SEC};
+use keyward_core::{
+    KeyEnvironment, KeyFormat, KeyId, KeyParseError, LimitSubject, LocalRateLimiter, RateLimitPolicy,
+    RateLimitWindow, RateLimiter, Scope, ScopePart, SecretEncoding,
+};
 use proptest::prelude::*;
 
 fn formats() -> impl Strategy<Value = KeyFormat> {
@@ -90,4 +94,46 @@ proptest! {
     fn scope_text_round_trips(a in scope()) {
         prop_assert_eq!(a.to_string().parse::<Scope>(), Ok(a));
     }
+}
+
+fn windows() -> impl Strategy<Value = Vec<RateLimitWindow>> {
+    let period = prop_oneof![Just(0u32), Just(1), Just(MAX_PERIOD_SECS), Just(u32::MAX), any::<u32>()];
+    let limit = prop_oneof![Just(0u32), Just(1), Just(1_000_000), Just(u32::MAX), any::<u32>()];
+    prop::collection::vec(
+        (limit, period).prop_map(|(limit, period_secs)| RateLimitWindow { limit, period_secs }),
+        0..10,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// No policy, accepted by validation or not (stored before a bound existed, built in code),
+    /// makes the local limiter panic; and an accepted one never has a zero emission interval.
+    #[test]
+    fn no_policy_makes_the_limiter_panic(windows in windows()) {
+        let policy = RateLimitPolicy::new(windows);
+        if policy.validate().is_ok() {
+            for w in &policy.windows {
+                prop_assert!(u64::from(w.limit) <= MAX_RATE_PER_SEC * u64::from(w.period_secs));
+            }
+        }
+        for w in &policy.windows {
+            prop_assert!(!keyward_core::ratelimit::emission_interval(w).is_zero());
+        }
+        let limiter = LocalRateLimiter::default();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let status = rt.block_on(limiter.check(LimitSubject::Key(KeyId::new()), &policy)).unwrap();
+        prop_assert_eq!(status.windows.len(), policy.windows.len());
+    }
+}
+
+#[test]
+fn validation_bounds_the_rate_of_every_window() {
+    let ok = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_000, period_secs: 1 }]);
+    assert!(ok.validate().is_ok());
+    let too_fast = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_001, period_secs: 1 }]);
+    assert!(too_fast.validate().is_err());
+    let long = RateLimitPolicy::new([RateLimitWindow { limit: u32::MAX, period_secs: MAX_PERIOD_SECS }]);
+    assert!(long.validate().is_ok(), "4.3e9 per 31 days is 1,603 per second");
 }

@@ -1,7 +1,7 @@
 //! `/v1/keys`: the key lifecycle.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Duration;
 use keyward_core::{KeyFilter, KeyPatch, KeyStatus, NewKey, RateLimitPolicy};
@@ -13,7 +13,7 @@ use crate::dto::{
     UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
 };
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Caller, key_id};
+use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Caller, key_id};
 
 /// Days of usage shown with a key.
 const RECENT_USAGE_DAYS: u32 = 30;
@@ -120,7 +120,7 @@ pub(crate) async fn list_keys(
 pub(crate) async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<ApiKeyDetail>, ApiError> {
     caller.require("keys:read")?;
     let id = key_id(&id)?;
@@ -153,7 +153,7 @@ pub(crate) async fn get_key(
 pub(crate) async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateKeyRequest>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
     caller.require("keys:write")?;
@@ -193,7 +193,7 @@ macro_rules! state_change {
         pub(crate) async fn $fn_name(
             State(state): State<AppState>,
             caller: Caller,
-            Path(id): Path<String>,
+            ApiPath(id): ApiPath,
         ) -> Result<Json<ApiKeyView>, ApiError> {
             caller.require("keys:write")?;
             let id = key_id(&id)?;
@@ -243,8 +243,8 @@ state_change!(
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath,
+    ApiBytes(body): ApiBytes,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     caller.require("keys:write")?;
     let id = key_id(&id)?;
@@ -287,7 +287,7 @@ pub(crate) async fn rotate_key(
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<StatusCode, ApiError> {
     caller.require("keys:write")?;
     let id = key_id(&id)?;
@@ -313,7 +313,7 @@ pub(crate) async fn delete_key(
 pub(crate) async fn key_usage(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     caller.require("usage:read")?;

@@ -26,8 +26,14 @@ pub(crate) async fn status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let ws = state.service.get_workspace(caller.workspace).await?;
     let key = &caller.key;
+    // The workspace as the verifier cached it, so that keys the layer serves during a store
+    // outage get their status too; only an internal key naming another workspace reads it.
+    let ws = if caller.workspace == key.workspace_id() {
+        key.workspace().clone()
+    } else {
+        state.service.get_workspace(caller.workspace).await?
+    };
     Ok(Json(StatusResponse {
         valid: true,
         key_id: key.key_id().0,
@@ -37,9 +43,26 @@ pub(crate) async fn status(
         environment: ws.environment,
         plan: ws.plan_id.0.clone(),
         scopes: key.scopes().iter().map(ToString::to_string).collect(),
-        credits: key.credits_remaining().or(key.key().credits),
+        credits: live_credits(&state, key).await,
         rate_limit: RateLimitState::from(key.rate_limit()),
     }))
+}
+
+/// The key's credits as stored now (the cached record holds those of when it was loaded); during
+/// a rotation's grace period, its successor's, which it spends. Falls back to the last known
+/// balance when the store cannot be read.
+async fn live_credits(state: &AppState, key: &keyward_core::VerifiedKey) -> Option<i64> {
+    let cached = key.credits_remaining().or(key.key().credits);
+    cached?;
+    let account = key.key().rotated_to.unwrap_or(key.key_id());
+    match state.service.store().get_key(account).await {
+        Ok(Some(stored)) => stored.credits,
+        Ok(None) => cached,
+        Err(e) => {
+            tracing::warn!(error = %e, "key store unavailable; reporting cached credits");
+            cached
+        }
+    }
 }
 
 /// Checks a key presented to another service: whether it may make a request with the given

@@ -1,7 +1,7 @@
 //! `/v1/workspaces` and `/v1/plans`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use keyward_core::{
     NewWorkspace, Plan, PlanId, RateLimitPolicy, WorkspaceEnvironment, WorkspaceId, WorkspacePatch,
@@ -13,7 +13,7 @@ use crate::dto::{
     WorkspaceView,
 };
 use crate::error::ApiError;
-use crate::extract::{ADMIN_SCOPE, ApiJson, Caller, parse_id};
+use crate::extract::{ADMIN_SCOPE, ApiJson, ApiPath, Caller, parse_id};
 
 /// Lists every workspace. Needs `workspaces:admin`.
 #[utoipa::path(
@@ -93,7 +93,7 @@ fn visible(caller: &Caller, id: WorkspaceId) -> Result<(), ApiError> {
 pub(crate) async fn get_workspace(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<WorkspaceView>, ApiError> {
     caller.require("workspaces:read")?;
     let id: WorkspaceId = parse_id("id", &id)?;
@@ -120,7 +120,7 @@ pub(crate) async fn get_workspace(
 pub(crate) async fn update_workspace(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateWorkspaceRequest>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
     caller.require(ADMIN_SCOPE)?;
@@ -174,7 +174,7 @@ pub(crate) async fn list_plans(
 pub(crate) async fn save_plan(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<SavePlanRequest>,
 ) -> Result<Json<PlanView>, ApiError> {
     caller.require(ADMIN_SCOPE)?;

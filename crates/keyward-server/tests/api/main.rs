@@ -3,6 +3,7 @@
 mod binary;
 mod errors;
 mod keys;
+mod security;
 mod spec;
 mod support;
 mod workspaces;

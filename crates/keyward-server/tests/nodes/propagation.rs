@@ -64,9 +64,18 @@ async fn other_changes_reach_the_other_node() {
     c.a.call(Method::POST, &format!("/v1/keys/{id}/activate"), &c.admin, None).await;
     within("B sees the activation", limit, async || c.b.verify(&c.admin, &key).await.valid()).await;
 
-    let body = serde_json::json!({ "name": "Nodes", "apiAccess": false, "keyRateLimit": [{ "limit": 1000000, "periodSecs": 1 }] });
-    let r = c.a.call(Method::PUT, "/v1/plans/nodes", &c.admin, Some(body)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Through node A's service as an operator (the admin key may not withdraw its own
+    // workspace's API access: SELF_LOCKOUT); the change travels the same way.
+    let plan = keyward_core::Plan {
+        id: "nodes".into(),
+        name: "Nodes".into(),
+        api_access: false,
+        max_keys: None,
+        key_rate_limit: keyward_core::RateLimitPolicy::new([keyward_core::RateLimitWindow::per_second(
+            1_000_000,
+        )]),
+    };
+    c.a.node.state.service.save_plan(plan, &keyward_core::Actor::system()).await.expect("plan saved");
     within("B applies the plan", limit, async || {
         let r = c.b.call(Method::GET, "/v1/status", &key, None).await;
         r.status == StatusCode::FORBIDDEN && r.code() == "FEATURE_NOT_IN_PLAN"

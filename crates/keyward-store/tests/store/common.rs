@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyId, KeyListQuery, KeyStore, Plan, PlanId,
-    StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStore, Plan,
+    PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
 };
 use keyward_store::SqliteStore;
 use tempfile::TempDir;
@@ -79,8 +79,14 @@ impl KeyStore for TestStore {
     async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
         self.inner.count_live_keys(workspace).await
     }
-    async fn update_key(&self, key: &ApiKey, expected: u64, event: &AuditEvent) -> Result<(), StoreError> {
-        self.inner.update_key(key, expected, event).await
+    async fn update_key_guarded(
+        &self,
+        key: &ApiKey,
+        expected: u64,
+        event: &AuditEvent,
+        guard: KeyGuard,
+    ) -> Result<(), StoreError> {
+        self.inner.update_key_guarded(key, expected, event, guard).await
     }
     async fn rotate_key(
         &self,
