@@ -19,6 +19,12 @@ struct Cli {
 enum Command {
     /// Runs the management API.
     Serve(Box<ServeArgs>),
+    /// Issues a fresh root key (scope `*`) for a workspace, working on the database directly: the
+    /// way back when its keys are lost or revoked. Prints the key once.
+    RootKey(RootKeyArgs),
+    /// Plans, on the database directly.
+    #[command(subcommand)]
+    Plans(PlansCommand),
     /// Prints the OpenAPI document.
     Openapi {
         /// `3.1` (what utoipa emits) or `3.0` (converted, for older generators).
@@ -27,10 +33,82 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PlansCommand {
+    /// Gives a plan API access again (when a change withdrew it from the workspaces on it).
+    EnableApiAccess {
+        /// The plan's id, e.g. `default`.
+        plan: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RootKeyArgs {
+    /// Confirms that a new root key is wanted (older keys keep working until revoked).
+    #[arg(long, required = true)]
+    reset: bool,
+    /// The workspace, by id or name (default: the only one).
+    #[arg(long)]
+    workspace: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// What operator commands need to reach the keys: the database, and the key format and pepper
+/// of the deployment (a key issued with other settings would not verify).
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    /// Database URL, as for `keyward serve`.
+    #[arg(long, env = "KEYWARD_DATABASE", default_value = "sqlite://keyward.db", hide_env_values = true)]
+    database: String,
+    /// PostgreSQL: schema of keyward's tables.
+    #[arg(long, env = "KEYWARD_DATABASE_SCHEMA")]
+    database_schema: Option<String>,
+    /// Key prefix, as for `keyward serve`.
+    #[arg(long, env = "KEYWARD_KEY_PREFIX", default_value = "kw")]
+    key_prefix: String,
+    /// Secret encoding, as for `keyward serve`.
+    #[arg(long, env = "KEYWARD_KEY_ENCODING", value_enum, default_value = "base62")]
+    key_encoding: Encoding,
+    /// Pepper, as for `keyward serve`.
+    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true)]
+    pepper: Option<String>,
+    /// Pepper id, as for `keyward serve`.
+    #[arg(long, env = "KEYWARD_PEPPER_ID", default_value = "p1")]
+    pepper_id: String,
+}
+
+impl StoreArgs {
+    async fn service(self) -> anyhow::Result<keyward_core::KeyService> {
+        let config = ServeConfig {
+            database: self.database,
+            database_schema: self.database_schema,
+            key_prefix: self.key_prefix,
+            key_encoding: self.key_encoding.into(),
+            pepper: self.pepper,
+            pepper_id: self.pepper_id,
+            ..ServeConfig::default()
+        };
+        let database = keyward_server::serve::Database::open(&config).await?;
+        keyward_server::serve::service(&config, database.store())
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Encoding {
     Base62,
     Hex,
+}
+
+impl From<Encoding> for SecretEncoding {
+    fn from(e: Encoding) -> Self {
+        match e {
+            Encoding::Base62 => SecretEncoding::Base62,
+            Encoding::Hex => SecretEncoding::Hex,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,6 +178,21 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", keyward_server::openapi_json(&spec == "3.0"));
             Ok(())
         }
+        Command::RootKey(args) => {
+            let service = args.store.service().await?;
+            let root = keyward_server::admin::reset_root_key(&service, args.workspace.as_deref()).await?;
+            // Printed to stdout once, never logged.
+            println!("keyward: issued a new root key in workspace {}.", root.key.workspace_id);
+            println!("Root API key (shown once; it will not be shown again, store it now):");
+            println!("{}", root.secret.expose_secret());
+            Ok(())
+        }
+        Command::Plans(PlansCommand::EnableApiAccess { plan, store }) => {
+            let service = store.service().await?;
+            let plan = keyward_server::admin::enable_api_access(&service, &plan).await?;
+            println!("keyward: plan {:?} has API access again.", plan.id.0);
+            Ok(())
+        }
         Command::Serve(args) => {
             let args = *args;
             init_tracing(args.log_format);
@@ -112,10 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 redis: args.redis,
                 redis_prefix: args.redis_prefix,
                 key_prefix: args.key_prefix,
-                key_encoding: match args.key_encoding {
-                    Encoding::Base62 => SecretEncoding::Base62,
-                    Encoding::Hex => SecretEncoding::Hex,
-                },
+                key_encoding: args.key_encoding.into(),
                 pepper: args.pepper,
                 pepper_id: args.pepper_id,
                 audit_retention_days: args.audit_retention_days,

@@ -118,3 +118,61 @@ fn openapi_command_prints_the_spec() {
     assert_eq!(printed, serde_json::to_value(keyward_server::openapi()).unwrap());
     assert_eq!(printed["openapi"], "3.1.0");
 }
+
+/// The way back from a lockout needs no key: with the plan's API access withdrawn and the root
+/// key revoked (as only the database or another workspace could do), the CLI restores access
+/// and issues a new root key that works against the running server.
+#[tokio::test]
+async fn the_cli_recovers_a_locked_out_workspace_without_any_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path());
+    let root = running.stdout[2].clone();
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    {
+        let store = keyward_store::SqliteStore::open(&url).await.unwrap();
+        let service = keyward_core::KeyService::new(std::sync::Arc::new(store));
+        let mut plan = service.get_plan(&"default".into()).await.unwrap();
+        plan.api_access = false;
+        service.save_plan(plan, &keyward_core::Actor::system()).await.unwrap();
+    }
+    let client = reqwest::Client::new();
+    let status = async |addr: &str, key: &str| {
+        client.get(format!("http://{addr}/v1/status")).bearer_auth(key).send().await.unwrap().status()
+    };
+    // The server's cached plan may live up to the cache TTL; a restart is what an operator does.
+    let logs = terminate(running);
+    assert!(!logs.iter().any(|l| l.contains(&root)));
+    let running = start(dir.path());
+    assert_eq!(status(&running.addr, &root).await, 403, "locked out");
+
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keyward")).args(args).args(["--database", &url]).output().unwrap()
+    };
+    let out = cli(&["root-key", "--reset"]);
+    assert!(!out.status.success(), "no key works while the plan has no API access");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enable-api-access"));
+    let out = cli(&["plans", "enable-api-access", "default"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["root-key", "--reset"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let new_root = printed.lines().last().unwrap().to_owned();
+    assert!(new_root.starts_with("kw_live_") && new_root != root);
+
+    // The running server sees the CLI's plan change once its cache expires; restart to see it now.
+    terminate(running);
+    let running = start(dir.path());
+    assert_eq!(status(&running.addr, &new_root).await, 200);
+    let audit: serde_json::Value = client
+        .get(format!("http://{}/v1/audit-events", running.addr))
+        .bearer_auth(&new_root)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let by_cli = audit["data"].as_array().unwrap().iter().filter(|e| e["userAgent"] == "keyward-cli").count();
+    assert!(by_cli >= 1, "the CLI's changes are audited: {audit}");
+    terminate(running);
+}
