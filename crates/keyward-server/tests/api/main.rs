@@ -5,4 +5,5 @@ mod errors;
 mod keys;
 mod spec;
 mod support;
+mod transport;
 mod workspaces;
