@@ -55,8 +55,9 @@ struct ServeArgs {
     /// PostgreSQL: most pooled connections per node.
     #[arg(long, env = "KEYWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     database_max_connections: u32,
-    /// PostgreSQL: seconds to wait for a connection before answering 503 STORE_UNAVAILABLE.
-    #[arg(long, env = "KEYWARD_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    /// PostgreSQL: seconds a database call may take (waiting for a connection, then the
+    /// database's answers) before answering 503 STORE_UNAVAILABLE; also the statement timeout.
+    #[arg(long, env = "KEYWARD_DATABASE_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     database_timeout_secs: u64,
     /// Redis URL (`redis://host:6379`) to share rate limits between nodes; limits stay local to
     /// each node without it, and fall back to local limits while Redis is unreachable.

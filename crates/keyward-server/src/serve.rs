@@ -56,8 +56,9 @@ pub struct ServeConfig {
     pub database_schema: Option<String>,
     /// PostgreSQL only: most pooled connections per node.
     pub database_max_connections: u32,
-    /// PostgreSQL only: longest wait for a connection before a request fails with 503
-    /// `STORE_UNAVAILABLE`.
+    /// PostgreSQL only: longest a store call may take, waiting for a connection included, before
+    /// the request fails with 503 `STORE_UNAVAILABLE`, even when the database stops answering
+    /// mid-query; also the sessions' statement timeout.
     pub database_timeout: Duration,
     /// PostgreSQL only: how the change feed reconnects and probes its connection.
     pub change_feed: ChangeFeedConfig,
@@ -135,6 +136,7 @@ impl Database {
                 schema: config.database_schema.clone(),
                 max_connections: config.database_max_connections,
                 acquire_timeout: config.database_timeout,
+                query_timeout: config.database_timeout,
             };
             let store = PgStore::open_with(url, options).await.with_context(|| format!("opening {shown}"))?;
             return Ok(Database::Postgres(store));

@@ -30,13 +30,16 @@ pub(crate) fn via(url: &str, addr: SocketAddr) -> String {
     url.replacen(&host_port(url), &addr.to_string(), 1)
 }
 
+/// The test nodes' `--database-timeout-secs`.
+pub(crate) const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Settings of a test node on `schema`, reaching PostgreSQL at `database` (the schema's own URL,
 /// or a proxy's) and Redis at `redis`; the Redis prefix is the schema's name, unique per test.
 pub(crate) fn config(schema: &PgTestSchema, database: &str, redis: Option<&str>) -> ServeConfig {
     ServeConfig {
         database: database.to_owned(),
         database_schema: Some(schema.name().to_owned()),
-        database_timeout: Duration::from_secs(2),
+        database_timeout: DATABASE_TIMEOUT,
         change_feed: ChangeFeedConfig {
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_millis(250),
