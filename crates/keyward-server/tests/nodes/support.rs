@@ -7,7 +7,7 @@ use keyward_core::testing::service_url;
 use keyward_core::{
     Actor, NewKey, NewWorkspace, Plan, RateLimitPolicy, RateLimitWindow, ScopeSet, Workspace,
 };
-use keyward_server::serve::{Node, ServeConfig, node};
+use keyward_server::serve::{Node, ServeConfig, node, serve_http};
 use keyward_store::ChangeFeedConfig;
 use keyward_store::testing::PgTestSchema;
 use reqwest::{Method, StatusCode};
@@ -87,9 +87,9 @@ impl TestNode {
         let node = node(&config).await.unwrap_or_else(|e| panic!("node on {}: {e:#}", config.database));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = node.app().into_make_service_with_connect_info::<SocketAddr>();
+        let (app, limits) = (node.app(), config.connections);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            serve_http(listener, app, limits, std::future::pending()).await.expect("serve");
         });
         TestNode { node, base: format!("http://{addr}"), client: reqwest::Client::new(), server }
     }
