@@ -105,7 +105,7 @@ pub async fn serve_http(
             format!("every limit must be positive: {limits:?}"),
         ));
     }
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // The clock below times request heads (see the module docs).
