@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use actix_web::http::{ConnectionType, Version};
 use actix_web::{HttpMessage, ResponseError};
 use keyward_core::http::{REQUEST_ID, rate_limit_headers, request_id};
 use keyward_core::{Presented, Requirements, Scope, VerifiedKey, Verifier};
@@ -20,6 +21,10 @@ type ResourceFn = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 /// Verifies the API key of every request it wraps. Clone it into each `App` (it is cheap to
 /// clone and `Send`, as `HttpServer`'s factory needs).
+///
+/// A refusal never reads the request's body; over HTTP/1.x a refusal of a request with a body
+/// closes the connection and says `Connection: close`, so the client's next request goes on a new
+/// connection instead of being lost.
 ///
 /// Built with [`KeywardMiddleware::new`] and the builder methods; see the
 /// [crate docs](crate) for a complete server.
@@ -147,7 +152,10 @@ where
                 Ok(v) => Arc::new(v),
                 Err(error) => {
                     tracing::debug!(code = %error.code(), request_id = %rid, "request refused");
-                    let response = Rejection::new(error, rid).error_response();
+                    let mut response = Rejection::new(error, rid).error_response();
+                    if leaves_body_unread(&req) {
+                        response.head_mut().set_connection_type(ConnectionType::Close);
+                    }
                     return Ok(req.into_response(response).map_into_right_body());
                 }
             };
@@ -170,6 +178,20 @@ where
             Ok(res.map_body(|_, body| VerifiedBody::new(body, verified)).map_into_left_body())
         })
     }
+}
+
+/// Whether refusing `req` leaves a body unread on an HTTP/1.x connection, where it would be taken
+/// for the next request: the refusal then closes the connection and says so
+/// (`Connection: close`). Recent actix-http releases do this by themselves; doing it here keeps
+/// it true whatever actix-http version an application resolves.
+fn leaves_body_unread(req: &ServiceRequest) -> bool {
+    let http1 = matches!(req.version(), Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11);
+    let headers = req.headers();
+    let body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) != Some(0));
+    http1 && body
 }
 
 async fn verify(

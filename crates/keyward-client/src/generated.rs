@@ -326,6 +326,8 @@ pub mod types {
         ValidationFailed,
         #[serde(rename = "PAYLOAD_TOO_LARGE")]
         PayloadTooLarge,
+        #[serde(rename = "REQUEST_TIMEOUT")]
+        RequestTimeout,
         #[serde(rename = "METHOD_NOT_ALLOWED")]
         MethodNotAllowed,
         #[serde(rename = "STORE_UNAVAILABLE")]
@@ -357,6 +359,7 @@ pub mod types {
                 Self::ConflictingApiKeys => f.write_str("CONFLICTING_API_KEYS"),
                 Self::ValidationFailed => f.write_str("VALIDATION_FAILED"),
                 Self::PayloadTooLarge => f.write_str("PAYLOAD_TOO_LARGE"),
+                Self::RequestTimeout => f.write_str("REQUEST_TIMEOUT"),
                 Self::MethodNotAllowed => f.write_str("METHOD_NOT_ALLOWED"),
                 Self::StoreUnavailable => f.write_str("STORE_UNAVAILABLE"),
                 Self::Internal => f.write_str("INTERNAL"),
@@ -388,6 +391,7 @@ pub mod types {
                 "CONFLICTING_API_KEYS" => Ok(Self::ConflictingApiKeys),
                 "VALIDATION_FAILED" => Ok(Self::ValidationFailed),
                 "PAYLOAD_TOO_LARGE" => Ok(Self::PayloadTooLarge),
+                "REQUEST_TIMEOUT" => Ok(Self::RequestTimeout),
                 "METHOD_NOT_ALLOWED" => Ok(Self::MethodNotAllowed),
                 "STORE_UNAVAILABLE" => Ok(Self::StoreUnavailable),
                 "INTERNAL" => Ok(Self::Internal),

@@ -103,6 +103,8 @@ catalog! {
     ValidationFailed = ("VALIDATION_FAILED", 400, 3),
     /// The request body is larger than allowed.
     PayloadTooLarge = ("PAYLOAD_TOO_LARGE", 413, 3),
+    /// The request was not received in time (its body stalled); the connection is closed.
+    RequestTimeout = ("REQUEST_TIMEOUT", 408, 4),
     /// The HTTP method is not supported on this path.
     MethodNotAllowed = ("METHOD_NOT_ALLOWED", 405, 12),
     /// The key store cannot be reached.
@@ -280,6 +282,7 @@ mod tests {
                 400 | 413 => 3,
                 404 => 5,
                 405 => 12,
+                408 => 4,
                 409 => 9,
                 503 => 14,
                 500 => 13,

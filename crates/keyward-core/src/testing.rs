@@ -1,11 +1,13 @@
 //! Test support (feature `testing`): [`InstrumentedStore`] wraps a real store, counts the calls
-//! that matter for the hot path, and can simulate an outage.
+//! that matter for the hot path, and can simulate an outage; [`TcpProxy`] stands between a client
+//! and a real service and can cut or freeze the network; [`RawHttp`] writes HTTP/1.1 by hand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::hash::KeyDigest;
 use crate::model::{ApiKey, AuditEvent, KeyId, Plan, PlanId, UsageDay, Workspace, WorkspaceId};
@@ -135,7 +137,9 @@ impl KeyStore for InstrumentedStore {
 }
 
 /// A TCP proxy on `127.0.0.1:0` in front of a real service, which a test can cut (every open
-/// connection is dropped and new ones are refused) and restore, to simulate a network outage.
+/// connection is dropped and new ones are refused) and restore, to simulate a network outage, or
+/// freeze (connections stay open but no byte passes, as when a host stops answering without
+/// closing anything) and thaw.
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: std::net::SocketAddr,
@@ -143,9 +147,10 @@ pub struct TcpProxy {
     accept: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ProxyState {
     cut: AtomicBool,
+    frozen: tokio::sync::watch::Sender<bool>,
     connections: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -154,19 +159,29 @@ impl TcpProxy {
     pub async fn start(target: &str) -> std::io::Result<TcpProxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = Arc::new(ProxyState::default());
+        let state = Arc::new(ProxyState {
+            cut: AtomicBool::new(false),
+            frozen: tokio::sync::watch::channel(false).0,
+            connections: std::sync::Mutex::default(),
+        });
         let target = target.to_owned();
         let bg = state.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if bg.cut.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let target = target.clone();
+                let frozen = bg.frozen.subscribe();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(in_read, out_write, frozen.clone()),
+                            pump(out_read, in_write, frozen)
+                        );
                     }
                 });
                 let mut conns = bg.connections.lock().unwrap_or_else(|e| e.into_inner());
@@ -194,12 +209,197 @@ impl TcpProxy {
     pub fn restore(&self) {
         self.state.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Stops forwarding bytes, in both directions and on every connection (new ones are
+    /// accepted, and get nothing either), without closing anything, until [`TcpProxy::thaw`].
+    pub fn freeze(&self) {
+        self.state.frozen.send_replace(true);
+    }
+
+    /// Forwards again, starting with what was held back.
+    pub fn thaw(&self) {
+        self.state.frozen.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk back while the proxy is frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|frozen| !frozen).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut();
+    }
+}
+
+/// An HTTP/1.1 client connection whose bytes a test writes by hand: half-sent requests, stalled
+/// bodies, several requests on one keep-alive connection. Responses are read with a bounded
+/// buffer; every read is the caller's to put a timeout on.
+#[derive(Debug)]
+pub struct RawHttp {
+    stream: tokio::net::TcpStream,
+    buffered: Vec<u8>,
+}
+
+/// A response read by [`RawHttp::response`].
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names in lowercase, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the response announces that the server closes the connection after it.
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Longest response head [`RawHttp`] reads.
+const RAW_MAX_HEAD: usize = 64 * 1024;
+/// Largest response body [`RawHttp`] reads.
+const RAW_MAX_BODY: usize = 1024 * 1024;
+
+fn invalid(what: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
+}
+
+impl RawHttp {
+    /// Connects to `addr`.
+    pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<RawHttp> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawHttp { stream, buffered: Vec::new() })
+    }
+
+    /// Writes `bytes` as they are.
+    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+        self.stream.write_all(bytes.as_ref()).await
+    }
+
+    /// Reads one response: its head, then a body framed by `Content-Length` or chunked.
+    pub async fn response(&mut self) -> std::io::Result<RawResponse> {
+        let head_end = loop {
+            if let Some(i) = self.buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            if self.buffered.len() > RAW_MAX_HEAD {
+                return Err(invalid("response head too long"));
+            }
+            self.fill().await?;
+        };
+        let head =
+            String::from_utf8(self.buffered[..head_end].to_vec()).map_err(|_| invalid("head not UTF-8"))?;
+        self.buffered.drain(..head_end + 4);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        let mut response = RawResponse { status, headers, body: Vec::new() };
+        if response.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line = self.line().await?;
+                let size = line.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size, 16)
+                    .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+                if size == 0 {
+                    while !self.line().await?.is_empty() {}
+                    break;
+                }
+                if response.body.len() + size > RAW_MAX_BODY {
+                    return Err(invalid("response body too long"));
+                }
+                let chunk = self.exactly(size + 2).await?;
+                response.body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(len) = response.header("content-length") {
+            let len: usize = len.parse().map_err(|_| invalid(format!("bad content-length {len:?}")))?;
+            if len > RAW_MAX_BODY {
+                return Err(invalid("response body too long"));
+            }
+            response.body = self.exactly(len).await?;
+        }
+        Ok(response)
+    }
+
+    /// Waits until the server closes the connection: `true` when it does (end of stream or
+    /// reset), `false` when it sends anything instead.
+    pub async fn closed(&mut self) -> bool {
+        if !self.buffered.is_empty() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        !matches!(self.stream.read(&mut byte).await, Ok(n) if n > 0)
+    }
+
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 8192];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buffered.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    async fn line(&mut self) -> std::io::Result<String> {
+        loop {
+            if let Some(i) = self.buffered.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buffered[..i]).into_owned();
+                self.buffered.drain(..i + 2);
+                return Ok(line);
+            }
+            if self.buffered.len() > RAW_MAX_HEAD {
+                return Err(invalid("line too long"));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn exactly(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        while self.buffered.len() < n {
+            self.fill().await?;
+        }
+        Ok(self.buffered.drain(..n).collect())
     }
 }
 

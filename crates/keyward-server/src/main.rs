@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use keyward_core::SecretEncoding;
-use keyward_server::serve::{ServeConfig, run, shutdown_signal};
+use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
 
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about = "API keys for Rust services: issue, verify, rotate, revoke")]
@@ -133,8 +133,9 @@ struct ServeArgs {
     /// PostgreSQL: most pooled connections per node.
     #[arg(long, env = "KEYWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     database_max_connections: u32,
-    /// PostgreSQL: seconds to wait for a connection before answering 503 STORE_UNAVAILABLE.
-    #[arg(long, env = "KEYWARD_DATABASE_TIMEOUT_SECS", default_value_t = 5)]
+    /// PostgreSQL: seconds a database call may take (waiting for a connection, then the
+    /// database's answers) before answering 503 STORE_UNAVAILABLE; also the statement timeout.
+    #[arg(long, env = "KEYWARD_DATABASE_TIMEOUT_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     database_timeout_secs: u64,
     /// Redis URL (`redis://host:6379`) to share rate limits between nodes; limits stay local to
     /// each node without it, and fall back to local limits while Redis is unreachable.
@@ -165,6 +166,21 @@ struct ServeArgs {
     /// (default: refuse with 503).
     #[arg(long, env = "KEYWARD_SERVE_STALE_SECS")]
     serve_stale_secs: Option<u64>,
+    /// Seconds a client may take to send a request's headers (from connecting, or from the
+    /// first byte after an idle spell); then the connection is closed.
+    #[arg(long, env = "KEYWARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive; then the request is answered 408
+    /// REQUEST_TIMEOUT and the connection closed.
+    #[arg(long, env = "KEYWARD_BODY_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request (and a client may take to
+    /// read a response); then the connection is closed.
+    #[arg(long, env = "KEYWARD_KEEP_ALIVE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_alive_timeout_secs: u64,
+    /// Most client connections served at once; more wait, unaccepted, until one closes.
+    #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Log format.
     #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -211,6 +227,12 @@ async fn main() -> anyhow::Result<()> {
                 audit_retention_days: args.audit_retention_days,
                 cache_ttl: Duration::from_secs(args.cache_ttl_secs),
                 serve_stale: args.serve_stale_secs.map(Duration::from_secs),
+                connections: ConnectionLimits {
+                    header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+                    body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+                    keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout_secs),
+                    max_connections: args.max_connections as usize,
+                },
                 ..ServeConfig::default()
             };
             run(config, shutdown_signal()).await

@@ -6,9 +6,12 @@
 //! nodes share the database: each listens to the [`ChangeFeed`] so that a change made through
 //! any node reaches every node's cache at once, and with `--redis` they share rate limits too.
 //!
+//! Connections are served by [`serve_http`], within [`ConnectionLimits`]: timeouts on request
+//! heads, bodies and idle connections, and a cap on their number.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use keyward_server::serve::{ServeConfig, node};
+//! use keyward_server::serve::{ServeConfig, node, serve_http, shutdown_signal};
 //!
 //! let config = ServeConfig {
 //!     database: "postgres://keyward@db.internal/keyward".into(),
@@ -17,7 +20,7 @@
 //! };
 //! let node = node(&config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, node.app()).await?;
+//! serve_http(listener, node.app(), config.connections, shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -37,6 +40,10 @@ use tokio::net::TcpListener;
 
 use crate::{AppState, app};
 
+mod transport;
+
+pub use transport::{ConnectionLimits, serve_http};
+
 /// Settings of `keyward serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -49,8 +56,9 @@ pub struct ServeConfig {
     pub database_schema: Option<String>,
     /// PostgreSQL only: most pooled connections per node.
     pub database_max_connections: u32,
-    /// PostgreSQL only: longest wait for a connection before a request fails with 503
-    /// `STORE_UNAVAILABLE`.
+    /// PostgreSQL only: longest a store call may take, waiting for a connection included, before
+    /// the request fails with 503 `STORE_UNAVAILABLE`, even when the database stops answering
+    /// mid-query; also the sessions' statement timeout.
     pub database_timeout: Duration,
     /// PostgreSQL only: how the change feed reconnects and probes its connection.
     pub change_feed: ChangeFeedConfig,
@@ -75,6 +83,8 @@ pub struct ServeConfig {
     pub serve_stale: Option<Duration>,
     /// Usage flush interval (at most 10 s).
     pub usage_flush: Duration,
+    /// Timeouts of client connections, and how many there may be.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServeConfig {
@@ -97,6 +107,7 @@ impl Default for ServeConfig {
             cache_ttl: Duration::from_secs(60),
             serve_stale: None,
             usage_flush: Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -125,6 +136,7 @@ impl Database {
                 schema: config.database_schema.clone(),
                 max_connections: config.database_max_connections,
                 acquire_timeout: config.database_timeout,
+                query_timeout: config.database_timeout,
             };
             let store = PgStore::open_with(url, options).await.with_context(|| format!("opening {shown}"))?;
             return Ok(Database::Postgres(store));
@@ -305,9 +317,7 @@ pub async fn run(
         redis = %config.redis.as_deref().map_or_else(|| "-".to_owned(), redact_url),
         "keyward listening"
     );
-    axum::serve(listener, node.app().into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_http(listener, node.app(), config.connections, shutdown).await?;
     purger.abort();
     node.shutdown().await?;
     tracing::info!("keyward stopped; usage flushed");

@@ -15,6 +15,11 @@
 //!
 //! Every change a verifier may have cached announces itself with `pg_notify` from a trigger in
 //! the writing transaction (see [`ChangeFeed`](crate::ChangeFeed)).
+//!
+//! Every call has [`PgStoreOptions::query_timeout`], waiting for its connection included: a
+//! database that stops answering (a frozen network, a stuck host) fails the call with
+//! [`StoreError::Unavailable`] within it, and the connection it was using is closed. The same
+//! bound is each session's `statement_timeout`, so the server stops what the store gave up on.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,7 +34,7 @@ use keyward_core::{
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Acquire, Connection, Postgres, QueryBuilder, Transaction};
+use sqlx::{Connection, Postgres, QueryBuilder};
 
 use crate::error::map_sqlx;
 use crate::rows::{
@@ -56,11 +61,21 @@ pub struct PgStoreOptions {
     /// Longest wait for a connection (an unreachable database is reported as
     /// [`StoreError::Unavailable`] after this long at most).
     pub acquire_timeout: Duration,
+    /// Longest one store call may take, waiting for its connection included; past it the call
+    /// fails with [`StoreError::Unavailable`]. Also each session's `statement_timeout` and
+    /// `idle_in_transaction_session_timeout`, so that the database gives up too (and releases
+    /// any locks) when the store has.
+    pub query_timeout: Duration,
 }
 
 impl Default for PgStoreOptions {
     fn default() -> Self {
-        Self { schema: None, max_connections: 10, acquire_timeout: Duration::from_secs(5) }
+        Self {
+            schema: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -97,6 +112,7 @@ struct Place {
     connect: PgConnectOptions,
     schema: String,
     channel: String,
+    query_timeout: Duration,
 }
 
 /// SQLSTATEs that mean "not reachable or too busy right now": connection exceptions (08),
@@ -147,16 +163,22 @@ impl PgStore {
             }
             connect = connect.options([("search_path", quote_ident(schema))]);
         }
+        let query_timeout = options.query_timeout;
+        let millis = query_timeout.as_millis();
+        if millis == 0 || millis > i32::MAX as u128 {
+            return Err(StoreError::Other(format!("invalid query timeout {query_timeout:?}")));
+        }
+        // The server-side halves of the query timeout: a statement the store has given up on
+        // stops running, and a transaction whose client went silent releases its locks.
+        connect =
+            connect.options([("statement_timeout", millis), ("idle_in_transaction_session_timeout", millis)]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(db_err)?;
-        migrator(options.schema.as_deref()).run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => db_err(e),
-            other => StoreError::Other(format!("migration failed: {other}")),
-        })?;
+        migrate(&pool, options.schema.as_deref()).await?;
         // Where the tables really are, and the channel their triggers announce changes on
         // (computed exactly as the trigger does).
         let (schema, channel): (String, String) = sqlx::query_as(
@@ -168,7 +190,7 @@ impl PgStore {
         .fetch_one(&pool)
         .await
         .map_err(db_err)?;
-        Ok(Self { pool, place: Arc::new(Place { connect, schema, channel }) })
+        Ok(Self { pool, place: Arc::new(Place { connect, schema, channel, query_timeout }) })
     }
 
     /// The connection pool.
@@ -220,9 +242,45 @@ impl PgStore {
         Ok(out)
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        self.pool.begin().await.map_err(db_err)
+    /// Runs `work` on a pooled connection within the query timeout, waiting for the connection
+    /// included: a database that stops answering mid-query fails the call with
+    /// [`StoreError::Unavailable`] instead of holding it for the whole outage (the server's
+    /// `statement_timeout` cannot help when its answers do not arrive).
+    async fn bounded<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let limit = self.place.query_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let silent = || StoreError::Unavailable(format!("the database did not answer within {limit:?}"));
+        let mut conn = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
+            Ok(conn) => conn.map_err(db_err)?,
+            Err(_) => return Err(silent()),
+        };
+        match tokio::time::timeout_at(deadline, work(&mut conn)).await {
+            Ok(done) => done,
+            Err(_) => {
+                // Cut off mid-exchange: closed (within sqlx's bound) rather than returned to the
+                // pool, whose check of it would wait, holding a slot, as long as the database
+                // stays silent.
+                conn.close_on_drop();
+                Err(silent())
+            }
+        }
     }
+}
+
+/// Applies keyward's migrations on a connection of their own, without the sessions' statement
+/// timeout: a migration (or the wait for another node's) may rightly take longer than a query.
+async fn migrate(pool: &PgPool, schema: Option<&str>) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await.map_err(db_err)?.detach();
+    sqlx::query("SET statement_timeout = 0").execute(&mut conn).await.map_err(db_err)?;
+    let migrated = migrator(schema).run(&mut conn).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => db_err(e),
+        other => StoreError::Other(format!("migration failed: {other}")),
+    });
+    let _ = conn.close().await;
+    migrated
 }
 
 /// keyward's migrations, tracked in `_keyward_migrations` (so that an application's own sqlx
@@ -340,118 +398,140 @@ fn keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
     rows.into_iter().map(KeyRow::into_key).collect()
 }
 
+// Every call runs through `bounded`: one connection, one deadline.
 #[async_trait]
 impl KeyStore for PgStore {
     async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
         let v = PlanValues::new(plan)?;
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO plans (id, name, api_access, max_keys, key_rate_limit) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_access = excluded.api_access, \
-             max_keys = excluded.max_keys, key_rate_limit = excluded.key_rate_limit",
-        )
-        .bind(v.id)
-        .bind(v.name)
-        .bind(v.api_access)
-        .bind(v.max_keys)
-        .bind(v.key_rate_limit)
-        .execute(&mut *tx)
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO plans (id, name, api_access, max_keys, key_rate_limit) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_access = excluded.api_access, \
+                 max_keys = excluded.max_keys, key_rate_limit = excluded.key_rate_limit",
+            )
+            .bind(v.id)
+            .bind(v.name)
+            .bind(v.api_access)
+            .bind(v.max_keys)
+            .bind(v.key_rate_limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
         .await
-        .map_err(db_err)?;
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError> {
-        sqlx::query_as::<_, PlanRow>(
-            "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans WHERE id = $1",
-        )
-        .bind(&id.0)
-        .fetch_optional(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, PlanRow>(
+                "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans WHERE id = $1",
+            )
+            .bind(&id.0)
+            .fetch_optional(conn)
+            .await
+            .map_err(db_err)?
+            .map(PlanRow::into_plan)
+            .transpose()
+        })
         .await
-        .map_err(db_err)?
-        .map(PlanRow::into_plan)
-        .transpose()
     }
 
     async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
-        sqlx::query_as::<_, PlanRow>(
-            "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans ORDER BY id",
-        )
-        .fetch_all(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, PlanRow>(
+                "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans ORDER BY id",
+            )
+            .fetch_all(conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(PlanRow::into_plan)
+            .collect()
+        })
         .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(PlanRow::into_plan)
-        .collect()
     }
 
     async fn insert_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
         let v = WorkspaceValues::new(ws)?;
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(v.id)
-        .bind(v.name)
-        .bind(v.plan_id)
-        .bind(v.environment)
-        .bind(v.rate_limit)
-        .bind(v.created_at)
-        .execute(&mut *tx)
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            sqlx::query(
+                "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(v.id)
+            .bind(v.name)
+            .bind(v.plan_id)
+            .bind(v.environment)
+            .bind(v.rate_limit)
+            .bind(v.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
         .await
-        .map_err(db_err)?;
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn update_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
         let v = WorkspaceValues::new(ws)?;
-        let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE workspaces SET name = $1, plan_id = $2, environment = $3, rate_limit = $4, \
-             created_at = $5 WHERE id = $6",
-        )
-        .bind(v.name)
-        .bind(v.plan_id)
-        .bind(v.environment)
-        .bind(v.rate_limit)
-        .bind(v.created_at)
-        .bind(v.id)
-        .execute(&mut *tx)
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            let done = sqlx::query(
+                "UPDATE workspaces SET name = $1, plan_id = $2, environment = $3, rate_limit = $4, \
+                 created_at = $5 WHERE id = $6",
+            )
+            .bind(v.name)
+            .bind(v.plan_id)
+            .bind(v.environment)
+            .bind(v.rate_limit)
+            .bind(v.created_at)
+            .bind(v.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
         .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
     }
 
     async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
-        sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, WorkspaceRow>(
+                "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces WHERE id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(conn)
+            .await
+            .map_err(db_err)?
+            .map(WorkspaceRow::into_workspace)
+            .transpose()
+        })
         .await
-        .map_err(db_err)?
-        .map(WorkspaceRow::into_workspace)
-        .transpose()
     }
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        sqlx::query_as::<_, WorkspaceRow>(
-            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces \
-             ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, WorkspaceRow>(
+                "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces \
+                 ORDER BY created_at, id",
+            )
+            .fetch_all(conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(WorkspaceRow::into_workspace)
+            .collect()
+        })
         .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(WorkspaceRow::into_workspace)
-        .collect()
     }
 
     async fn insert_key(
@@ -461,55 +541,64 @@ impl KeyStore for PgStore {
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let v = KeyValues::new(key)?;
-        let mut tx = self.begin().await?;
-        if let Some(max) = max_live_keys {
-            // The workspace's row lock serialises creates in one workspace (on every node), so
-            // the count below cannot be overtaken by a concurrent insert. NO KEY UPDATE does not
-            // block the foreign-key checks of other writes to the workspace's keys.
-            sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            if let Some(max) = max_live_keys {
+                // The workspace's row lock serialises creates in one workspace (on every node),
+                // so the count below cannot be overtaken by a concurrent insert. NO KEY UPDATE
+                // does not block the foreign-key checks of other writes to the workspace's keys.
+                sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(&v.workspace_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                let live: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys \
+                     WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
+                )
                 .bind(&v.workspace_id)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            let live: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM api_keys \
-                 WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
-            )
-            .bind(&v.workspace_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if live >= i64::from(max) {
-                return Err(StoreError::KeyLimitReached);
+                if live >= i64::from(max) {
+                    return Err(StoreError::KeyLimitReached);
+                }
             }
-        }
-        insert_key_row(&mut tx, v).await?;
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
+            insert_key_row(&mut tx, v).await?;
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
+        .await
     }
 
     async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-        sqlx::query_as::<_, KeyRow>(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, KeyRow>(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1"))
+                .bind(id.to_string())
+                .fetch_optional(conn)
+                .await
+                .map_err(db_err)?
+                .map(KeyRow::into_key)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, KeyRow>(concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys WHERE digest_hex = $1"
+            ))
+            .bind(digest.to_hex())
+            .fetch_optional(conn)
             .await
             .map_err(db_err)?
             .map(KeyRow::into_key)
             .transpose()
-    }
-
-    async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
-        sqlx::query_as::<_, KeyRow>(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE digest_hex = $1"
-        ))
-        .bind(digest.to_hex())
-        .fetch_optional(&self.pool)
+        })
         .await
-        .map_err(db_err)?
-        .map(KeyRow::into_key)
-        .transpose()
     }
 
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
@@ -538,18 +627,23 @@ impl KeyStore for PgStore {
             sql.push(" AND id < ").push_bind(before.to_string());
         }
         sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-        keys(sql.build_query_as::<KeyRow>().fetch_all(&self.pool).await.map_err(db_err)?)
+        self.bounded(async |conn| keys(sql.build_query_as::<KeyRow>().fetch_all(conn).await.map_err(db_err)?))
+            .await
     }
 
     async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM api_keys \
-             WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
-        )
-        .bind(workspace.to_string())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let n: i64 = self
+            .bounded(async |conn| {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys \
+                     WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
+                )
+                .bind(workspace.to_string())
+                .fetch_one(conn)
+                .await
+                .map_err(db_err)
+            })
+            .await?;
         u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
     }
 
@@ -560,38 +654,41 @@ impl KeyStore for PgStore {
         event: &AuditEvent,
         guard: KeyGuard,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        if guard != KeyGuard::None {
-            // Serializes guarded changes within the workspace, so that two of them cannot each
-            // see the other's key as the one that remains.
-            sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
-                .bind(key.workspace_id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        cas_key(&mut tx, key, expected_version).await?;
-        if let KeyGuard::KeepsKeyAdmin { now } = guard {
-            let candidates = keys(
-                sqlx::query_as::<_, KeyRow>(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM api_keys WHERE workspace_id = $1 AND status = 'active' AND deleted_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $2) \
-                     AND (grace_ends_at IS NULL OR grace_ends_at > $2)"
-                ))
-                .bind(key.workspace_id.to_string())
-                .bind(to_ms(now))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?,
-            )?;
-            if !guard.holds(candidates.iter()) {
-                return Err(StoreError::LastAdminKey);
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            if guard != KeyGuard::None {
+                // Serializes guarded changes within the workspace, so that two of them cannot
+                // each see the other's key as the one that remains.
+                sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(key.workspace_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             }
-        }
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
+            cas_key(&mut tx, key, expected_version).await?;
+            if let KeyGuard::KeepsKeyAdmin { now } = guard {
+                let candidates = keys(
+                    sqlx::query_as::<_, KeyRow>(concat!(
+                        "SELECT ",
+                        key_columns!(),
+                        " FROM api_keys WHERE workspace_id = $1 AND status = 'active' AND deleted_at IS NULL \
+                         AND (expires_at IS NULL OR expires_at > $2) \
+                         AND (grace_ends_at IS NULL OR grace_ends_at > $2)"
+                    ))
+                    .bind(key.workspace_id.to_string())
+                    .bind(to_ms(now))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err)?,
+                )?;
+                if !guard.holds(candidates.iter()) {
+                    return Err(StoreError::LastAdminKey);
+                }
+            }
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
+        .await
     }
 
     async fn rotate_key(
@@ -602,21 +699,25 @@ impl KeyStore for PgStore {
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let mut new_values = KeyValues::new(new)?;
-        let mut tx = self.begin().await?;
-        // The stored balance, not the caller's copy: credits may have been spent since it read.
-        // The compare-and-swap holds the old row's lock, so no spend can slip in between.
-        let credits = cas_key(&mut tx, old, expected_version).await?;
-        if credits.is_some() {
-            sqlx::query("UPDATE api_keys SET credits = 0 WHERE id = $1")
-                .bind(old.id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        new_values.credits = credits;
-        insert_key_row(&mut tx, new_values).await?;
-        insert_audit(&mut tx, event).await?;
-        tx.commit().await.map_err(db_err)
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            // The stored balance, not the caller's copy: credits may have been spent since it
+            // read. The compare-and-swap holds the old row's lock, so no spend can slip in
+            // between.
+            let credits = cas_key(&mut tx, old, expected_version).await?;
+            if credits.is_some() {
+                sqlx::query("UPDATE api_keys SET credits = 0 WHERE id = $1")
+                    .bind(old.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            new_values.credits = credits;
+            insert_key_row(&mut tx, new_values).await?;
+            insert_audit(&mut tx, event).await?;
+            tx.commit().await.map_err(db_err)
+        })
+        .await
     }
 
     async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
@@ -624,29 +725,33 @@ impl KeyStore for PgStore {
             return Err(StoreError::Other(format!("cannot consume a negative amount of credits ({amount})")));
         }
         let id = id.to_string();
-        // One statement: the check and the decrement are atomic, so balances never go negative.
-        let left: Option<i64> = sqlx::query_scalar(
-            "UPDATE api_keys SET credits = credits - $1 \
-             WHERE id = $2 AND credits IS NOT NULL AND credits >= $1 RETURNING credits",
-        )
-        .bind(amount)
-        .bind(&id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        if let Some(left) = left {
-            return Ok(CreditOutcome::Remaining(left));
-        }
-        let row: Option<Option<i64>> = sqlx::query_scalar("SELECT credits FROM api_keys WHERE id = $1")
+        self.bounded(async |conn| {
+            // One statement: the check and the decrement are atomic, so balances never go
+            // negative.
+            let left: Option<i64> = sqlx::query_scalar(
+                "UPDATE api_keys SET credits = credits - $1 \
+                 WHERE id = $2 AND credits IS NOT NULL AND credits >= $1 RETURNING credits",
+            )
+            .bind(amount)
             .bind(&id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db_err)?;
-        match row {
-            None => Err(StoreError::NotFound),
-            Some(None) => Ok(CreditOutcome::Unlimited),
-            Some(Some(left)) => Ok(CreditOutcome::Insufficient(left)),
-        }
+            if let Some(left) = left {
+                return Ok(CreditOutcome::Remaining(left));
+            }
+            let row: Option<Option<i64>> = sqlx::query_scalar("SELECT credits FROM api_keys WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            match row {
+                None => Err(StoreError::NotFound),
+                Some(None) => Ok(CreditOutcome::Unlimited),
+                Some(Some(left)) => Ok(CreditOutcome::Insufficient(left)),
+            }
+        })
+        .await
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
@@ -674,22 +779,28 @@ impl KeyStore for PgStore {
             sql.push(" AND id < ").push_bind(before.to_string());
         }
         sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-        sql.build_query_as::<AuditRow>()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(AuditRow::into_event)
-            .collect()
+        self.bounded(async |conn| {
+            sql.build_query_as::<AuditRow>()
+                .fetch_all(conn)
+                .await
+                .map_err(db_err)?
+                .into_iter()
+                .map(AuditRow::into_event)
+                .collect()
+        })
+        .await
     }
 
     async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
-            .bind(to_ms(before))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(done.rows_affected())
+        self.bounded(async |conn| {
+            let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+                .bind(to_ms(before))
+                .execute(conn)
+                .await
+                .map_err(db_err)?;
+            Ok(done.rows_affected())
+        })
+        .await
     }
 
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
@@ -708,63 +819,68 @@ impl KeyStore for PgStore {
             batch.last_used.iter().map(|(key, at)| (key.to_string(), to_ms(*at))).collect();
         last_used.sort_unstable();
 
-        let mut tx = self.begin().await?;
-        let conn = tx.acquire().await.map_err(db_err)?;
-        if !counts.is_empty() {
-            let (keys, (days, ns)): (Vec<String>, (Vec<String>, Vec<i64>)) =
-                counts.into_iter().map(|(k, d, n)| (k, (d, n))).unzip();
-            // Uses of a key the store does not know are dropped rather than failing the batch
-            // (which the recorder would retry forever).
-            sqlx::query(
-                "INSERT INTO usage_daily (key_id, day, count) \
-                 SELECT u.key_id, u.day, u.count FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
-                 AS u (key_id, day, count) \
-                 WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.key_id) \
-                 ORDER BY u.key_id, u.day \
-                 ON CONFLICT (key_id, day) DO UPDATE SET count = usage_daily.count + excluded.count",
-            )
-            .bind(keys)
-            .bind(days)
-            .bind(ns)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        }
-        if !last_used.is_empty() {
-            let (keys, ats): (Vec<String>, Vec<i64>) = last_used.into_iter().unzip();
-            // Lock in key order first; the update then waits for nothing.
-            sqlx::query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-                .bind(&keys)
-                .execute(&mut *conn)
+        self.bounded(async |conn| {
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            if !counts.is_empty() {
+                let (keys, (days, ns)): (Vec<String>, (Vec<String>, Vec<i64>)) =
+                    counts.into_iter().map(|(k, d, n)| (k, (d, n))).unzip();
+                // Uses of a key the store does not know are dropped rather than failing the
+                // batch (which the recorder would retry forever).
+                sqlx::query(
+                    "INSERT INTO usage_daily (key_id, day, count) \
+                     SELECT u.key_id, u.day, u.count FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                     AS u (key_id, day, count) \
+                     WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.key_id) \
+                     ORDER BY u.key_id, u.day \
+                     ON CONFLICT (key_id, day) DO UPDATE SET count = usage_daily.count + excluded.count",
+                )
+                .bind(keys)
+                .bind(days)
+                .bind(ns)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            sqlx::query(
-                "UPDATE api_keys k SET last_used_at = u.at \
-                 FROM UNNEST($1::text[], $2::bigint[]) AS u (id, at) \
-                 WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
-            )
-            .bind(keys)
-            .bind(ats)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)
+            }
+            if !last_used.is_empty() {
+                let (keys, ats): (Vec<String>, Vec<i64>) = last_used.into_iter().unzip();
+                // Lock in key order first; the update then waits for nothing.
+                sqlx::query("SELECT id FROM api_keys WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+                    .bind(&keys)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                sqlx::query(
+                    "UPDATE api_keys k SET last_used_at = u.at \
+                     FROM UNNEST($1::text[], $2::bigint[]) AS u (id, at) \
+                     WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)",
+                )
+                .bind(keys)
+                .bind(ats)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)
+        })
+        .await
     }
 
     async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError> {
-        sqlx::query_as::<_, UsageRow>(
-            "SELECT key_id, day, count FROM usage_daily \
-             WHERE key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
-        )
-        .bind(key.to_string())
-        .bind(day_text(from))
-        .bind(day_text(to))
-        .fetch_all(&self.pool)
+        self.bounded(async |conn| {
+            sqlx::query_as::<_, UsageRow>(
+                "SELECT key_id, day, count FROM usage_daily \
+                 WHERE key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
+            )
+            .bind(key.to_string())
+            .bind(day_text(from))
+            .bind(day_text(to))
+            .fetch_all(conn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(UsageRow::into_usage)
+            .collect()
+        })
         .await
-        .map_err(db_err)?
-        .into_iter()
-        .map(UsageRow::into_usage)
-        .collect()
     }
 }

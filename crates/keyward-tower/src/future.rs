@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use http::header::CONNECTION;
 use http::{HeaderValue, Request, Response};
 use keyward_core::{Error, VerifiedKey};
 use pin_project_lite::pin_project;
@@ -25,9 +26,20 @@ pin_project! {
     {
         #[pin]
         state: State<S, ReqBody>,
-        request_id: HeaderValue,
-        grpc: bool,
+        refusal: Refusal,
     }
+}
+
+/// How a refusal of this request is rendered.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    /// The request's id.
+    pub(crate) request_id: HeaderValue,
+    /// A gRPC request: trailers-only errors.
+    pub(crate) grpc: bool,
+    /// The request's body would be left unread on an HTTP/1.x connection: say
+    /// `Connection: close`.
+    pub(crate) close: bool,
 }
 
 pin_project! {
@@ -63,14 +75,13 @@ where
         verify: VerifyFuture,
         request: Request<ReqBody>,
         inner: S,
-        request_id: HeaderValue,
-        grpc: bool,
+        refusal: Refusal,
     ) -> Self {
-        Self { state: State::Verifying { verify, request: Some(request), inner }, request_id, grpc }
+        Self { state: State::Verifying { verify, request: Some(request), inner }, refusal }
     }
 
-    pub(crate) fn refused(error: Error, request_id: HeaderValue, grpc: bool) -> Self {
-        Self { state: State::Refused { error: Some(error) }, request_id, grpc }
+    pub(crate) fn refused(error: Error, refusal: Refusal) -> Self {
+        Self { state: State::Refused { error: Some(error) }, refusal }
     }
 }
 
@@ -84,11 +95,7 @@ where
             State::Calling { .. } => "Calling",
             State::Refused { .. } => "Refused",
         };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .field("request_id", &self.request_id)
-            .field("grpc", &self.grpc)
-            .finish()
+        f.debug_struct("ResponseFuture").field("state", &state).field("refusal", &self.refusal).finish()
     }
 }
 
@@ -105,7 +112,7 @@ where
                 StateProj::Verifying { verify, request, inner } => {
                     let verified = match ready!(verify.as_mut().poll(cx)) {
                         Ok(verified) => Arc::new(verified),
-                        Err(error) => return Poll::Ready(Ok(refusal(&error, this.request_id, *this.grpc))),
+                        Err(error) => return Poll::Ready(Ok(refusal(&error, this.refusal))),
                     };
                     let mut request = request.take().expect("ResponseFuture polled after completion");
                     request.extensions_mut().insert(verified.clone());
@@ -119,23 +126,26 @@ where
                     if let Some(v) = &verified {
                         insert_rate_limit_headers(v.rate_limit(), &mut parts.headers);
                     }
-                    parts.headers.entry(X_REQUEST_ID).or_insert_with(|| this.request_id.clone());
+                    parts.headers.entry(X_REQUEST_ID).or_insert_with(|| this.refusal.request_id.clone());
                     return Poll::Ready(Ok(Response::from_parts(parts, KeywardBody::inner(body, verified))));
                 }
                 StateProj::Refused { error } => {
                     let error = error.take().expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(refusal(&error, this.request_id, *this.grpc)));
+                    return Poll::Ready(Ok(refusal(&error, this.refusal)));
                 }
             }
         }
     }
 }
 
-fn refusal<B>(error: &Error, request_id: &HeaderValue, grpc: bool) -> Response<KeywardBody<B>> {
-    let rendered = render(error, request_id, grpc);
+fn refusal<B>(error: &Error, refusal: &Refusal) -> Response<KeywardBody<B>> {
+    let rendered = render(error, &refusal.request_id, refusal.grpc);
     let body = rendered.body.map_or_else(KeywardBody::empty, KeywardBody::full);
     let mut response = Response::new(body);
     *response.status_mut() = rendered.status;
     *response.headers_mut() = rendered.headers;
+    if refusal.close {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CONTENT_TYPE, Entry};
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, Entry, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, Request, Response, Version};
 use keyward_core::http::is_grpc;
 use keyward_core::{ApiKeySecret, Presented, Requirements, Verifier};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::KeywardBody;
-use crate::future::ResponseFuture;
+use crate::future::{Refusal, ResponseFuture};
 use crate::layer::{KeywardLayer, Settings};
 use crate::render::{X_REQUEST_ID, request_id_value};
 
@@ -24,6 +25,11 @@ use crate::render::{X_REQUEST_ID, request_id_value};
 /// key headers marked sensitive; its response gets `X-Request-Id` and the rate-limit headers. A
 /// refused request gets the catalog error: JSON for HTTP, a trailers-only response with
 /// `grpc-status` and `grpc-message` for gRPC.
+///
+/// A refusal never reads the request's body. Over HTTP/1.x, where an unread body would be taken
+/// for the start of the next request, a refusal of a request with a body says
+/// `Connection: close`, and the server closes the connection after it; the client opens a new
+/// one instead of losing its next request. HTTP/2 streams (gRPC among them) end on their own.
 ///
 /// Build it with [`KeywardLayer`].
 #[derive(Clone, Debug)]
@@ -80,6 +86,7 @@ where
         let (mut parts, body) = request.into_parts();
         let request_id = request_id_value(parts.headers.get(X_REQUEST_ID));
         let grpc = is_grpc(parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
+        let close = leaves_body_unread(&parts, grpc);
 
         let presented = Presented {
             authorization: parts.headers.get(&settings.bearer_header).map(|v| v.as_bytes()),
@@ -93,7 +100,7 @@ where
         });
         let secret = match key {
             Ok(key) => ApiKeySecret::from(key),
-            Err(error) => return ResponseFuture::refused(error, request_id, grpc),
+            Err(error) => return ResponseFuture::refused(error, Refusal { request_id, grpc, close }),
         };
         let requirements = match &settings.resource {
             None => settings.requirements.clone(),
@@ -117,8 +124,26 @@ where
         // Take the service that was driven to readiness and leave a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::verifying(verify, Request::from_parts(parts, body), inner, request_id, grpc)
+        ResponseFuture::verifying(
+            verify,
+            Request::from_parts(parts, body),
+            inner,
+            Refusal { request_id, grpc, close },
+        )
     }
+}
+
+/// Whether refusing this request leaves a body unread on an HTTP/1.x connection: framed by
+/// `Transfer-Encoding` or a non-zero `Content-Length`, which is how HTTP/1 frames request bodies.
+/// gRPC runs on HTTP/2, where `Connection` is a forbidden header.
+fn leaves_body_unread(parts: &Parts, grpc: bool) -> bool {
+    let http1 = matches!(parts.version, Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11);
+    let body = parts.headers.contains_key(TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) != Some(0));
+    http1 && !grpc && body
 }
 
 fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {

@@ -52,6 +52,10 @@ async fn slow(key: VerifiedApiKey, gate: web::Data<Gate>) -> HttpResponse {
     HttpResponse::Ok().body(key.key_id().to_string())
 }
 
+async fn upload(_key: VerifiedApiKey, body: Bytes) -> HttpResponse {
+    HttpResponse::Ok().body(body.len().to_string())
+}
+
 /// A streamed body: one chunk at once, the end only when the gate is released.
 struct GatedBody {
     sent_first: bool,
@@ -124,6 +128,7 @@ impl Harness {
                 .service(web::resource("/stream").wrap(keyward.clone()).route(web::get().to(stream)))
                 .service(web::resource("/slow").wrap(keyward.clone()).route(web::get().to(slow)))
                 .service(web::resource("/paid").wrap(keyward.clone().cost(1)).route(web::get().to(whoami)))
+                .service(web::resource("/upload").wrap(keyward.clone()).route(web::post().to(upload)))
                 // No middleware: the extractor alone must refuse.
                 .service(web::resource("/unguarded").route(web::get().to(whoami)))
         })
@@ -461,5 +466,106 @@ async fn a_store_outage_refuses_uncached_keys_and_serves_cached_ones() {
 
     h.store.set_down(false);
     assert_ok(h.get("/whoami", Some(&uncached)).await, &ukey).await;
+    h.stop().await;
+}
+
+/// A request refused before its body was read must not break the keep-alive connection it came
+/// on: the refusal says `Connection: close` (and the server closes), or the connection stays
+/// usable. Raw bytes over one TCP connection, as a client library would send them.
+#[actix_web::test]
+async fn a_request_refused_before_its_body_was_read_closes_its_connection_or_keeps_it_usable() {
+    use keyward_core::testing::RawHttp;
+
+    const BODY: usize = 60 * 1024;
+    let h = Harness::start().await;
+    let (plain, _) = h.key(|_| {}).await;
+    let addr: std::net::SocketAddr = h.base.trim_start_matches("http://").parse().unwrap();
+    let auth = format!("Authorization: Bearer {plain}\r\n");
+    let unknown = h.service.format().generate(KeyEnvironment::Live);
+    let upload = |auth: &str| {
+        let mut request = format!(
+            "POST /upload HTTP/1.1\r\nHost: test\r\n{auth}Content-Type: application/octet-stream\r\n\
+             Content-Length: {BODY}\r\n\r\n"
+        )
+        .into_bytes();
+        request.resize(request.len() + BODY, b'x');
+        request
+    };
+    let whoami = format!("GET /whoami HTTP/1.1\r\nHost: test\r\n{auth}\r\n");
+
+    for (what, first, code) in [
+        ("no key", upload(""), "MISSING_API_KEY"),
+        (
+            "unknown key",
+            upload(&format!("Authorization: Bearer {}\r\n", unknown.expose_secret())),
+            "INVALID_API_KEY",
+        ),
+    ] {
+        for _ in 0..5 {
+            let exchange = async {
+                let mut conn = RawHttp::connect(addr).await.expect("connect");
+                // The server may answer, and stop reading, before the whole body is written.
+                let _ = conn.send(&first).await;
+                let refused = conn.response().await.expect("the refusal arrives");
+                assert_eq!(refused.status, 401, "{what}");
+                assert_eq!(refused.json()["error"]["code"], code, "{what}");
+                assert!(refused.closes(), "{what}: the refusal says `Connection: close`");
+                assert!(conn.closed().await, "{what}: and the server closes the connection");
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await.expect("no hang");
+        }
+    }
+
+    // A refused request without a body leaves nothing unread: the connection stays open.
+    let exchange = async {
+        let mut conn = RawHttp::connect(addr).await.expect("connect");
+        conn.send("GET /whoami HTTP/1.1\r\nHost: test\r\n\r\n").await.expect("send");
+        let refused = conn.response().await.expect("response");
+        assert_eq!(refused.status, 401);
+        assert!(!refused.closes());
+        conn.send(&whoami).await.expect("send");
+        assert_eq!(conn.response().await.expect("kept alive").status, 200);
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await.expect("no hang");
+
+    // A verified upload is read by its handler: the connection serves the next request.
+    let exchange = async {
+        let mut conn = RawHttp::connect(addr).await.expect("connect");
+        conn.send(upload(&auth)).await.expect("send");
+        let uploaded = conn.response().await.expect("response");
+        assert_eq!((uploaded.status, &uploaded.body[..]), (200, BODY.to_string().as_bytes()));
+        assert!(!uploaded.closes());
+        conn.send(&whoami).await.expect("send");
+        assert_eq!(conn.response().await.expect("kept alive").status, 200);
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await.expect("no hang");
+    h.stop().await;
+}
+
+/// The middleware marks such refusals itself, whatever the actix-http dispatcher underneath does:
+/// seen here without a dispatcher at all.
+#[actix_web::test]
+async fn the_middleware_marks_refusals_that_leave_a_body_unread_as_closing() {
+    use actix_web::http::ConnectionType;
+    use actix_web::test;
+
+    let h = Harness::start().await;
+    let app = test::init_service(
+        App::new().service(
+            web::resource("/upload")
+                .wrap(KeywardMiddleware::new(Verifier::builder(&h.service).build()))
+                .route(web::post().to(upload)),
+        ),
+    )
+    .await;
+    let with_body = test::TestRequest::post().uri("/upload").set_payload("hello").to_request();
+    let refused = test::call_service(&app, with_body).await;
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_eq!(refused.response().head().connection_type(), ConnectionType::Close);
+
+    let without_body = test::TestRequest::post().uri("/upload").to_request();
+    let refused = test::call_service(&app, without_body).await;
+    assert_eq!(refused.status().as_u16(), 401);
+    assert_ne!(refused.response().head().connection_type(), ConnectionType::Close);
     h.stop().await;
 }

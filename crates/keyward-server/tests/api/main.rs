@@ -6,4 +6,5 @@ mod keys;
 mod security;
 mod spec;
 mod support;
+mod transport;
 mod workspaces;

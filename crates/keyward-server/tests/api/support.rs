@@ -1,10 +1,10 @@
 //! A running server and a small client for the tests.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use keyward_core::testing::InstrumentedStore;
 use keyward_core::{KeyService, ManualClock, UsageRecorder, Verifier};
+use keyward_server::serve::{ConnectionLimits, serve_http};
 use keyward_server::{AppState, app};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let router = app(AppState::new(service.clone(), verifier));
         tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+            serve_http(listener, router, ConnectionLimits::default(), std::future::pending()).await.unwrap();
         });
         Server {
             base: format!("http://{addr}"),

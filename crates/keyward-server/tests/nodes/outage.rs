@@ -8,7 +8,9 @@ use keyward_core::testing::TcpProxy;
 use keyward_store::testing::PgTestSchema;
 use reqwest::{Method, StatusCode};
 
-use crate::support::{Cluster, TestNode, host_port, redis_url, via, within};
+use sqlx::Connection;
+
+use crate::support::{Cluster, DATABASE_TIMEOUT, TestNode, host_port, redis_url, via, within};
 
 enum Policy {
     FailClosed,
@@ -111,4 +113,74 @@ async fn a_database_outage_fails_closed_except_for_cached_keys_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_serves_stale_keys_when_configured_and_recovers() {
     database_outage(Policy::ServeStale).await;
+}
+
+/// A database that stops answering in the middle of a request (the network to it freezes;
+/// nothing is closed, nothing arrives) makes that request a 503 `STORE_UNAVAILABLE` within the
+/// database timeout, instead of a request that hangs for the whole outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_mid_request_is_a_503_within_the_timeout() {
+    let Some(schema) = PgTestSchema::from_env() else { return };
+    let proxy = TcpProxy::start(&host_port(schema.url())).await.expect("proxy");
+    let proxied = via(schema.url(), proxy.addr());
+    let (url, name) = (schema.url().to_owned(), schema.name().to_owned());
+    let c = Cluster::start(
+        schema,
+        None,
+        |a| a,
+        |mut b| {
+            b.database = proxied;
+            b
+        },
+    )
+    .await;
+    // Generous: the point is that the request ends, not how fast.
+    let bound = DATABASE_TIMEOUT + Duration::from_secs(3);
+    let (id, _) = c.key(|k| k).await;
+    let r = c.b.call(Method::GET, "/v1/status", &c.admin, None).await;
+    assert_eq!(r.status, StatusCode::OK, "B has the admin key cached: {}", r.body);
+
+    // Another session, not through the proxy, holds the key's row: B's revocation is in flight,
+    // waiting in the database, when the network freezes.
+    let mut locker = sqlx::PgConnection::connect(&url).await.expect("direct connection");
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut locker).await.expect("pid");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL search_path = \"{name}\"")))
+        .execute(&mut *lock)
+        .await
+        .expect("search path");
+    sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(&id)
+        .fetch_one(&mut *lock)
+        .await
+        .expect("row lock");
+    let mut watcher = sqlx::PgConnection::connect(&url).await.expect("direct connection");
+    let path = format!("/v1/keys/{id}/revoke");
+    let revoke = tokio::time::timeout(bound, c.b.call(Method::POST, &path, &c.admin, None));
+    let freeze = async {
+        within("B's revocation waits for the row", Duration::from_secs(5), async || {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(pid)
+            .fetch_one(&mut watcher)
+            .await
+            .expect("activity");
+            waiting > 0
+        })
+        .await;
+        proxy.freeze();
+        // The database answers now, but nothing reaches B.
+        lock.rollback().await.expect("release the row");
+    };
+    let (revoked, ()) = tokio::join!(revoke, freeze);
+    let r = revoked.expect("the request ends instead of hanging");
+    assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE"), "{}", r.body);
+
+    proxy.thaw();
+    within("B reads the database again", Duration::from_secs(5), async || {
+        c.b.call(Method::GET, "/v1/keys", &c.admin, None).await.status == StatusCode::OK
+    })
+    .await;
+    c.stop().await;
 }

@@ -7,7 +7,7 @@ use keyward_core::testing::service_url;
 use keyward_core::{
     Actor, NewKey, NewWorkspace, Plan, RateLimitPolicy, RateLimitWindow, ScopeSet, Workspace,
 };
-use keyward_server::serve::{Node, ServeConfig, node};
+use keyward_server::serve::{Node, ServeConfig, node, serve_http};
 use keyward_store::ChangeFeedConfig;
 use keyward_store::testing::PgTestSchema;
 use reqwest::{Method, StatusCode};
@@ -30,13 +30,16 @@ pub(crate) fn via(url: &str, addr: SocketAddr) -> String {
     url.replacen(&host_port(url), &addr.to_string(), 1)
 }
 
+/// The test nodes' `--database-timeout-secs`.
+pub(crate) const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Settings of a test node on `schema`, reaching PostgreSQL at `database` (the schema's own URL,
 /// or a proxy's) and Redis at `redis`; the Redis prefix is the schema's name, unique per test.
 pub(crate) fn config(schema: &PgTestSchema, database: &str, redis: Option<&str>) -> ServeConfig {
     ServeConfig {
         database: database.to_owned(),
         database_schema: Some(schema.name().to_owned()),
-        database_timeout: Duration::from_secs(2),
+        database_timeout: DATABASE_TIMEOUT,
         change_feed: ChangeFeedConfig {
             reconnect_min: Duration::from_millis(20),
             reconnect_max: Duration::from_millis(250),
@@ -84,9 +87,9 @@ impl TestNode {
         let node = node(&config).await.unwrap_or_else(|e| panic!("node on {}: {e:#}", config.database));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = node.app().into_make_service_with_connect_info::<SocketAddr>();
+        let (app, limits) = (node.app(), config.connections);
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            serve_http(listener, app, limits, std::future::pending()).await.expect("serve");
         });
         TestNode { node, base: format!("http://{addr}"), client: reqwest::Client::new(), server }
     }

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use keyward_core::testing::TcpProxy;
 use keyward_core::{
-    Actor, KeyPatch, KeyService, KeyStore, NewKey, NewWorkspace, Plan, Requirements, StoreError, UsageBatch,
-    Verifier, WorkspacePatch,
+    Actor, ErrorCode, KeyPatch, KeyService, KeyStore, NewKey, NewWorkspace, Plan, Requirements, StoreError,
+    UsageBatch, Verifier, WorkspacePatch,
 };
 use keyward_store::testing::{PgTestSchema, PgTestStore};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, PgStore, PgStoreOptions};
 use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection};
 
 mod contract {
     keyward_store::keyward_store_contract!(optional keyward_store::testing::PgTestStore::from_env());
@@ -154,6 +155,104 @@ async fn an_unreachable_database_is_unavailable() {
         store.get_workspace(ws.id).await.is_ok()
     })
     .await;
+}
+
+/// A database that stops answering while a call is in flight (the network freezes: nothing is
+/// closed, nothing arrives) fails that call with `Unavailable` within the query timeout instead
+/// of holding it for the whole outage, and so do the calls after it, more of them than the pool
+/// has connections; the store recovers once the database answers again.
+#[tokio::test]
+async fn a_database_that_stops_answering_mid_query_is_unavailable_within_the_timeout() {
+    let Some(schema) = PgTestSchema::from_env() else { return };
+    schema.open().await;
+    let proxy = TcpProxy::start(&host_port(schema.url())).await.expect("proxy");
+    let limit = Duration::from_secs(1);
+    // Generous: the point is that calls end, not how fast.
+    let bound = limit + Duration::from_secs(3);
+    let options = PgStoreOptions {
+        max_connections: 2,
+        acquire_timeout: limit,
+        query_timeout: limit,
+        ..PgStoreOptions::default().schema(schema.name())
+    };
+    let store =
+        PgStore::open_with(&via(schema.url(), proxy.addr()), options).await.expect("open through the proxy");
+    let service = KeyService::new(Arc::new(store.clone()));
+    let sys = Actor::system();
+    let ws = service.create_workspace(NewWorkspace::live("Acme"), &sys).await.expect("ws");
+    let key = service.create_key(NewKey::new(ws.id, "k"), &sys).await.expect("key").key;
+
+    // Another session, not through the proxy, holds the key's row: the revocation's UPDATE is
+    // in flight, waiting in the database, when the network freezes.
+    let mut locker = PgConnection::connect(schema.url()).await.expect("direct connection");
+    let locker_pid: i32 =
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut locker).await.expect("pid");
+    let mut lock = locker.begin().await.expect("begin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL search_path = \"{}\"", schema.name())))
+        .execute(&mut *lock)
+        .await
+        .expect("search path");
+    sqlx::query("SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE")
+        .bind(key.id.to_string())
+        .fetch_one(&mut *lock)
+        .await
+        .expect("row lock");
+    let revoking = tokio::spawn({
+        let service = service.clone();
+        async move { service.revoke_key(ws.id, key.id, &Actor::system()).await }
+    });
+    let mut watcher = PgConnection::connect(schema.url()).await.expect("direct connection");
+    wait_for("the revocation to wait for the row", Duration::from_secs(5), async || {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))")
+                .bind(locker_pid)
+                .fetch_one(&mut watcher)
+                .await
+                .expect("activity");
+        waiting > 0
+    })
+    .await;
+    proxy.freeze();
+    // The database answers now, but nothing reaches the store.
+    lock.rollback().await.expect("release the row");
+    let revoked =
+        tokio::time::timeout(bound, revoking).await.expect("the call in flight ends").expect("task");
+    let err = revoked.expect_err("no answer came back");
+    assert_eq!(err.code(), ErrorCode::StoreUnavailable, "{err:?}");
+
+    for _ in 0..3 {
+        let call = tokio::time::timeout(bound, store.get_workspace(ws.id)).await.expect("a later call ends");
+        assert!(matches!(call, Err(StoreError::Unavailable(_))), "{call:?}");
+    }
+    proxy.thaw();
+    wait_for("the store to recover", Duration::from_secs(5), async || {
+        store.get_workspace(ws.id).await.is_ok()
+    })
+    .await;
+}
+
+/// The query timeout is each session's `statement_timeout` and
+/// `idle_in_transaction_session_timeout` too: the database stops what the store gave up on.
+#[tokio::test]
+async fn sessions_stop_statements_past_the_query_timeout() {
+    let Some(schema) = PgTestSchema::from_env() else { return };
+    schema.open().await;
+    let options = PgStoreOptions {
+        query_timeout: Duration::from_millis(500),
+        ..PgStoreOptions::default().schema(schema.name())
+    };
+    let store = PgStore::open_with(schema.url(), options).await.expect("open");
+    let settings: (String, String) = sqlx::query_as(
+        "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("settings");
+    assert_eq!(settings, ("500ms".to_owned(), "500ms".to_owned()));
+    let err = sqlx::query("SELECT pg_sleep(10)").execute(store.pool()).await.expect_err("cancelled");
+    let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    // query_canceled: class 57, which the store reports as `Unavailable`.
+    assert_eq!(code.as_deref(), Some("57014"), "{err}");
 }
 
 /// Every change a verifier may have cached is announced on the schema's channel when it

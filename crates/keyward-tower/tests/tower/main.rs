@@ -2,6 +2,7 @@
 //! SQLite file store, real HTTP and gRPC clients.
 
 mod grpc;
+mod keepalive;
 mod limits;
 mod outage;
 mod routing;
