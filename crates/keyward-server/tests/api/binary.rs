@@ -66,7 +66,8 @@ fn terminate(mut r: Running) -> Vec<String> {
     let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = r.child.wait().unwrap();
-    let logs: Vec<String> = r.stderr.try_iter().collect();
+    // The reader thread ends at EOF, which the exit guarantees: every line is in.
+    let logs: Vec<String> = r.stderr.iter().collect();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}: {logs:#?}");
     assert!(logs.iter().any(|l| l.contains("usage flushed")), "{logs:#?}");
     logs
