@@ -1,6 +1,7 @@
 //! A key's own rate limit reached through the SDK: the client honours the server's
 //! `Retry-After` (recorded, not slept), then surfaces the typed `RATE_LIMITED` error.
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +15,9 @@ async fn rate_limited_after_retries() {
     let limited = s
         .root
         .create_key()
-        .body(
-            types::CreateKeyRequest::builder()
-                .name("one a minute")
-                .rate_limit(Some(vec![types::RateLimitWindow { limit: 1, period_secs: 60 }])),
-        )
+        .body(types::CreateKeyRequest::builder().name("one a minute").rate_limit(Some(vec![
+            types::RateLimitWindow { limit: NonZeroU32::MIN, period_secs: NonZeroU32::new(60).unwrap() },
+        ])))
         .send()
         .await
         .unwrap();

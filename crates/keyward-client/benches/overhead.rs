@@ -10,6 +10,7 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +44,13 @@ async fn start() -> Target {
     });
     let base = format!("http://{addr}");
     let root = KeywardClient::new(&base, root.secret.expose_secret()).unwrap();
-    let unlimited = || Some(vec![types::RateLimitWindow { limit: 1_000_000_000, period_secs: 1 }]);
+    // The most a window may allow: 1,000,000 requests a second.
+    let unlimited = || {
+        Some(vec![types::RateLimitWindow {
+            limit: NonZeroU32::new(1_000_000).unwrap(),
+            period_secs: NonZeroU32::MIN,
+        }])
+    };
     let ws = root
         .create_workspace()
         .body(types::CreateWorkspaceRequest::builder().name("bench").rate_limit(unlimited()))

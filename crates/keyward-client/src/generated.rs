@@ -24,37 +24,37 @@ pub mod types {
     ///An API key as the API shows it: masked, never its value.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct ApiKeyView {
-        ///Most requests in flight at once.
+        ///Most requests the key may have in flight at once; `null` is unlimited.
         #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
-        pub concurrency_limit: ::std::option::Option<u32>,
-        ///Creation time.
+        pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
+        ///When the key was created.
         #[serde(rename = "createdAt")]
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///IP address the key was created from.
+        ///The IP address the key was created from.
         #[serde(rename = "createdIp", skip_serializing_if = "::std::option::Option::is_none")]
         pub created_ip: ::std::option::Option<::std::string::String>,
         ///Remaining credits; `null` when the key does not use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub credits: ::std::option::Option<i64>,
-        ///`live` or `test`.
+        pub credits: ::std::option::Option<u64>,
+        ///`live` or `test`, as written in the key.
         pub environment: KeyEnvironment,
-        ///Expiry.
+        ///When the key stops working; `null` when it never expires.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///End of the grace period after a rotation.
+        ///After a rotation with a grace period: when this (old) key stops working.
         #[serde(rename = "graceEndsAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub grace_ends_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///Key id.
+        ///The key's id.
         pub id: ::uuid::Uuid,
         ///The last 4 characters of the key.
         pub last4: ::std::string::String,
-        ///Last use (written behind: up to 10 seconds late).
+        ///When the key was last used (recorded in batches: up to 10 seconds late).
         #[serde(rename = "lastUsedAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///Prefix and last 4 characters, for display.
         #[serde(rename = "maskedKey")]
         pub masked_key: ::std::string::String,
-        ///Labels.
+        ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
         pub metadata: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
         ///Descriptive name.
         pub name: ::std::string::String,
@@ -63,9 +63,9 @@ pub mod types {
         ///The key's own rate limit; `null` uses the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
-        ///Resource restrictions; empty means all resources.
+        ///The resources the key is restricted to; empty means all resources.
         pub resources: ::std::vec::Vec<::std::string::String>,
-        ///Revocation time.
+        ///When the key was revoked.
         #[serde(rename = "revokedAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub revoked_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The key this one replaced.
@@ -74,14 +74,15 @@ pub mod types {
         ///The key that replaced this one.
         #[serde(rename = "rotatedTo", skip_serializing_if = "::std::option::Option::is_none")]
         pub rotated_to: ::std::option::Option<::uuid::Uuid>,
-        ///Scopes.
+        ///What the key may do.
         pub scopes: ::std::vec::Vec<::std::string::String>,
-        ///Status.
+        ///`active`, `inactive` or `revoked`. A key rotated with a grace period stays `active` until
+        ///the grace period ends, and reads `revoked` after.
         pub status: KeyStatus,
-        ///Last change.
+        ///When the key's record last changed.
         #[serde(rename = "updatedAt")]
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///Owning workspace.
+        ///The workspace the key belongs to.
         #[serde(rename = "workspaceId")]
         pub workspace_id: ::uuid::Uuid,
     }
@@ -169,26 +170,26 @@ pub mod types {
     pub struct AuditEventView {
         ///What happened.
         pub action: AuditAction,
-        ///The key that acted; `null` for the system.
+        ///The key that acted; `null` for the system (first start, internal jobs).
         #[serde(rename = "actorKeyId", skip_serializing_if = "::std::option::Option::is_none")]
         pub actor_key_id: ::std::option::Option<::uuid::Uuid>,
-        ///When.
+        ///When it happened.
         pub at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///Id.
+        ///The event's id.
         pub id: ::uuid::Uuid,
-        ///Caller's IP.
+        ///The caller's IP address.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub ip: ::std::option::Option<::std::string::String>,
         ///The key acted on.
         #[serde(rename = "keyId", skip_serializing_if = "::std::option::Option::is_none")]
         pub key_id: ::std::option::Option<::uuid::Uuid>,
-        ///The request's id.
+        ///The request's id (`X-Request-Id`).
         #[serde(rename = "requestId", skip_serializing_if = "::std::option::Option::is_none")]
         pub request_id: ::std::option::Option<::std::string::String>,
-        ///Caller's user agent.
+        ///The caller's user agent.
         #[serde(rename = "userAgent", skip_serializing_if = "::std::option::Option::is_none")]
         pub user_agent: ::std::option::Option<::std::string::String>,
-        ///Workspace.
+        ///The workspace concerned; `null` for plan changes.
         #[serde(rename = "workspaceId", skip_serializing_if = "::std::option::Option::is_none")]
         pub workspace_id: ::std::option::Option<::uuid::Uuid>,
     }
@@ -202,7 +203,7 @@ pub mod types {
     pub struct AuditPage {
         ///The events.
         pub data: ::std::vec::Vec<AuditEventView>,
-        ///Cursor of the next page; `null` on the last page.
+        ///Pass as `cursor` to get the next page; `null` on the last page.
         #[serde(rename = "nextCursor", skip_serializing_if = "::std::option::Option::is_none")]
         pub next_cursor: ::std::option::Option<::std::string::String>,
     }
@@ -218,27 +219,30 @@ pub mod types {
         ///Whether the key starts active (default true).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub active: ::std::option::Option<bool>,
-        ///Most requests in flight at once.
+        ///Most requests the key may have in flight at once; absent is unlimited.
         #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
         ///Starting credits; absent means the key does not use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
-        ///Expiry; must be in the future.
+        ///When the key stops working; must lie in the future. Absent: never.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///Labels.
+        ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
         #[serde(default, skip_serializing_if = ":: std :: collections :: HashMap::is_empty")]
         pub metadata: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
-        ///Descriptive name (1 to 100 characters).
+        ///Descriptive name.
         pub name: ::std::string::String,
         ///The key's own rate limit; absent uses the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
-        ///Resource restrictions; empty means all resources.
+        ///The resources the key is restricted to; empty (the default) means all resources. A
+        ///resource-restricted caller may only create keys restricted to its own resources (else 403
+        ///`RESOURCE_NOT_ALLOWED`).
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub resources: ::std::vec::Vec<::std::string::String>,
-        ///Scopes (`resource:action`, `*` wildcards); never wider than the caller's own.
+        ///What the key may do; never wider than the caller's own scopes (else 403
+        ///`INSUFFICIENT_SCOPE`). Default: none.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub scopes: ::std::vec::Vec<::std::string::String>,
     }
@@ -251,15 +255,15 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
     pub struct CreateWorkspaceRequest {
-        ///Live (default) or sandbox.
+        ///`live` (the default) or `sandbox`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub environment: ::std::option::Option<WorkspaceEnvironment>,
         ///Name.
         pub name: ::std::string::String,
-        ///Plan id; absent uses `default`.
+        ///An existing plan (else 400 `VALIDATION_FAILED`); absent uses `default`.
         #[serde(rename = "planId", skip_serializing_if = "::std::option::Option::is_none")]
         pub plan_id: ::std::option::Option<::std::string::String>,
-        ///Own rate limit; absent uses the environment's default.
+        ///The workspace's own rate limit; absent uses the environment's default.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
     }
@@ -334,6 +338,12 @@ pub mod types {
         StoreUnavailable,
         #[serde(rename = "INTERNAL")]
         Internal,
+        #[serde(rename = "CONFLICTING_API_KEYS")]
+        ConflictingApiKeys,
+        #[serde(rename = "LAST_ADMIN_KEY")]
+        LastAdminKey,
+        #[serde(rename = "SELF_LOCKOUT")]
+        SelfLockout,
     }
     impl ::std::fmt::Display for ErrorCode {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -363,6 +373,9 @@ pub mod types {
                 Self::MethodNotAllowed => f.write_str("METHOD_NOT_ALLOWED"),
                 Self::StoreUnavailable => f.write_str("STORE_UNAVAILABLE"),
                 Self::Internal => f.write_str("INTERNAL"),
+                Self::ConflictingApiKeys => f.write_str("CONFLICTING_API_KEYS"),
+                Self::LastAdminKey => f.write_str("LAST_ADMIN_KEY"),
+                Self::SelfLockout => f.write_str("SELF_LOCKOUT"),
             }
         }
     }
@@ -395,6 +408,9 @@ pub mod types {
                 "METHOD_NOT_ALLOWED" => Ok(Self::MethodNotAllowed),
                 "STORE_UNAVAILABLE" => Ok(Self::StoreUnavailable),
                 "INTERNAL" => Ok(Self::Internal),
+                "CONFLICTING_API_KEYS" => Ok(Self::ConflictingApiKeys),
+                "LAST_ADMIN_KEY" => Ok(Self::LastAdminKey),
+                "SELF_LOCKOUT" => Ok(Self::SelfLockout),
                 _ => Err("invalid value".into()),
             }
         }
@@ -413,7 +429,7 @@ pub mod types {
             value.parse()
         }
     }
-    ///The inside of [`ErrorBody`].
+    ///The error: a stable code, a message, details and the request's id.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct ErrorObject {
         ///Stable code, e.g. `RATE_LIMITED`.
@@ -479,7 +495,7 @@ pub mod types {
     pub struct KeyPage {
         ///The keys.
         pub data: ::std::vec::Vec<ApiKeyView>,
-        ///Cursor of the next page; `null` on the last page.
+        ///Pass as `cursor` to get the next page; `null` on the last page.
         #[serde(rename = "nextCursor", skip_serializing_if = "::std::option::Option::is_none")]
         pub next_cursor: ::std::option::Option<::std::string::String>,
     }
@@ -488,7 +504,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///Where a key stands. Deletion is separate ([`ApiKey::deleted_at`]) and needs `Revoked`.
+    ///Where a key stands: `active`, `inactive` (switched off, reversible) or `revoked` (final; also a key rotated without a grace period, or one whose grace period has ended). Only a revoked key can be deleted, after which the API no longer shows it.
     #[derive(
         ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
     )]
@@ -551,15 +567,15 @@ pub mod types {
         ///Whether workspaces on the plan may use API keys.
         #[serde(rename = "apiAccess")]
         pub api_access: bool,
-        ///Slug.
+        ///The plan's id.
         pub id: ::std::string::String,
-        ///Default rate limit for keys.
+        ///Rate limit for keys that have none of their own.
         #[serde(rename = "keyRateLimit")]
         pub key_rate_limit: ::std::vec::Vec<RateLimitWindow>,
-        ///Most keys per workspace; `null` is unlimited.
+        ///Most keys (neither revoked nor deleted) a workspace may hold; `null` is unlimited.
         #[serde(rename = "maxKeys", skip_serializing_if = "::std::option::Option::is_none")]
         pub max_keys: ::std::option::Option<u32>,
-        ///Name.
+        ///Display name.
         pub name: ::std::string::String,
     }
     impl PlanView {
@@ -578,15 +594,15 @@ pub mod types {
             Default::default()
         }
     }
-    ///One window of a rate limit: at most `limit` requests per `period_secs` seconds.
+    ///One window of a rate limit: at most `limit` requests per `periodSecs` seconds. A policy holds at most 8 windows, and every window applies.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
     pub struct RateLimitWindow {
-        ///Requests allowed in one period.
-        pub limit: u32,
-        ///Length of the period in seconds.
+        ///Requests allowed in one period: 1 to 1,000,000 times `periodSecs` (at most 1,000,000 a second).
+        pub limit: ::std::num::NonZeroU32,
+        ///Length of the period in seconds: 1 to 2,678,400 (31 days).
         #[serde(rename = "periodSecs")]
-        pub period_secs: u32,
+        pub period_secs: ::std::num::NonZeroU32,
     }
     impl RateLimitWindow {
         pub fn builder() -> builder::RateLimitWindow {
@@ -597,10 +613,10 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct RateLimitWindowState {
         ///Requests allowed per period.
-        pub limit: u32,
-        ///Period in seconds.
+        pub limit: ::std::num::NonZeroU32,
+        ///Length of the period in seconds.
         #[serde(rename = "periodSecs")]
-        pub period_secs: u32,
+        pub period_secs: ::std::num::NonZeroU32,
         ///Requests left now.
         pub remaining: u32,
         ///When the window is full again (seconds since the epoch).
@@ -617,7 +633,7 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
     #[serde(deny_unknown_fields)]
     pub struct RotateKeyRequest {
-        ///Seconds the old key keeps working; absent or 0 stops it at once.
+        ///Seconds the old key keeps working, at most 30 days; absent or 0 stops it at once.
         #[serde(rename = "graceSeconds", skip_serializing_if = "::std::option::Option::is_none")]
         pub grace_seconds: ::std::option::Option<u64>,
     }
@@ -633,13 +649,15 @@ pub mod types {
         ///Whether workspaces on the plan may use API keys.
         #[serde(rename = "apiAccess")]
         pub api_access: bool,
-        ///Default rate limit for keys; absent uses 60/minute and 1000/hour.
+        ///Rate limit for keys that have none of their own; absent uses 60 a minute and 1000 an
+        ///hour.
         #[serde(rename = "keyRateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub key_rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
-        ///Most keys per workspace; absent or `null` is unlimited.
+        ///Most keys (neither revoked nor deleted) a workspace may hold; absent or `null` is
+        ///unlimited.
         #[serde(rename = "maxKeys", skip_serializing_if = "::std::option::Option::is_none")]
         pub max_keys: ::std::option::Option<u32>,
-        ///Name.
+        ///Display name.
         pub name: ::std::string::String,
     }
     impl SavePlanRequest {
@@ -652,7 +670,7 @@ pub mod types {
     pub struct StatusResponse {
         ///Remaining credits, for keys that use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub credits: ::std::option::Option<i64>,
+        pub credits: ::std::option::Option<u64>,
         ///Live or sandbox.
         pub environment: WorkspaceEnvironment,
         ///The key's id.
@@ -687,16 +705,16 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
     #[serde(deny_unknown_fields)]
     pub struct UpdateKeyRequest {
-        ///Switch the key on or off.
+        ///Switches the key on (`true`) or off (`false`).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub active: ::std::option::Option<bool>,
         ///New in-flight limit; `null` removes it.
         #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
-        ///New expiry; `null` removes it.
+        ///New expiry, in the future; `null` removes it.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
-        ///New labels (replace all).
+        ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub metadata:
             ::std::option::Option<::std::collections::HashMap<::std::string::String, ::std::string::String>>,
@@ -706,10 +724,10 @@ pub mod types {
         ///New rate limit; `null` returns to the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
-        ///New resource restrictions.
+        ///New resource restrictions, replacing all; empty means all resources.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
-        ///New scopes.
+        ///New scopes, replacing all; never wider than the caller's own.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub scopes: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
     }
@@ -725,7 +743,7 @@ pub mod types {
         ///New name.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
-        ///New plan.
+        ///New plan: an existing one (else 400 `VALIDATION_FAILED`).
         #[serde(rename = "planId", skip_serializing_if = "::std::option::Option::is_none")]
         pub plan_id: ::std::option::Option<::std::string::String>,
         ///New rate limit; `null` returns to the environment's default.
@@ -773,12 +791,12 @@ pub mod types {
         pub code: ErrorCode,
         ///Details, e.g. the missing scope.
         pub details: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-        ///Message.
+        ///Human-readable message.
         pub message: ::std::string::String,
         ///Seconds to wait before retrying (rate limits).
         #[serde(rename = "retryAfter", skip_serializing_if = "::std::option::Option::is_none")]
         pub retry_after: ::std::option::Option<u64>,
-        ///HTTP status the code maps to.
+        ///The HTTP status the code maps to.
         pub status: u32,
     }
     impl VerifyFailure {
@@ -786,7 +804,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///Body of `POST /v1/verify`. Its `Debug` never shows the key.
+    ///Body of `POST /v1/verify`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
     pub struct VerifyRequest {
@@ -812,7 +830,7 @@ pub mod types {
     pub struct VerifyResponse {
         ///Remaining credits, for keys that use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub credits: ::std::option::Option<i64>,
+        pub credits: ::std::option::Option<u64>,
         ///Why not, when not valid.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub error: ::std::option::Option<VerifyFailure>,
@@ -892,19 +910,19 @@ pub mod types {
     ///A workspace.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct WorkspaceView {
-        ///Creation time.
+        ///When the workspace was created.
         #[serde(rename = "createdAt")]
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///The rate limit that applies.
+        ///The rate limit that applies to the workspace as a whole.
         #[serde(rename = "effectiveRateLimit")]
         pub effective_rate_limit: ::std::vec::Vec<RateLimitWindow>,
-        ///Live or sandbox.
+        ///`live` or `sandbox`.
         pub environment: WorkspaceEnvironment,
-        ///Id.
+        ///The workspace's id.
         pub id: ::uuid::Uuid,
         ///Name.
         pub name: ::std::string::String,
-        ///Plan id.
+        ///The workspace's plan.
         #[serde(rename = "planId")]
         pub plan_id: ::std::string::String,
         ///The workspace's own rate limit; `null` uses the environment's default.
@@ -965,12 +983,13 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct ApiKeyView {
-            concurrency_limit: ::std::result::Result<::std::option::Option<u32>, ::std::string::String>,
+            concurrency_limit:
+                ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
             created_at:
                 ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
             created_ip:
                 ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            credits: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
+            credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             environment: ::std::result::Result<super::KeyEnvironment, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -1042,7 +1061,7 @@ pub mod types {
         impl ApiKeyView {
             pub fn concurrency_limit<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T: ::std::convert::TryInto<::std::option::Option<::std::num::NonZeroU32>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.concurrency_limit = value
@@ -1072,7 +1091,7 @@ pub mod types {
             }
             pub fn credits<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.credits =
@@ -2081,8 +2100,8 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct RateLimitWindow {
-            limit: ::std::result::Result<u32, ::std::string::String>,
-            period_secs: ::std::result::Result<u32, ::std::string::String>,
+            limit: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+            period_secs: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
         }
         impl ::std::default::Default for RateLimitWindow {
             fn default() -> Self {
@@ -2095,7 +2114,7 @@ pub mod types {
         impl RateLimitWindow {
             pub fn limit<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u32>,
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.limit =
@@ -2104,7 +2123,7 @@ pub mod types {
             }
             pub fn period_secs<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u32>,
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.period_secs = value
@@ -2128,8 +2147,8 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct RateLimitWindowState {
-            limit: ::std::result::Result<u32, ::std::string::String>,
-            period_secs: ::std::result::Result<u32, ::std::string::String>,
+            limit: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+            period_secs: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
             remaining: ::std::result::Result<u32, ::std::string::String>,
             reset: ::std::result::Result<u64, ::std::string::String>,
             subject: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -2148,7 +2167,7 @@ pub mod types {
         impl RateLimitWindowState {
             pub fn limit<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u32>,
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.limit =
@@ -2157,7 +2176,7 @@ pub mod types {
             }
             pub fn period_secs<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u32>,
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.period_secs = value
@@ -2339,7 +2358,7 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct StatusResponse {
-            credits: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
+            credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             environment: ::std::result::Result<super::WorkspaceEnvironment, ::std::string::String>,
             key_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
             key_name: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -2369,7 +2388,7 @@ pub mod types {
         impl StatusResponse {
             pub fn credits<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.credits =
@@ -2987,7 +3006,7 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct VerifyResponse {
-            credits: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
+            credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             error: ::std::result::Result<::std::option::Option<super::VerifyFailure>, ::std::string::String>,
             key_id: ::std::result::Result<::std::option::Option<::uuid::Uuid>, ::std::string::String>,
             rate_limit:
@@ -3015,7 +3034,7 @@ pub mod types {
         impl VerifyResponse {
             pub fn credits<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.credits =
@@ -3294,7 +3313,9 @@ pub mod types {
 ///
 ///Issue, verify, rotate and revoke API keys; manage workspaces, plans, audit events and usage.
 ///
-///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 429 carries `Retry-After`.
+///Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
+///
+///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
 ///
 ///Version: 0.1.0
 pub struct Client {
@@ -3358,7 +3379,7 @@ impl Client {
     ///
     ///Arguments:
     ///- `action`: Only this action, e.g. `key.revoked`.
-    ///- `cursor`: Cursor from the previous page.
+    ///- `cursor`: The previous page's `nextCursor`.
     ///- `key_id`: Only events about this key.
     ///- `limit`: Page size, 1 to 100 (default 20).
     ///- `since`: From this time on (RFC 3339).
@@ -3384,7 +3405,7 @@ impl Client {
     ///Sends a `GET` request to `/v1/keys`
     ///
     ///Arguments:
-    ///- `cursor`: Cursor from the previous page's `nextCursor`.
+    ///- `cursor`: The previous page's `nextCursor`.
     ///- `limit`: Page size, 1 to 100 (default 20).
     ///- `status`: Only keys with this status: `active`, `inactive` or `revoked`.
     ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
@@ -3435,8 +3456,8 @@ impl Client {
     pub fn get_key(&self) -> builder::GetKey<'_> {
         builder::GetKey::new(self)
     }
-    ///Deletes a revoked key. The row is kept for the audit log but no longer shown. Needs
-    ///`keys:write`
+    ///Deletes a revoked key. The record is kept for the audit log but the API no longer shows it.
+    ///Needs `keys:write`, and the caller's scopes and resources must cover the key's
     ///
     ///Sends a `DELETE` request to `/v1/keys/{id}`
     ///
@@ -3454,7 +3475,8 @@ impl Client {
         builder::DeleteKey::new(self)
     }
     ///Changes a key's name, scopes, resources, status, expiry, limits or labels; its value stays
-    ///the same. Needs `keys:write`
+    ///the same. Needs `keys:write`, and the caller's scopes and resources must cover the key's (both
+    ///before and after the change)
     ///
     ///Sends a `PATCH` request to `/v1/keys/{id}`
     ///
@@ -3473,7 +3495,7 @@ impl Client {
     pub fn update_key(&self) -> builder::UpdateKey<'_> {
         builder::UpdateKey::new(self)
     }
-    ///Switches a key on again; it works from the next request. Needs `keys:write`
+    ///Switches a key on again; it works from the next request. Needs `keys:write`, and the caller's scopes and resources must cover the key's
     ///
     ///Sends a `POST` request to `/v1/keys/{id}/activate`
     ///
@@ -3490,7 +3512,7 @@ impl Client {
     pub fn activate_key(&self) -> builder::ActivateKey<'_> {
         builder::ActivateKey::new(self)
     }
-    ///Switches a key off until it is activated; it stops from the next request. Needs `keys:write`
+    ///Switches a key off until it is activated; it stops from the next request. Needs `keys:write`, and the caller's scopes and resources must cover the key's
     ///
     ///Sends a `POST` request to `/v1/keys/{id}/deactivate`
     ///
@@ -3507,7 +3529,7 @@ impl Client {
     pub fn deactivate_key(&self) -> builder::DeactivateKey<'_> {
         builder::DeactivateKey::new(self)
     }
-    ///Revokes a key for good; it stops from the next request. Needs `keys:write`
+    ///Revokes a key for good; it stops from the next request. Revoking a revoked key changes nothing. Needs `keys:write`, and the caller's scopes and resources must cover the key's
     ///
     ///Sends a `POST` request to `/v1/keys/{id}/revoke`
     ///
@@ -3524,15 +3546,17 @@ impl Client {
     pub fn revoke_key(&self) -> builder::RevokeKey<'_> {
         builder::RevokeKey::new(self)
     }
-    ///Issues a new value with the same configuration. The old key stops at once, or after
-    ///`graceSeconds`. The response holds the new full key, shown this once. Needs `keys:write`
+    ///Issues a new value with the same configuration. The old key stops at once (it reads `revoked`),
+    ///or after `graceSeconds` (it reads `revoked` once the grace period ends). The response holds the
+    ///new full key, shown this once. Needs `keys:write`, and the caller's scopes and resources must
+    ///cover the key's
     ///
     ///Sends a `POST` request to `/v1/keys/{id}/rotate`
     ///
     ///Arguments:
     ///- `id`: Key id
     ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
-    ///- `body`: Optional grace period
+    ///- `body`: Optional: the grace period. No body, an empty body and `null` all mean none.
     ///```ignore
     ///let response = client.rotate_key()
     ///    .id(id)
@@ -3579,12 +3603,13 @@ impl Client {
         builder::ListPlans::new(self)
     }
     ///Creates or replaces a plan: API access, key limit and default key rate limit. Needs
-    ///`workspaces:admin`
+    ///`workspaces:admin`. A change that would remove the caller's own API access (e.g. `apiAccess`
+    ///false on the caller's own plan) is refused
     ///
     ///Sends a `PUT` request to `/v1/plans/{id}`
     ///
     ///Arguments:
-    ///- `id`: Plan slug: a-z, 0-9, - or _
+    ///- `id`: The plan's id
     ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
     ///- `body`
     ///```ignore
@@ -3598,7 +3623,8 @@ impl Client {
     pub fn save_plan(&self) -> builder::SavePlan<'_> {
         builder::SavePlan::new(self)
     }
-    ///Describes the calling key: whether it is valid, its workspace, scopes and limits
+    ///Describes the calling key: whether it is valid, its workspace, scopes and limits. Needs no
+    ///scope
     ///
     ///Sends a `GET` request to `/v1/status`
     ///
@@ -3681,7 +3707,9 @@ impl Client {
     pub fn get_workspace(&self) -> builder::GetWorkspace<'_> {
         builder::GetWorkspace::new(self)
     }
-    ///Changes a workspace's name, plan or rate limit. Needs `workspaces:admin`
+    ///Changes a workspace's name, plan or rate limit. Needs `workspaces:admin`. A change that would
+    ///remove the caller's own API access (e.g. moving the caller's workspace to a plan without API
+    ///access) is refused
     ///
     ///Sends a `PATCH` request to `/v1/workspaces/{id}`
     ///
@@ -4290,6 +4318,7 @@ pub mod builder {
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -4599,6 +4628,7 @@ pub mod builder {
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -4747,6 +4777,7 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
@@ -4849,6 +4880,8 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -4907,7 +4940,10 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -4992,6 +5028,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -5050,6 +5087,7 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
@@ -5138,6 +5176,7 @@ pub mod builder {
                 400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
@@ -5312,6 +5351,8 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

@@ -65,6 +65,8 @@ impl<'de> Deserialize<'de> for ApiKeySecret {
 /// through `Debug`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreatedApiKey {
+    /// The new key's id, the same as `key.id`.
+    pub id: uuid::Uuid,
     /// The key, masked.
     pub key: ApiKeyView,
     /// The full key. Store it now: it cannot be retrieved later.

@@ -8,6 +8,7 @@ use keyward_core::{
     RateLimitWindow, UsageDay, Workspace, WorkspaceEnvironment,
 };
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -24,14 +25,14 @@ where
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiKeyView {
-    /// Key id.
+    /// The key's id.
     pub id: Uuid,
-    /// Owning workspace.
+    /// The workspace the key belongs to.
     pub workspace_id: Uuid,
     /// Descriptive name.
-    #[schema(example = "CI pipeline")]
+    #[schema(value_type = Name, inline, example = "CI pipeline")]
     pub name: String,
-    /// `live` or `test`.
+    /// `live` or `test`, as written in the key.
     pub environment: KeyEnvironment,
     /// The first 12 characters of the key.
     #[schema(example = "kw_live_3xQz")]
@@ -42,38 +43,44 @@ pub struct ApiKeyView {
     /// Prefix and last 4 characters, for display.
     #[schema(example = "kw_live_3xQz…a9Fk")]
     pub masked_key: String,
-    /// Scopes.
-    #[schema(example = json!(["keys:read"]))]
+    /// What the key may do.
+    #[schema(value_type = Vec<Scope>, inline, example = json!(["keys:read"]))]
     pub scopes: Vec<String>,
-    /// Resource restrictions; empty means all resources.
+    /// The resources the key is restricted to; empty means all resources.
+    #[schema(value_type = Vec<Resource>, inline)]
     pub resources: Vec<String>,
-    /// Status.
+    /// `active`, `inactive` or `revoked`. A key rotated with a grace period stays `active` until
+    /// the grace period ends, and reads `revoked` after.
     pub status: KeyStatus,
-    /// Creation time.
+    /// When the key was created.
     pub created_at: DateTime<Utc>,
-    /// IP address the key was created from.
+    /// The IP address the key was created from.
     pub created_ip: Option<String>,
-    /// Last change.
+    /// When the key's record last changed.
     pub updated_at: DateTime<Utc>,
-    /// Last use (written behind: up to 10 seconds late).
+    /// When the key was last used (recorded in batches: up to 10 seconds late).
     pub last_used_at: Option<DateTime<Utc>>,
-    /// Expiry.
+    /// When the key stops working; `null` when it never expires.
     pub expires_at: Option<DateTime<Utc>>,
-    /// Revocation time.
+    /// When the key was revoked.
     pub revoked_at: Option<DateTime<Utc>>,
     /// The key this one replaced.
     pub rotated_from: Option<Uuid>,
     /// The key that replaced this one.
     pub rotated_to: Option<Uuid>,
-    /// End of the grace period after a rotation.
+    /// After a rotation with a grace period: when this (old) key stops working.
     pub grace_ends_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; `null` uses the plan's.
+    #[schema(max_items = 8)]
     pub rate_limit: Option<Vec<RateLimitWindow>>,
-    /// Most requests in flight at once.
+    /// Most requests the key may have in flight at once; `null` is unlimited.
+    #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub concurrency_limit: Option<u32>,
     /// Remaining credits; `null` when the key does not use credits.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub credits: Option<i64>,
-    /// Labels.
+    /// Free-form labels.
+    #[schema(schema_with = labels)]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -121,7 +128,9 @@ pub struct ApiKeyDetail {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedApiKey {
-    /// The key.
+    /// The new key's id, the same as `key.id` (links follow it).
+    pub id: Uuid,
+    /// The key, masked.
     pub key: ApiKeyView,
     /// The full key. Store it now: it cannot be retrieved later.
     #[schema(example = "kw_live_3xQzJ8tW0d9m2LrVb7NcKp4sY6eHfGaU1iZoTqXw5Rk0a9Fk")]
@@ -132,35 +141,41 @@ pub struct CreatedApiKey {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// Descriptive name (1 to 100 characters).
-    #[schema(example = "CI pipeline")]
+    /// Descriptive name.
+    #[schema(value_type = Name, inline, example = "CI pipeline")]
     pub name: String,
-    /// Scopes (`resource:action`, `*` wildcards); never wider than the caller's own.
+    /// What the key may do; never wider than the caller's own scopes (else 403
+    /// `INSUFFICIENT_SCOPE`). Default: none.
     #[serde(default)]
-    #[schema(example = json!(["keys:read"]))]
+    #[schema(value_type = Vec<Scope>, inline, example = json!(["keys:read"]))]
     pub scopes: Vec<String>,
-    /// Resource restrictions; empty means all resources.
+    /// The resources the key is restricted to; empty (the default) means all resources. A
+    /// resource-restricted caller may only create keys restricted to its own resources (else 403
+    /// `RESOURCE_NOT_ALLOWED`).
     #[serde(default)]
+    #[schema(value_type = Vec<Resource>, inline, max_items = 100)]
     pub resources: Vec<String>,
     /// Whether the key starts active (default true).
     #[serde(default)]
     pub active: Option<bool>,
-    /// Expiry; must be in the future.
+    /// When the key stops working; must lie in the future. Absent: never.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; absent uses the plan's.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub rate_limit: Option<Vec<RateLimitWindow>>,
-    /// Most requests in flight at once.
+    /// Most requests the key may have in flight at once; absent is unlimited.
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub concurrency_limit: Option<u32>,
     /// Starting credits; absent means the key does not use credits.
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub credits: Option<i64>,
-    /// Labels.
+    /// Free-form labels.
     #[serde(default)]
+    #[schema(schema_with = labels)]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -171,30 +186,34 @@ pub struct CreateKeyRequest {
 pub struct UpdateKeyRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Name>, inline)]
     pub name: Option<String>,
-    /// New scopes.
+    /// New scopes, replacing all; never wider than the caller's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Scope>>, inline)]
     pub scopes: Option<Vec<String>>,
-    /// New resource restrictions.
+    /// New resource restrictions, replacing all; empty means all resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Resource>>, inline, max_items = 100)]
     pub resources: Option<Vec<String>>,
-    /// Switch the key on or off.
+    /// Switches the key on (`true`) or off (`false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
-    /// New expiry; `null` removes it.
+    /// New expiry, in the future; `null` removes it.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// New rate limit; `null` returns to the plan's.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<RateLimitWindow>>)]
+    #[schema(value_type = Option<Vec<RateLimitWindow>>, max_items = 8)]
     pub rate_limit: Option<Option<Vec<RateLimitWindow>>>,
     /// New in-flight limit; `null` removes it.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<u32>, minimum = 1)]
+    #[schema(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub concurrency_limit: Option<Option<u32>>,
-    /// New labels (replace all).
+    /// New labels, replacing all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = labels_or_null)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -202,9 +221,9 @@ pub struct UpdateKeyRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateKeyRequest {
-    /// Seconds the old key keeps working; absent or 0 stops it at once.
+    /// Seconds the old key keeps working, at most 30 days; absent or 0 stops it at once.
     #[serde(default)]
-    #[schema(minimum = 0, example = 3600)]
+    #[schema(format = "uint64", minimum = 0, maximum = 2592000, example = 3600)]
     pub grace_seconds: Option<u64>,
 }
 
@@ -216,10 +235,11 @@ pub struct ListKeysQuery {
     /// Only keys with this status: `active`, `inactive` or `revoked`.
     #[param(value_type = Option<KeyStatus>)]
     pub status: Option<String>,
-    /// Cursor from the previous page's `nextCursor`.
+    /// The previous page's `nextCursor`.
+    #[param(value_type = Option<Cursor>, inline)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -229,7 +249,8 @@ pub struct ListKeysQuery {
 pub struct KeyPage {
     /// The keys.
     pub data: Vec<ApiKeyView>,
-    /// Cursor of the next page; `null` on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(value_type = Option<Cursor>, inline)]
     pub next_cursor: Option<String>,
 }
 
@@ -240,7 +261,7 @@ pub struct UsageDayView {
     /// The day (UTC).
     pub day: NaiveDate,
     /// Successful requests.
-    #[schema(minimum = 0)]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
     pub count: u64,
 }
 
@@ -256,7 +277,7 @@ impl From<&UsageDay> for UsageDayView {
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Days to cover, today included: 1 to 366 (default 30).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 366)]
+    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 366)]
     pub days: Option<String>,
 }
 
@@ -269,7 +290,7 @@ pub struct UsageReport {
     /// Requests per day, oldest first; days without requests are omitted.
     pub data: Vec<UsageDayView>,
     /// Total over the period.
-    #[schema(minimum = 0)]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
     pub total: u64,
 }
 
@@ -280,16 +301,16 @@ pub struct RateLimitWindowState {
     /// `key` or `workspace`.
     pub subject: String,
     /// Requests allowed per period.
-    #[schema(minimum = 0)]
+    #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub limit: u32,
-    /// Period in seconds.
-    #[schema(minimum = 0)]
+    /// Length of the period in seconds.
+    #[schema(format = "uint32", minimum = 1, maximum = 2678400)]
     pub period_secs: u32,
     /// Requests left now.
-    #[schema(minimum = 0)]
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub remaining: u32,
     /// When the window is full again (seconds since the epoch).
-    #[schema(minimum = 0)]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
     pub reset: u64,
 }
 
@@ -338,14 +359,17 @@ pub struct StatusResponse {
     /// The workspace's plan.
     pub plan: String,
     /// The key's scopes.
+    #[schema(value_type = Vec<Scope>, inline)]
     pub scopes: Vec<String>,
     /// Remaining credits, for keys that use credits.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub credits: Option<i64>,
     /// Rate-limit state after this request.
     pub rate_limit: RateLimitState,
 }
 
-/// Body of `POST /v1/verify`. Its `Debug` never shows the key.
+/// Body of `POST /v1/verify`.
+// Its `Debug` never shows the key.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyRequest {
@@ -353,13 +377,14 @@ pub struct VerifyRequest {
     pub key: String,
     /// Scopes the request needs.
     #[serde(default)]
+    #[schema(value_type = Vec<Scope>, inline)]
     pub scopes: Vec<String>,
     /// The resource the request touches.
     #[serde(default)]
     pub resource: Option<String>,
     /// Credits the request costs (default 0).
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub cost: Option<u32>,
 }
 
@@ -380,13 +405,13 @@ impl std::fmt::Debug for VerifyRequest {
 pub struct VerifyFailure {
     /// Catalog code, e.g. `KEY_REVOKED`.
     pub code: keyward_core::ErrorCode,
-    /// Message.
+    /// Human-readable message.
     pub message: String,
-    /// HTTP status the code maps to.
-    #[schema(minimum = 0)]
+    /// The HTTP status the code maps to.
+    #[schema(format = "uint32", minimum = 400, maximum = 599)]
     pub status: u16,
     /// Seconds to wait before retrying (rate limits).
-    #[schema(minimum = 0)]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
     pub retry_after: Option<u64>,
     /// Details, e.g. the missing scope.
     pub details: serde_json::Map<String, serde_json::Value>,
@@ -405,8 +430,10 @@ pub struct VerifyResponse {
     /// The key's workspace, when valid.
     pub workspace_id: Option<Uuid>,
     /// The key's scopes, when valid.
+    #[schema(value_type = Option<Vec<Scope>>, inline)]
     pub scopes: Option<Vec<String>>,
     /// Remaining credits, for keys that use credits.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub credits: Option<i64>,
     /// Rate-limit state, when valid.
     pub rate_limit: Option<RateLimitState>,
@@ -416,19 +443,23 @@ pub struct VerifyResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceView {
-    /// Id.
+    /// The workspace's id.
     pub id: Uuid,
     /// Name.
+    #[schema(value_type = Name, inline)]
     pub name: String,
-    /// Plan id.
+    /// The workspace's plan.
+    #[schema(value_type = PlanId, inline)]
     pub plan_id: String,
-    /// Live or sandbox.
+    /// `live` or `sandbox`.
     pub environment: WorkspaceEnvironment,
     /// The workspace's own rate limit; `null` uses the environment's default.
+    #[schema(max_items = 8)]
     pub rate_limit: Option<Vec<RateLimitWindow>>,
-    /// The rate limit that applies.
+    /// The rate limit that applies to the workspace as a whole.
+    #[schema(max_items = 8)]
     pub effective_rate_limit: Vec<RateLimitWindow>,
-    /// Creation time.
+    /// When the workspace was created.
     pub created_at: DateTime<Utc>,
 }
 
@@ -451,15 +482,18 @@ impl From<&Workspace> for WorkspaceView {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWorkspaceRequest {
     /// Name.
+    #[schema(value_type = Name, inline)]
     pub name: String,
-    /// Plan id; absent uses `default`.
+    /// An existing plan (else 400 `VALIDATION_FAILED`); absent uses `default`.
     #[serde(default)]
+    #[schema(value_type = Option<PlanId>, inline)]
     pub plan_id: Option<String>,
-    /// Live (default) or sandbox.
+    /// `live` (the default) or `sandbox`.
     #[serde(default)]
     pub environment: Option<WorkspaceEnvironment>,
-    /// Own rate limit; absent uses the environment's default.
+    /// The workspace's own rate limit; absent uses the environment's default.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub rate_limit: Option<Vec<RateLimitWindow>>,
 }
 
@@ -469,13 +503,15 @@ pub struct CreateWorkspaceRequest {
 pub struct UpdateWorkspaceRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Name>, inline)]
     pub name: Option<String>,
-    /// New plan.
+    /// New plan: an existing one (else 400 `VALIDATION_FAILED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PlanId>, inline)]
     pub plan_id: Option<String>,
     /// New rate limit; `null` returns to the environment's default.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<RateLimitWindow>>)]
+    #[schema(value_type = Option<Vec<RateLimitWindow>>, max_items = 8)]
     pub rate_limit: Option<Option<Vec<RateLimitWindow>>>,
 }
 
@@ -490,16 +526,19 @@ pub struct WorkspaceList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
-    /// Slug.
+    /// The plan's id.
+    #[schema(value_type = PlanId, inline)]
     pub id: String,
-    /// Name.
+    /// Display name.
+    #[schema(value_type = Name, inline)]
     pub name: String,
     /// Whether workspaces on the plan may use API keys.
     pub api_access: bool,
-    /// Most keys per workspace; `null` is unlimited.
-    #[schema(minimum = 0)]
+    /// Most keys (neither revoked nor deleted) a workspace may hold; `null` is unlimited.
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub max_keys: Option<u32>,
-    /// Default rate limit for keys.
+    /// Rate limit for keys that have none of their own.
+    #[schema(max_items = 8)]
     pub key_rate_limit: Vec<RateLimitWindow>,
 }
 
@@ -519,16 +558,20 @@ impl From<&Plan> for PlanView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SavePlanRequest {
-    /// Name.
+    /// Display name.
+    #[schema(value_type = Name, inline)]
     pub name: String,
     /// Whether workspaces on the plan may use API keys.
     pub api_access: bool,
-    /// Most keys per workspace; absent or `null` is unlimited.
+    /// Most keys (neither revoked nor deleted) a workspace may hold; absent or `null` is
+    /// unlimited.
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub max_keys: Option<u32>,
-    /// Default rate limit for keys; absent uses 60/minute and 1000/hour.
+    /// Rate limit for keys that have none of their own; absent uses 60 a minute and 1000 an
+    /// hour.
     #[serde(default)]
+    #[schema(max_items = 8)]
     pub key_rate_limit: Option<Vec<RateLimitWindow>>,
 }
 
@@ -550,23 +593,23 @@ pub struct PlanList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEventView {
-    /// Id.
+    /// The event's id.
     pub id: Uuid,
-    /// Workspace.
+    /// The workspace concerned; `null` for plan changes.
     pub workspace_id: Option<Uuid>,
     /// What happened.
     pub action: AuditAction,
     /// The key acted on.
     pub key_id: Option<Uuid>,
-    /// The key that acted; `null` for the system.
+    /// The key that acted; `null` for the system (first start, internal jobs).
     pub actor_key_id: Option<Uuid>,
-    /// Caller's IP.
+    /// The caller's IP address.
     pub ip: Option<String>,
-    /// Caller's user agent.
+    /// The caller's user agent.
     pub user_agent: Option<String>,
-    /// The request's id.
+    /// The request's id (`X-Request-Id`).
     pub request_id: Option<String>,
-    /// When.
+    /// When it happened.
     pub at: DateTime<Utc>,
 }
 
@@ -603,10 +646,11 @@ pub struct AuditQueryParams {
     /// Before this time (RFC 3339).
     #[param(value_type = Option<DateTime<Utc>>)]
     pub until: Option<String>,
-    /// Cursor from the previous page.
+    /// The previous page's `nextCursor`.
+    #[param(value_type = Option<Cursor>, inline)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -616,6 +660,80 @@ pub struct AuditQueryParams {
 pub struct AuditPage {
     /// The events.
     pub data: Vec<AuditEventView>,
-    /// Cursor of the next page; `null` on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    #[schema(value_type = Option<Cursor>, inline)]
     pub next_cursor: Option<String>,
+}
+
+// ---- How the document spells the values the server checks. Nothing constructs these types:
+// fields name them with `value_type` so the rule is written once.
+
+/// A name: 1 to 100 characters, not blank, without control characters.
+#[derive(ToSchema)]
+#[schema(
+    min_length = 1,
+    max_length = 100,
+    pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x1F\x7F-\x9F]*$"
+)]
+#[allow(dead_code, reason = "describes a JSON value only")]
+pub(crate) struct Name(String);
+
+/// A scope: `resource:action`, where either part may be `*`, or `*` alone for everything. Parts
+/// are letters, digits, `_`, `-` and `.`; at most 128 characters in all.
+#[derive(ToSchema)]
+#[schema(
+    min_length = 1,
+    max_length = 128,
+    pattern = r"^(\*|(\*|[A-Za-z0-9_.\-]+):(\*|[A-Za-z0-9_.\-]+))$",
+    example = "keys:read"
+)]
+#[allow(dead_code, reason = "describes a JSON value only")]
+pub(crate) struct Scope(String);
+
+/// A resource a key is restricted to (a site, a project...): 1 to 200 bytes of UTF-8 without
+/// control characters.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]+$", example = "site-42")]
+#[allow(dead_code, reason = "describes a JSON value only")]
+pub(crate) struct Resource(String);
+
+/// A plan's id: 1 to 64 characters of `a-z`, `0-9`, `-` and `_`.
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 64, pattern = r"^[a-z0-9_\-]{1,64}$", example = "professional")]
+#[allow(dead_code, reason = "describes a JSON value only")]
+pub(crate) struct PlanId(String);
+
+/// An opaque page cursor, as returned in `nextCursor`.
+#[derive(ToSchema)]
+#[schema(min_length = 22, max_length = 22, pattern = r"^[A-Za-z0-9_\-]{21}[AQgw]$")]
+#[allow(dead_code, reason = "describes a JSON value only")]
+pub(crate) struct Cursor(String);
+
+/// Labels: at most 50 entries; keys 1 to 64 bytes, values at most 512 bytes (UTF-8).
+fn labels_schema(nullable: bool) -> Object {
+    let string = |min: usize, max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length((min > 0).then_some(min))
+            .max_length(Some(max))
+    };
+    let types =
+        if nullable { SchemaType::from_iter([Type::Object, Type::Null]) } else { Type::Object.into() };
+    ObjectBuilder::new()
+        .schema_type(types)
+        .description(Some(
+            "Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).",
+        ))
+        .max_properties(Some(50))
+        .property_names(Some(string(1, 64)))
+        .additional_properties(Some(string(0, 512)))
+        .build()
+}
+
+fn labels() -> Object {
+    labels_schema(false)
+}
+
+fn labels_or_null() -> Object {
+    labels_schema(true)
 }

@@ -1,5 +1,12 @@
 //! The OpenAPI document, assembled from the handlers' utoipa annotations.
+//!
+//! What every operation shares (the auth layer's answers, the body limit, the headers) and what
+//! describes the types of `keyward-core` is added here once, by modifiers, rather than on each
+//! handler.
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -10,10 +17,19 @@ use crate::routes::{audit, keys, status, workspaces};
     info(
         title = "keyward management API",
         description = "Issue, verify, rotate and revoke API keys; manage workspaces, plans, audit events and usage.\n\n\
+Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` \
+(both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; \
+a key in the query string is refused with 400 `API_KEY_IN_URL`).\n\n\
 Every error is `{\"error\": {\"code\", \"message\", \"details\", \"requestId\"}}` with a stable `code`; \
-every response carries `X-Request-Id`; a 429 carries `Retry-After`.",
+every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. \
+Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); \
+a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused \
+with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). \
+An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 \
+`METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.",
         license(name = "MIT OR Apache-2.0"),
     ),
+    servers((url = "http://127.0.0.1:8080", description = "`keyward serve` on its default address")),
     paths(
         status::status,
         status::verify,
@@ -36,7 +52,7 @@ every response carries `X-Request-Id`; a 429 carries `Retry-After`.",
         audit::list_audit_events,
     ),
     components(schemas(keyward_core::ErrorBody, keyward_core::ErrorObject, keyward_core::ErrorCode)),
-    modifiers(&Security, &Conventions),
+    modifiers(&Security, &InlineValues, &CoreSchemas, &Conventions, &Links),
     tags(
         (name = "status", description = "The calling key"),
         (name = "verify", description = "Key verification for services in other languages"),
@@ -68,33 +84,167 @@ impl Modify for Security {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-API-Key",
-                "`X-API-Key: <key>`",
+                "`X-API-Key: <key>`. Sent together with `Authorization: Bearer`, both must carry the same key \
+                 (else 400 `CONFLICTING_API_KEYS`).",
             ))),
         );
     }
 }
 
-/// What every `/v1` operation shares, added in one place rather than on each handler: the
-/// optional `X-Workspace-Id` header, and the 429 and 503 answers any operation may give.
+/// Fields that inline a value type from `crate::dto` (a name, a plan id) and have their own doc
+/// comment come out of utoipa as `allOf: [<the value type>, {description, type: object}]`, which
+/// no string satisfies. This folds the field's description and example into the value type.
+struct InlineValues;
+
+impl Modify for InlineValues {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else { return };
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::Object(obj)) = schema else { continue };
+            for property in obj.properties.values_mut() {
+                let RefOr::T(Schema::AllOf(all)) = property else { continue };
+                let [RefOr::T(Schema::Object(value)), RefOr::T(Schema::Object(field))] = all.items.as_slice()
+                else {
+                    continue;
+                };
+                if !field.properties.is_empty() || field.additional_properties.is_some() {
+                    continue;
+                }
+                let mut value = value.clone();
+                value.description = field.description.clone().or(value.description);
+                value.example = field.example.clone().or(value.example);
+                *property = RefOr::T(Schema::Object(value));
+            }
+        }
+    }
+}
+
+/// Catalog codes the API documents ahead of `keyward_core::ErrorCode` (they are being added
+/// there); listing them here is a no-op once the catalog has them.
+const ANNOUNCED_CODES: &[&str] = &["CONFLICTING_API_KEYS", "LAST_ADMIN_KEY", "SELF_LOCKOUT"];
+
+/// The schemas derived from `keyward-core` types, described for a JSON reader: their doc comments
+/// are written for Rust, and their integers carry no bounds.
+struct CoreSchemas;
+
+impl Modify for CoreSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::SchemaFormat;
+
+        let Some(components) = openapi.components.as_mut() else { return };
+        let mut object = |name: &str, f: &mut dyn FnMut(&mut Object)| {
+            if let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(name) {
+                f(obj);
+            }
+        };
+        object("ErrorObject", &mut |o| {
+            o.description = Some("The error: a stable code, a message, details and the request's id.".into());
+        });
+        object("KeyStatus", &mut |o| {
+            o.description = Some(
+                "Where a key stands: `active`, `inactive` (switched off, reversible) or `revoked` (final; also a \
+                 key rotated without a grace period, or one whose grace period has ended). Only a revoked key can \
+                 be deleted, after which the API no longer shows it."
+                    .into(),
+            );
+        });
+        object("ErrorCode", &mut |o| {
+            let values = o.enum_values.get_or_insert_with(Vec::new);
+            for code in ANNOUNCED_CODES {
+                if !values.iter().any(|v| v == code) {
+                    values.push((*code).into());
+                }
+            }
+        });
+        object("RateLimitWindow", &mut |o| {
+            o.description = Some(
+                "One window of a rate limit: at most `limit` requests per `periodSecs` seconds. A policy holds at \
+                 most 8 windows, and every window applies."
+                    .into(),
+            );
+            let uint32 = |description: &str, max: u32| {
+                let mut s = Object::new();
+                s.schema_type = utoipa::openapi::schema::Type::Integer.into();
+                s.format = Some(SchemaFormat::Custom("uint32".into()));
+                s.minimum = Some(1.into());
+                s.maximum = Some((max as usize).into());
+                s.description = Some(description.into());
+                RefOr::T(Schema::Object(s))
+            };
+            o.properties.insert(
+                "limit".into(),
+                uint32(
+                    "Requests allowed in one period: 1 to 1,000,000 times `periodSecs` (at most 1,000,000 a second).",
+                    u32::MAX,
+                ),
+            );
+            o.properties.insert(
+                "periodSecs".into(),
+                uint32("Length of the period in seconds: 1 to 2,678,400 (31 days).", 31 * 24 * 3600),
+            );
+        });
+    }
+}
+
+/// A response every operation may give, described once.
+struct Shared {
+    status: &'static str,
+    description: &'static str,
+    /// Only operations that take a request body.
+    body_only: bool,
+}
+
+const SHARED: &[Shared] = &[
+    Shared {
+        status: "400",
+        description: "API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and \
+                      `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not \
+                      a UUID",
+        body_only: false,
+    },
+    Shared {
+        status: "401",
+        description: "MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED \
+                      (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid",
+        body_only: false,
+    },
+    Shared {
+        status: "403",
+        description: "FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; \
+                      INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks \
+                      `workspaces:admin`",
+        body_only: false,
+    },
+    Shared {
+        status: "413",
+        description: "PAYLOAD_TOO_LARGE: the body is larger than 64 KiB",
+        body_only: true,
+    },
+    Shared {
+        status: "429",
+        description: "RATE_LIMITED: a window of the key's or its workspace's rate limit is full; \
+                      CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` \
+                      seconds",
+        body_only: false,
+    },
+    Shared {
+        status: "503",
+        description: "STORE_UNAVAILABLE: the key store cannot be reached",
+        body_only: false,
+    },
+];
+
+/// What every `/v1` operation shares: the optional `X-Workspace-Id` header, the answers of the
+/// auth layer, the body limit and the store, and the response headers.
 struct Conventions;
 
 impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
         use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-        use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+        use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 
-        let error = |description: &str| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
-                    )
-                    .build(),
-            )
-        };
+        declare_headers(openapi);
         let workspace = ParameterBuilder::new()
             .name("X-Workspace-Id")
             .parameter_in(ParameterIn::Header)
@@ -111,14 +261,227 @@ impl Modify for Conventions {
                 .into_iter()
                 .flatten()
             {
-                let responses = &mut op.responses.responses;
-                responses
-                    .entry("429".into())
-                    .or_insert_with(|| error("RATE_LIMITED or CONCURRENCY_LIMITED; see `Retry-After`"));
-                responses
-                    .entry("503".into())
-                    .or_insert_with(|| error("STORE_UNAVAILABLE: the key store cannot be reached"));
+                let has_body = op.request_body.is_some();
+                for shared in SHARED.iter().filter(|s| has_body || !s.body_only) {
+                    match op.responses.responses.get_mut(shared.status) {
+                        Some(RefOr::T(declared)) => {
+                            declared.description =
+                                format!("{}; {}", declared.description, shared.description);
+                        }
+                        Some(RefOr::Ref(_)) => {}
+                        None => {
+                            let response = ResponseBuilder::new()
+                                .description(shared.description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build();
+                            op.responses.responses.insert(shared.status.into(), RefOr::T(response));
+                        }
+                    }
+                }
+                add_headers(op);
                 op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(workspace.clone()));
+            }
+        }
+    }
+}
+
+/// The response headers, declared once under `components/headers`: (name, type, description).
+const HEADERS: &[(&str, HeaderType, &str)] = &[
+    (
+        "X-Request-Id",
+        HeaderType::String,
+        "The request's id: the caller's `X-Request-Id` when sane, else a new one.",
+    ),
+    ("WWW-Authenticate", HeaderType::String, "`Bearer realm=\"keyward\", error=\"invalid_token\", ...`"),
+    ("Retry-After", HeaderType::Integer, "Seconds to wait before retrying."),
+    (
+        "X-RateLimit-Limit",
+        HeaderType::Integer,
+        "Requests allowed in the tightest window. Present when a rate limit was applied to the request.",
+    ),
+    (
+        "X-RateLimit-Remaining",
+        HeaderType::Integer,
+        "Requests left in the tightest window. Present when a rate limit was applied to the request.",
+    ),
+    (
+        "X-RateLimit-Reset",
+        HeaderType::Integer,
+        "When the tightest window is full again (seconds since the epoch). Present when a rate limit was \
+         applied to the request.",
+    ),
+    (
+        "RateLimit-Policy",
+        HeaderType::String,
+        "Every window, as the IETF draft spells it: `\"key-60s\";q=60;w=60, ...`. Present when a rate limit \
+         was applied to the request.",
+    ),
+    (
+        "RateLimit",
+        HeaderType::String,
+        "Every window's state, as the IETF draft spells it: `\"key-60s\";r=59;t=1, ...`. Present when a rate \
+         limit was applied to the request.",
+    ),
+];
+
+const RATE_LIMIT_HEADERS: &[&str] =
+    &["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Policy", "RateLimit"];
+
+#[derive(Clone, Copy)]
+enum HeaderType {
+    String,
+    Integer,
+}
+
+fn declare_headers(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::HeaderBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for (name, ty, description) in HEADERS {
+        let ty = match ty {
+            HeaderType::String => Type::String,
+            HeaderType::Integer => Type::Integer,
+        };
+        let header = HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(ty)))
+            .description(Some(*description))
+            .build();
+        components.headers.insert((*name).into(), RefOr::T(header));
+    }
+}
+
+/// Points each response at the headers it carries: `X-Request-Id` always, `WWW-Authenticate` on
+/// 401, `Retry-After` on 429, and the rate-limit headers on successes and 429s (other answers
+/// given after the rate limit carry them too; they are declared where clients look for them).
+fn add_headers(op: &mut Operation) {
+    use utoipa::openapi::Ref;
+
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        let mut names = vec!["X-Request-Id"];
+        match status.as_str() {
+            "401" => names.push("WWW-Authenticate"),
+            "429" => names.push("Retry-After"),
+            _ => {}
+        }
+        if status.starts_with('2') || status == "429" {
+            names.extend(RATE_LIMIT_HEADERS);
+        }
+        for name in names {
+            response
+                .headers
+                .insert(name.into(), RefOr::Ref(Ref::new(format!("#/components/headers/{name}"))));
+        }
+    }
+}
+
+/// OpenAPI links from the operations that return a key or a workspace to the operations that take
+/// its id, so that clients and stateful testers can chain create -> get/patch/rotate/revoke/delete.
+struct Links;
+
+/// A link to an operation on one key or workspace.
+struct LinkTarget {
+    /// The link's name.
+    name: &'static str,
+    operation: &'static str,
+    /// What following it does, to the source's subject.
+    does: &'static str,
+}
+
+/// A response that returns a key or a workspace.
+struct LinkSource {
+    operation: &'static str,
+    status: &'static str,
+    /// The runtime expression of the id.
+    id: &'static str,
+    targets: &'static [LinkTarget],
+    /// What the targets act on.
+    subject: &'static str,
+}
+
+const fn target(name: &'static str, operation: &'static str, does: &'static str) -> LinkTarget {
+    LinkTarget { name, operation, does }
+}
+
+const KEY_OPERATIONS: &[LinkTarget] = &[
+    target("GetKey", "get_key", "Reads"),
+    target("UpdateKey", "update_key", "Changes"),
+    target("ActivateKey", "activate_key", "Switches on"),
+    target("DeactivateKey", "deactivate_key", "Switches off"),
+    target("RevokeKey", "revoke_key", "Revokes"),
+    target("RotateKey", "rotate_key", "Rotates"),
+    target("DeleteKey", "delete_key", "Deletes (once revoked)"),
+    target("KeyUsage", "key_usage", "Reads the daily usage of"),
+];
+
+const WORKSPACE_OPERATIONS: &[LinkTarget] = &[
+    target("GetWorkspace", "get_workspace", "Reads"),
+    target("UpdateWorkspace", "update_workspace", "Changes"),
+];
+
+const fn source(
+    operation: &'static str,
+    status: &'static str,
+    id: &'static str,
+    targets: &'static [LinkTarget],
+    subject: &'static str,
+) -> LinkSource {
+    LinkSource { operation, status, id, targets, subject }
+}
+
+const LINK_SOURCES: &[LinkSource] = &[
+    source("create_key", "201", "$response.body#/id", KEY_OPERATIONS, "the new key"),
+    source("rotate_key", "201", "$response.body#/id", KEY_OPERATIONS, "the successor"),
+    source("get_key", "200", "$response.body#/key/id", KEY_OPERATIONS, "this key"),
+    source("update_key", "200", "$response.body#/id", KEY_OPERATIONS, "this key"),
+    source("activate_key", "200", "$response.body#/id", KEY_OPERATIONS, "this key"),
+    source("deactivate_key", "200", "$response.body#/id", KEY_OPERATIONS, "this key"),
+    source("revoke_key", "200", "$response.body#/id", KEY_OPERATIONS, "this key"),
+    source("create_workspace", "201", "$response.body#/id", WORKSPACE_OPERATIONS, "the new workspace"),
+    source("update_workspace", "200", "$response.body#/id", WORKSPACE_OPERATIONS, "this workspace"),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::link::LinkBuilder;
+
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let Some(id) = op.operation_id.clone() else { continue };
+                for source in LINK_SOURCES.iter().filter(|s| s.operation == id) {
+                    let Some(RefOr::T(response)) = op.responses.responses.get_mut(source.status) else {
+                        continue;
+                    };
+                    for target in source.targets {
+                        let link = LinkBuilder::new()
+                            .operation_id(target.operation)
+                            .parameter("id", source.id)
+                            .description(format!("{} {}", target.does, source.subject))
+                            .build();
+                        response.links.insert(target.name.into(), RefOr::T(link));
+                    }
+                }
+                if id == "rotate_key"
+                    && let Some(RefOr::T(response)) = op.responses.responses.get_mut("201")
+                {
+                    let replaced = LinkBuilder::new()
+                        .operation_id("get_key")
+                        .parameter("id", "$request.path.id")
+                        .description(
+                            "Reads the replaced key: `revoked` at once, or at the end of its grace period",
+                        )
+                        .build();
+                    response.links.insert("GetReplacedKey".into(), RefOr::T(replaced));
+                }
             }
         }
     }

@@ -147,6 +147,16 @@ fn convert_schema(schema: &mut Value) {
     for k in ["propertyNames", "prefixItems", "$schema", "contentEncoding", "contentMediaType"] {
         obj.remove(k);
     }
+    // A plain string with a pattern or a length bound becomes a validating newtype in typify, which
+    // would change the SDK's API and pull in a regex engine: the 3.0 copy keeps those rules as
+    // `x-` extensions, which generators ignore and readers still see.
+    if obj.get("type").and_then(Value::as_str) == Some("string") && !obj.contains_key("format") {
+        for k in ["pattern", "minLength", "maxLength"] {
+            if let Some(rule) = obj.remove(k) {
+                obj.insert(format!("x-{k}"), rule);
+            }
+        }
+    }
 
     // Unsigned integers, so typify does not make them signed.
     let non_negative = obj.get("minimum").and_then(Value::as_f64).is_some_and(|m| m >= 0.0);
@@ -188,7 +198,9 @@ mod tests {
                     "maybe": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/B"}]},
                     "described": {"$ref": "#/components/schemas/B", "description": "d"},
                     "positive": {"type": "number", "exclusiveMinimum": 0},
-                    "count": {"type": "integer", "format": "int32", "minimum": 0}
+                    "count": {"type": "integer", "format": "int32", "minimum": 0},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^a"},
+                    "at": {"type": "string", "format": "date-time", "pattern": "^[0-9]{4}"}
                 }, "propertyNames": {"pattern": "x"}},
                 "B": {"type": "string"}
             }}
@@ -220,5 +232,11 @@ mod tests {
         );
         assert_eq!(props["positive"], json!({"type": "number", "minimum": 0, "exclusiveMinimum": true}));
         assert_eq!(props["count"]["format"], "uint32");
+        assert_eq!(
+            props["name"],
+            json!({"type": "string", "x-minLength": 1, "x-maxLength": 100, "x-pattern": "^a"}),
+            "plain strings keep their rules as extensions"
+        );
+        assert_eq!(props["at"]["pattern"], "^[0-9]{4}", "a formatted string keeps its own");
     }
 }

@@ -29,9 +29,8 @@ fn time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErro
     params(AuditQueryParams),
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
-        (status = 400, description = "VALIDATION_FAILED: bad filter, cursor or limit", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: a bad filter, `cursor` or `limit`, or an unknown or repeated query parameter", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `audit:read`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]

@@ -19,7 +19,11 @@ use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Caller, key_id};
 const RECENT_USAGE_DAYS: u32 = 30;
 
 fn created(c: keyward_core::CreatedKey) -> CreatedApiKey {
-    CreatedApiKey { key: ApiKeyView::from(&c.key), secret: c.secret.expose_secret().to_owned() }
+    CreatedApiKey {
+        id: c.key.id.0,
+        key: ApiKeyView::from(&c.key),
+        secret: c.secret.expose_secret().to_owned(),
+    }
 }
 
 /// Creates a key. The response holds the full key, shown this once. Needs `keys:write`; the new
@@ -31,11 +35,9 @@ fn created(c: keyward_core::CreatedKey) -> CreatedApiKey {
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey),
-        (status = 400, description = "VALIDATION_FAILED: a field is missing or invalid", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE, RESOURCE_NOT_ALLOWED, FEATURE_NOT_IN_PLAN or KEY_LIMIT_REACHED", body = keyward_core::ErrorBody),
-        (status = 404, description = "The workspace named by X-Workspace-Id does not exist", body = keyward_core::ErrorBody),
-        (status = 413, description = "Body too large", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: a field is missing or breaks its rule (see the schema), or `expiresAt` is not in the future", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the new key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: its resources are wider than the caller's; KEY_LIMIT_REACHED: the plan's `maxKeys` is reached", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -69,9 +71,8 @@ pub(crate) async fn create_key(
     params(ListKeysQuery),
     responses(
         (status = 200, description = "A page of keys", body = KeyPage),
-        (status = 400, description = "VALIDATION_FAILED: bad status, cursor or limit", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: bad `status`, `cursor` or `limit`, an unknown or repeated query parameter", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -111,9 +112,8 @@ pub(crate) async fn list_keys(
     responses(
         (status = 200, description = "The key", body = ApiKeyDetail),
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace (deleted keys and other workspaces' keys included)", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -133,7 +133,8 @@ pub(crate) async fn get_key(
 }
 
 /// Changes a key's name, scopes, resources, status, expiry, limits or labels; its value stays
-/// the same. Needs `keys:write`.
+/// the same. Needs `keys:write`, and the caller's scopes and resources must cover the key's (both
+/// before and after the change).
 #[utoipa::path(
     patch,
     path = "/v1/keys/{id}",
@@ -142,11 +143,10 @@ pub(crate) async fn get_key(
     request_body = UpdateKeyRequest,
     responses(
         (status = 200, description = "The updated key", body = ApiKeyView),
-        (status = 400, description = "VALIDATION_FAILED", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE or RESOURCE_NOT_ALLOWED", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
-        (status = 409, description = "CONFLICT: the key is revoked", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `expiresAt` is not in the future", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
+        (status = 409, description = "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -173,7 +173,7 @@ pub(crate) async fn update_key(
 }
 
 macro_rules! state_change {
-    ($fn_name:ident, $path:literal, $method:ident, $summary:literal) => {
+    ($fn_name:ident, $path:literal, $method:ident, $summary:literal, $conflict:literal) => {
         #[doc = $summary]
         #[utoipa::path(
             post,
@@ -183,10 +183,9 @@ macro_rules! state_change {
             responses(
                 (status = 200, description = "The key as it now stands", body = ApiKeyView),
                 (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-                (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-                (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-                (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
-                (status = 409, description = "CONFLICT: not possible in the key's state", body = keyward_core::ErrorBody),
+                (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
+                (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
+                (status = 409, description = $conflict, body = keyward_core::ErrorBody),
             ),
             security(("bearer" = []), ("apiKey" = []))
         )]
@@ -207,36 +206,40 @@ state_change!(
     activate_key,
     "/v1/keys/{id}/activate",
     activate_key,
-    "Switches a key on again; it works from the next request. Needs `keys:write`."
+    "Switches a key on again; it works from the next request. Needs `keys:write`, and the caller's scopes and resources must cover the key's.",
+    "CONFLICT: the key is revoked"
 );
 state_change!(
     deactivate_key,
     "/v1/keys/{id}/deactivate",
     deactivate_key,
-    "Switches a key off until it is activated; it stops from the next request. Needs `keys:write`."
+    "Switches a key off until it is activated; it stops from the next request. Needs `keys:write`, and the caller's scopes and resources must cover the key's.",
+    "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the workspace would have no active key holding `keys:write` or `*`"
 );
 state_change!(
     revoke_key,
     "/v1/keys/{id}/revoke",
     revoke_key,
-    "Revokes a key for good; it stops from the next request. Needs `keys:write`."
+    "Revokes a key for good; it stops from the next request. Revoking a revoked key changes nothing. Needs `keys:write`, and the caller's scopes and resources must cover the key's.",
+    "LAST_ADMIN_KEY: the workspace would have no active key holding `keys:write` or `*`"
 );
 
-/// Issues a new value with the same configuration. The old key stops at once, or after
-/// `graceSeconds`. The response holds the new full key, shown this once. Needs `keys:write`.
+/// Issues a new value with the same configuration. The old key stops at once (it reads `revoked`),
+/// or after `graceSeconds` (it reads `revoked` once the grace period ends). The response holds the
+/// new full key, shown this once. Needs `keys:write`, and the caller's scopes and resources must
+/// cover the key's.
 #[utoipa::path(
     post,
     path = "/v1/keys/{id}/rotate",
     tag = "keys",
     params(("id" = uuid::Uuid, Path, description = "Key id")),
-    request_body(content = Option<RotateKeyRequest>, description = "Optional grace period"),
+    request_body(content = Option<RotateKeyRequest>, description = "Optional: the grace period. No body, an empty body and `null` all mean none."),
     responses(
         (status = 201, description = "The successor; `secret` is shown only now", body = CreatedApiKey),
-        (status = 400, description = "VALIDATION_FAILED: bad id or grace period", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the key is wider than the caller", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
-        (status = 409, description = "CONFLICT: revoked or already rotated", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, or `graceSeconds` is not 0 to 2592000", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
+        (status = 409, description = "CONFLICT: the key is revoked, or was already rotated (`details.successor`)", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -267,8 +270,8 @@ pub(crate) async fn rotate_key(
     Ok((StatusCode::CREATED, Json(created(c))))
 }
 
-/// Deletes a revoked key. The row is kept for the audit log but no longer shown. Needs
-/// `keys:write`.
+/// Deletes a revoked key. The record is kept for the audit log but the API no longer shows it.
+/// Needs `keys:write`, and the caller's scopes and resources must cover the key's.
 #[utoipa::path(
     delete,
     path = "/v1/keys/{id}",
@@ -277,9 +280,8 @@ pub(crate) async fn rotate_key(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
         (status = 409, description = "KEY_NOT_REVOKED: revoke the key first", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
@@ -303,10 +305,9 @@ pub(crate) async fn delete_key(
     params(("id" = uuid::Uuid, Path, description = "Key id"), UsageQuery),
     responses(
         (status = 200, description = "Daily counts", body = UsageReport),
-        (status = 400, description = "VALIDATION_FAILED: bad id or days", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, `days` is not 1 to 366, or an unknown or repeated query parameter", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `usage:read`", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]

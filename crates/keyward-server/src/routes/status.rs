@@ -10,15 +10,15 @@ use crate::dto::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, V
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 
-/// Describes the calling key: whether it is valid, its workspace, scopes and limits.
+/// Describes the calling key: whether it is valid, its workspace, scopes and limits. Needs no
+/// scope.
 #[utoipa::path(
     get,
     path = "/v1/status",
     tag = "status",
     responses(
         (status = 200, description = "The key is valid", body = StatusResponse),
-        (status = 401, description = "Missing, invalid, inactive, revoked or expired key", body = keyward_core::ErrorBody),
-        (status = 429, description = "Rate limited", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -75,9 +75,8 @@ async fn live_credits(state: &AppState, key: &keyward_core::VerifiedKey) -> Opti
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "The verdict; `valid` false carries the catalog code", body = VerifyResponse),
-        (status = 400, description = "Malformed request", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's own key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "The caller lacks `keys:verify`", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the body is malformed, or a scope breaks the scope rule", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:verify`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]

@@ -22,8 +22,7 @@ use crate::extract::{ADMIN_SCOPE, ApiJson, ApiPath, Caller, parse_id};
     tag = "workspaces",
     responses(
         (status = 200, description = "The workspaces", body = WorkspaceList),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -44,9 +43,8 @@ pub(crate) async fn list_workspaces(
     request_body = CreateWorkspaceRequest,
     responses(
         (status = 201, description = "Created", body = WorkspaceView),
-        (status = 400, description = "VALIDATION_FAILED: bad name, plan or rate limit", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: a field breaks its rule (see the schema), or `planId` names no plan", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -84,9 +82,8 @@ fn visible(caller: &Caller, id: WorkspaceId) -> Result<(), ApiError> {
     responses(
         (status = 200, description = "The workspace", body = WorkspaceView),
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such workspace, or another workspace and the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -101,7 +98,9 @@ pub(crate) async fn get_workspace(
     Ok(Json(WorkspaceView::from(&state.service.get_workspace(id).await?)))
 }
 
-/// Changes a workspace's name, plan or rate limit. Needs `workspaces:admin`.
+/// Changes a workspace's name, plan or rate limit. Needs `workspaces:admin`. A change that would
+/// remove the caller's own API access (e.g. moving the caller's workspace to a plan without API
+/// access) is refused.
 #[utoipa::path(
     patch,
     path = "/v1/workspaces/{id}",
@@ -110,10 +109,10 @@ pub(crate) async fn get_workspace(
     request_body = UpdateWorkspaceRequest,
     responses(
         (status = 200, description = "The updated workspace", body = WorkspaceView),
-        (status = 400, description = "VALIDATION_FAILED", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `planId` names no plan", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such workspace", body = keyward_core::ErrorBody),
+        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -141,8 +140,7 @@ pub(crate) async fn update_workspace(
     tag = "plans",
     responses(
         (status = 200, description = "The plans", body = PlanList),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]
@@ -156,18 +154,19 @@ pub(crate) async fn list_plans(
 }
 
 /// Creates or replaces a plan: API access, key limit and default key rate limit. Needs
-/// `workspaces:admin`.
+/// `workspaces:admin`. A change that would remove the caller's own API access (e.g. `apiAccess`
+/// false on the caller's own plan) is refused.
 #[utoipa::path(
     put,
     path = "/v1/plans/{id}",
     tag = "plans",
-    params(("id" = String, Path, description = "Plan slug: a-z, 0-9, - or _")),
+    params(("id" = inline(crate::dto::PlanId), Path, description = "The plan's id")),
     request_body = SavePlanRequest,
     responses(
         (status = 200, description = "The saved plan", body = PlanView),
-        (status = 400, description = "VALIDATION_FAILED", body = keyward_core::ErrorBody),
-        (status = 401, description = "The caller's key is not valid", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE", body = keyward_core::ErrorBody),
+        (status = 400, description = "VALIDATION_FAILED: the id or a field breaks its rule (see the schema)", body = keyward_core::ErrorBody),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
+        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access", body = keyward_core::ErrorBody),
     ),
     security(("bearer" = []), ("apiKey" = []))
 )]

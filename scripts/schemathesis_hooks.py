@@ -1,0 +1,157 @@
+"""Schemathesis hooks for scripts/schemathesis-check.sh.
+
+Three jobs, each for a reason the spec cannot carry:
+
+1. Keep the run's own credentials alive. Schemathesis learns ids from responses (the key list,
+   `GET /v1/status`, audit events) and feeds them to other operations, so left alone it soon
+   revokes, narrows or rotates the root key it authenticates with, or puts its workspace on a plan
+   without API access, and every later case is a 401/403 that tests nothing. Calls that would
+   change the caller's own key, workspace or plan are pointed at a fresh id instead (a 404, or a
+   new plan): every other operation and id is left to the fuzzer.
+2. Rules JSON Schema cannot state, so that a schema-valid request is also a valid one: `expiresAt`
+   in the future, a rate-limit window's `limit` at most 1,000,000 x `periodSecs`, a `planId` that
+   names an existing plan, label and resource lengths counted in UTF-8 bytes (the schema can only
+   count characters). Values breaking only those rules are moved inside them; values the schema
+   already rejects are left alone.
+3. Count what the run sent: cases in all, and how many got past authentication, written as JSON
+   to $KEYWARD_ST_STATS when the run ends.
+"""
+
+import atexit
+import collections
+import json
+import os
+import re
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import schemathesis
+
+KEY_ID = os.environ["KEYWARD_ST_KEY_ID"]
+WORKSPACE_ID = os.environ["KEYWARD_ST_WORKSPACE_ID"]
+PLAN_ID = os.environ["KEYWARD_ST_PLAN_ID"]
+AUTHORIZATION = "Bearer " + os.environ["KEYWARD_ST_ROOT_KEY"]
+STATS = os.environ["KEYWARD_ST_STATS"]
+
+# Operations that change the key in their path.
+KEY_ACTIONS = {
+    ("PATCH", "/v1/keys/{id}"),
+    ("DELETE", "/v1/keys/{id}"),
+    ("POST", "/v1/keys/{id}/activate"),
+    ("POST", "/v1/keys/{id}/deactivate"),
+    ("POST", "/v1/keys/{id}/revoke"),
+    ("POST", "/v1/keys/{id}/rotate"),
+}
+RFC3339 = re.compile(r"^(\d{4})-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+PLAN_SLUG = re.compile(r"^[a-z0-9_-]{1,64}$")
+U32_MAX = 2**32 - 1
+MAX_PERIOD = 31 * 24 * 3600
+PER_SECOND = 1_000_000
+
+_lock = threading.Lock()
+_known_plans = {PLAN_ID}
+_stats = {"requests": 0, "with_root_key": 0, "past_auth": 0, "statuses": collections.Counter(), "redirected": 0}
+
+
+def _in_the_past(value):
+    match = RFC3339.match(value) if isinstance(value, str) else None
+    if not match:
+        return False
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        # Years 0000 and the like: valid RFC 3339, long gone.
+        return int(match.group(1)) <= datetime.now(timezone.utc).year
+    return when <= datetime.now(timezone.utc) + timedelta(minutes=1)
+
+
+def _fix_windows(windows):
+    if not isinstance(windows, list):
+        return
+    for w in windows:
+        if not isinstance(w, dict):
+            continue
+        limit, period = w.get("limit"), w.get("periodSecs")
+        if type(limit) is int and type(period) is int and 1 <= limit <= U32_MAX and 1 <= period <= MAX_PERIOD:
+            w["limit"] = min(limit, PER_SECOND * period)
+
+
+def _fit_bytes(text, max_chars, max_bytes):
+    """`text` cut to `max_bytes` of UTF-8 when it is within `max_chars` but over `max_bytes`."""
+    if not isinstance(text, str) or len(text) > max_chars:
+        return text
+    while len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        text = text[:-1]
+    return text
+
+
+def _fix_body(case):
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if _in_the_past(body.get("expiresAt")):
+        body["expiresAt"] = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for field in ("rateLimit", "keyRateLimit"):
+        _fix_windows(body.get(field))
+    labels = body.get("metadata")
+    if isinstance(labels, dict):
+        fitted = {_fit_bytes(k, 64, 64): _fit_bytes(v, 512, 512) for k, v in labels.items()}
+        if len(fitted) == len(labels) and all(fitted):
+            body["metadata"] = fitted
+    resources = body.get("resources")
+    if isinstance(resources, list):
+        fitted = [_fit_bytes(r, 200, 200) for r in resources]
+        if all(fitted):
+            body["resources"] = fitted
+    plan = body.get("planId")
+    if isinstance(plan, str) and PLAN_SLUG.match(plan):
+        with _lock:
+            known = plan in _known_plans
+        if not known:
+            body["planId"] = PLAN_ID
+
+
+def _protect(case):
+    method, path = case.method.upper(), case.operation.path
+    params = case.path_parameters or {}
+    target = str(params.get("id", ""))
+    if (method, path) in KEY_ACTIONS and target.lower() == KEY_ID.lower():
+        params["id"] = str(uuid.uuid4())
+    elif (method, path) == ("PATCH", "/v1/workspaces/{id}") and target.lower() == WORKSPACE_ID.lower():
+        params["id"] = str(uuid.uuid4())
+    elif (method, path) == ("PUT", "/v1/plans/{id}") and target == PLAN_ID:
+        params["id"] = "st-" + uuid.uuid4().hex[:12]
+    else:
+        return
+    with _lock:
+        _stats["redirected"] += 1
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    _protect(case)
+    _fix_body(case)
+
+
+@schemathesis.hook
+def after_call(context, case, response):
+    status = response.status_code
+    sent = response.request.headers.get("Authorization")
+    with _lock:
+        _stats["requests"] += 1
+        _stats["statuses"][str(status)] += 1
+        if sent == AUTHORIZATION:
+            _stats["with_root_key"] += 1
+            if status != 401:
+                _stats["past_auth"] += 1
+        if (case.method.upper(), case.operation.path) == ("PUT", "/v1/plans/{id}") and status == 200:
+            _known_plans.add(str(case.path_parameters.get("id")))
+
+
+@atexit.register
+def _write_stats():
+    with _lock:
+        stats = dict(_stats, statuses=dict(sorted(_stats["statuses"].items())))
+    with open(STATS, "w") as f:
+        json.dump(stats, f)
