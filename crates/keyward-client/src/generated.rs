@@ -338,12 +338,6 @@ pub mod types {
         StoreUnavailable,
         #[serde(rename = "INTERNAL")]
         Internal,
-        #[serde(rename = "CONFLICTING_API_KEYS")]
-        ConflictingApiKeys,
-        #[serde(rename = "LAST_ADMIN_KEY")]
-        LastAdminKey,
-        #[serde(rename = "SELF_LOCKOUT")]
-        SelfLockout,
     }
     impl ::std::fmt::Display for ErrorCode {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -373,9 +367,6 @@ pub mod types {
                 Self::MethodNotAllowed => f.write_str("METHOD_NOT_ALLOWED"),
                 Self::StoreUnavailable => f.write_str("STORE_UNAVAILABLE"),
                 Self::Internal => f.write_str("INTERNAL"),
-                Self::ConflictingApiKeys => f.write_str("CONFLICTING_API_KEYS"),
-                Self::LastAdminKey => f.write_str("LAST_ADMIN_KEY"),
-                Self::SelfLockout => f.write_str("SELF_LOCKOUT"),
             }
         }
     }
@@ -408,9 +399,6 @@ pub mod types {
                 "METHOD_NOT_ALLOWED" => Ok(Self::MethodNotAllowed),
                 "STORE_UNAVAILABLE" => Ok(Self::StoreUnavailable),
                 "INTERNAL" => Ok(Self::Internal),
-                "CONFLICTING_API_KEYS" => Ok(Self::ConflictingApiKeys),
-                "LAST_ADMIN_KEY" => Ok(Self::LastAdminKey),
-                "SELF_LOCKOUT" => Ok(Self::SelfLockout),
                 _ => Err("invalid value".into()),
             }
         }

@@ -82,13 +82,28 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
-/// Parses JSON into `T`, reporting the path of the offending field. An array where `T` (or a
-/// part of it) is an object is refused: serde would otherwise map it to fields by position, so
-/// `["x"]` would be read as `{"name": "x"}`.
+/// Parses JSON into `T`, reporting the path of the offending field.
+///
+/// - An array where `T` (or a part of it) is an object is refused: serde would otherwise map it
+///   to fields by position, so `["x"]` would be read as `{"name": "x"}`.
+/// - A number with a zero fraction (`60.0`) is read as the integer it equals, as JSON Schema
+///   (and so the OpenAPI document) counts it an integer; `60.5` stays a type error.
 pub(crate) fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
-    let parsed: T = parse_json_fields(bytes)?;
-    let input: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::validation("body", e.to_string()))?;
+    let mut input: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        let reason = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("malformed JSON at line {} column {}", e.line(), e.column())
+            }
+            _ => strip_position(&e.to_string()),
+        };
+        ApiError::validation("body", reason)
+    })?;
+    integral_floats_to_integers(&mut input);
+    let parsed: T = serde_path_to_error::deserialize(&input).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError(Error::validation(&field, strip_position(&e.into_inner().to_string())))
+    })?;
     let output = serde_json::to_value(&parsed).map_err(|e| ApiError(Error::internal(e)))?;
     match array_read_as_object(&input, &output, String::new()) {
         None => Ok(parsed),
@@ -96,6 +111,23 @@ pub(crate) fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Resul
             let field = if path.is_empty() { "body".to_owned() } else { path };
             Err(ApiError::validation(&field, "must be a JSON object, not an array"))
         }
+    }
+}
+
+/// Rewrites every number that is a whole float within the 64-bit integer range as that integer.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // Exactly representable bounds: -2^63 and 2^64.
+            if f.fract() == 0.0 && f >= -9_223_372_036_854_775_808.0 && f < 18_446_744_073_709_551_616.0 {
+                *value = if f < 0.0 { Value::from(f as i64) } else { Value::from(f as u64) };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -119,23 +151,6 @@ fn array_read_as_object(
             .find_map(|(i, (v, w))| array_read_as_object(v, w, format!("{path}[{i}]"))),
         _ => None,
     }
-}
-
-/// Parses JSON, reporting the path of the offending field.
-fn parse_json_fields<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let field = if path == "." { "body".to_owned() } else { path };
-        let reason = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("malformed JSON at line {} column {}", inner.line(), inner.column())
-            }
-            _ => strip_position(&inner.to_string()),
-        };
-        ApiError(Error::validation(&field, reason))
-    })
 }
 
 fn strip_position(msg: &str) -> String {

@@ -119,10 +119,6 @@ impl Modify for InlineValues {
     }
 }
 
-/// Catalog codes the API documents ahead of `keyward_core::ErrorCode` (they are being added
-/// there); listing them here is a no-op once the catalog has them.
-const ANNOUNCED_CODES: &[&str] = &["CONFLICTING_API_KEYS", "LAST_ADMIN_KEY", "SELF_LOCKOUT"];
-
 /// The schemas derived from `keyward-core` types, described for a JSON reader: their doc comments
 /// are written for Rust, and their integers carry no bounds.
 struct CoreSchemas;
@@ -147,14 +143,6 @@ impl Modify for CoreSchemas {
                  be deleted, after which the API no longer shows it."
                     .into(),
             );
-        });
-        object("ErrorCode", &mut |o| {
-            let values = o.enum_values.get_or_insert_with(Vec::new);
-            for code in ANNOUNCED_CODES {
-                if !values.iter().any(|v| v == code) {
-                    values.push((*code).into());
-                }
-            }
         });
         object("RateLimitWindow", &mut |o| {
             o.description = Some(

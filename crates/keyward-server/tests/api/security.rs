@@ -277,6 +277,25 @@ async fn json_arrays_are_not_read_as_objects() {
     assert_eq!(after, before + 1, "only the valid create made a key");
 }
 
+/// JSON Schema counts `60.0` an integer, so generated clients may send it; a fraction is still
+/// refused.
+#[tokio::test]
+async fn whole_floats_are_integers() {
+    let s = Server::start().await;
+    let r = s
+        .post("/v1/keys", &s.root, json!({"name": "f", "rateLimit": [{"limit": 5.0, "periodSecs": 60.0}]}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["key"]["rateLimit"], json!([{"limit": 5, "periodSecs": 60}]));
+    let r = s
+        .post("/v1/keys", &s.root, json!({"name": "f", "rateLimit": [{"limit": 5.5, "periodSecs": 60}]}))
+        .await;
+    r.assert_error(400, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "rateLimit[0].limit");
+    let r = s.post("/v1/keys", &s.root, json!({"name": "f", "concurrencyLimit": 1e10})).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+}
+
 #[tokio::test]
 async fn timestamps_stay_rfc_3339() {
     let s = Server::start().await;
