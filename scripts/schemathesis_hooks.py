@@ -72,9 +72,19 @@ def _fix_windows(windows):
     for w in windows:
         if not isinstance(w, dict):
             continue
-        limit, period = w.get("limit"), w.get("periodSecs")
-        if type(limit) is int and type(period) is int and 1 <= limit <= U32_MAX and 1 <= period <= MAX_PERIOD:
+        # The server reads whole floats (60.0) as the integers they equal, as JSON Schema does.
+        limit, period = _whole(w.get("limit")), _whole(w.get("periodSecs"))
+        if limit is not None and period is not None and 1 <= limit <= U32_MAX and 1 <= period <= MAX_PERIOD:
             w["limit"] = min(limit, PER_SECOND * period)
+
+
+def _whole(n):
+    """`n` as an int when it is an integer or a whole float, else None."""
+    if type(n) is int:
+        return n
+    if type(n) is float and n.is_integer():
+        return int(n)
+    return None
 
 
 def _fit_bytes(text, max_chars, max_bytes):

@@ -60,29 +60,32 @@ struct RootKeyArgs {
 /// of the deployment (a key issued with other settings would not verify).
 #[derive(Debug, clap::Args)]
 struct StoreArgs {
-    /// Database URL, as for `keyward serve`.
+    /// Database URL: `sqlite://path` (one node), or `postgres://user:password@host:port/db` for
+    /// several nodes sharing one database.
     #[arg(long, env = "KEYWARD_DATABASE", default_value = "sqlite://keyward.db", hide_env_values = true)]
     database: String,
-    /// PostgreSQL: schema of keyward's tables.
+    /// PostgreSQL: schema for keyward's tables, created when missing (default: the connection's
+    /// own, usually `public`).
     #[arg(long, env = "KEYWARD_DATABASE_SCHEMA")]
     database_schema: Option<String>,
-    /// Key prefix, as for `keyward serve`.
+    /// Key prefix (a lowercase letter, then up to 15 lowercase letters or digits).
     #[arg(long, env = "KEYWARD_KEY_PREFIX", default_value = "kw")]
     key_prefix: String,
-    /// Secret encoding, as for `keyward serve`.
+    /// How the random part of keys is written.
     #[arg(long, env = "KEYWARD_KEY_ENCODING", value_enum, default_value = "base62")]
     key_encoding: Encoding,
-    /// Pepper, as for `keyward serve`.
+    /// Server pepper for HMAC-SHA-256 key hashes (keep it out of the database).
     #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true)]
     pepper: Option<String>,
-    /// Pepper id, as for `keyward serve`.
+    /// Id stored with peppered hashes, so the pepper can be rotated.
     #[arg(long, env = "KEYWARD_PEPPER_ID", default_value = "p1")]
     pepper_id: String,
 }
 
 impl StoreArgs {
-    async fn service(self) -> anyhow::Result<keyward_core::KeyService> {
-        let config = ServeConfig {
+    /// The default configuration with these settings.
+    fn config(self) -> ServeConfig {
+        ServeConfig {
             database: self.database,
             database_schema: self.database_schema,
             key_prefix: self.key_prefix,
@@ -90,7 +93,11 @@ impl StoreArgs {
             pepper: self.pepper,
             pepper_id: self.pepper_id,
             ..ServeConfig::default()
-        };
+        }
+    }
+
+    async fn service(self) -> anyhow::Result<keyward_core::KeyService> {
+        let config = self.config();
         let database = keyward_server::serve::Database::open(&config).await?;
         keyward_server::serve::service(&config, database.store())
     }
@@ -122,14 +129,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// Database URL: `sqlite://path` (one node), or `postgres://user:password@host:port/db` for
-    /// several nodes sharing one database.
-    #[arg(long, env = "KEYWARD_DATABASE", default_value = "sqlite://keyward.db", hide_env_values = true)]
-    database: String,
-    /// PostgreSQL: schema for keyward's tables, created when missing (default: the connection's
-    /// own, usually `public`).
-    #[arg(long, env = "KEYWARD_DATABASE_SCHEMA")]
-    database_schema: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// PostgreSQL: most pooled connections per node.
     #[arg(long, env = "KEYWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     database_max_connections: u32,
@@ -144,18 +145,6 @@ struct ServeArgs {
     /// Prefix of keyward's rate-limit keys in Redis.
     #[arg(long, env = "KEYWARD_REDIS_PREFIX", default_value = "keyward:rl")]
     redis_prefix: String,
-    /// Key prefix (a lowercase letter, then up to 15 lowercase letters or digits).
-    #[arg(long, env = "KEYWARD_KEY_PREFIX", default_value = "kw")]
-    key_prefix: String,
-    /// How the random part of keys is written.
-    #[arg(long, env = "KEYWARD_KEY_ENCODING", value_enum, default_value = "base62")]
-    key_encoding: Encoding,
-    /// Server pepper for HMAC-SHA-256 key hashes (keep it out of the database).
-    #[arg(long, env = "KEYWARD_PEPPER", hide_env_values = true)]
-    pepper: Option<String>,
-    /// Id stored with peppered hashes, so the pepper can be rotated.
-    #[arg(long, env = "KEYWARD_PEPPER_ID", default_value = "p1")]
-    pepper_id: String,
     /// Days audit events are kept.
     #[arg(long, env = "KEYWARD_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     audit_retention_days: u32,
@@ -214,16 +203,10 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(args.log_format);
             let config = ServeConfig {
                 bind: args.bind,
-                database: args.database,
-                database_schema: args.database_schema,
                 database_max_connections: args.database_max_connections,
                 database_timeout: Duration::from_secs(args.database_timeout_secs),
                 redis: args.redis,
                 redis_prefix: args.redis_prefix,
-                key_prefix: args.key_prefix,
-                key_encoding: args.key_encoding.into(),
-                pepper: args.pepper,
-                pepper_id: args.pepper_id,
                 audit_retention_days: args.audit_retention_days,
                 cache_ttl: Duration::from_secs(args.cache_ttl_secs),
                 serve_stale: args.serve_stale_secs.map(Duration::from_secs),
@@ -233,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
                     keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout_secs),
                     max_connections: args.max_connections as usize,
                 },
-                ..ServeConfig::default()
+                ..args.store.config()
             };
             run(config, shutdown_signal()).await
         }
