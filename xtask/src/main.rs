@@ -11,20 +11,39 @@ use std::process::Command;
 mod load;
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+/// Project automation for keyward.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+enum Task {
+    /// Formatting, clippy, generated files, the docs build and every test.
+    Test,
+    /// The criterion benchmarks, then the loopback load benchmark.
+    Bench {
+        /// Only the load benchmark.
+        #[arg(long, conflicts_with = "no_load")]
+        load_only: bool,
+        /// Only the criterion benchmarks.
+        #[arg(long)]
+        no_load: bool,
+        /// Criterion filters.
+        filter: Vec<String>,
+    },
+    /// Regenerates the generated files (the OpenAPI documents, then the Rust client).
+    Codegen {
+        /// Write nothing; fail when a checked-in file is stale.
+        #[arg(long)]
+        check: bool,
+    },
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let root = xtask::repo_root();
-    match args.first().map(String::as_str) {
-        Some("test") => test(&root),
-        Some("bench") => bench(&root, &args[1..]),
-        Some("codegen") => codegen(&root, args.iter().any(|a| a == "--check")),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <test | bench [--load-only | --no-load] [criterion filter] | codegen [--check]>"
-            );
-            bail!("unknown command")
-        }
+    match Task::parse() {
+        Task::Test => test(&root),
+        Task::Bench { load_only, no_load, filter } => bench(&root, load_only, no_load, &filter),
+        Task::Codegen { check } => codegen(&root, check),
     }
 }
 
@@ -54,12 +73,9 @@ fn test(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `bench [--load-only | --no-load] [criterion filter...]`: the criterion benchmarks, then the
-/// loopback load benchmark (bare axum vs tower-http bearer check vs KeywardLayer).
-fn bench(root: &Path, args: &[String]) -> Result<()> {
-    let load_only = args.iter().any(|a| a == "--load-only");
-    let no_load = args.iter().any(|a| a == "--no-load");
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+/// The criterion benchmarks (those matching `filter`), then the loopback load benchmark (bare
+/// axum vs tower-http bearer check vs KeywardLayer).
+fn bench(root: &Path, load_only: bool, no_load: bool, filter: &[String]) -> Result<()> {
     if !load_only {
         let mut cmd = cargo(root, &["bench", "--workspace"]);
         if !filter.is_empty() {

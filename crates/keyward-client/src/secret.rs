@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
 
 use crate::types::ApiKeyView;
 
@@ -19,20 +19,28 @@ use crate::types::ApiKeyView;
 /// assert_eq!(format!("{secret:?}"), "ApiKeySecret([redacted])");
 /// assert_eq!(secret.expose_secret(), "kw_live_not-a-real-key");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeySecret(Zeroizing<String>);
+#[derive(Clone)]
+pub struct ApiKeySecret(SecretString);
 
 impl ApiKeySecret {
     /// Wraps a plaintext key.
     pub fn new(plaintext: String) -> Self {
-        Self(Zeroizing::new(plaintext))
+        Self(SecretString::from(plaintext))
     }
 
     /// The plaintext: store it or hand it to its owner, then drop it.
     pub fn expose_secret(&self) -> &str {
-        self.0.as_str()
+        self.0.expose_secret()
     }
 }
+
+impl PartialEq for ApiKeySecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret() == other.expose_secret()
+    }
+}
+
+impl Eq for ApiKeySecret {}
 
 impl fmt::Debug for ApiKeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -42,11 +42,10 @@ pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
     Actor, ActorKey, AuditFilter, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
-    NewWorkspace, Page, WorkspacePatch,
+    NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::UsageRecorder;
 pub use verifier::{
-    ConcurrencyPermit, Presented, Requirements, ResolvedKey, StorePolicy, VerifiedKey, Verifier,
-    VerifierBuilder, VerifierConfig,
+    Presented, Requirements, StorePolicy, VerifiedKey, Verifier, VerifierBuilder, VerifierConfig,
 };

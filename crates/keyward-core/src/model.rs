@@ -182,8 +182,11 @@ impl Plan {
 }
 
 /// Whether a workspace serves production or testing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkspaceEnvironment {
     /// Production: `live` keys.
@@ -209,21 +212,7 @@ impl WorkspaceEnvironment {
     }
     /// `live` or `sandbox`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Sandbox => "sandbox",
-        }
-    }
-}
-
-impl FromStr for WorkspaceEnvironment {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "live" => Ok(Self::Live),
-            "sandbox" => Ok(Self::Sandbox),
-            _ => Err(()),
-        }
+        self.into()
     }
 }
 
@@ -253,8 +242,11 @@ impl Workspace {
 }
 
 /// Where a key stands. Deletion is separate ([`ApiKey::deleted_at`]) and needs `Revoked`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum KeyStatus {
     /// Works.
@@ -268,23 +260,7 @@ pub enum KeyStatus {
 impl KeyStatus {
     /// `active`, `inactive` or `revoked`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Inactive => "inactive",
-            Self::Revoked => "revoked",
-        }
-    }
-}
-
-impl FromStr for KeyStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "active" => Ok(Self::Active),
-            "inactive" => Ok(Self::Inactive),
-            "revoked" => Ok(Self::Revoked),
-            _ => Err(()),
-        }
+        self.into()
     }
 }
 
@@ -379,78 +355,71 @@ impl ApiKey {
 }
 
 /// What happened, in an audit event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[non_exhaustive]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AuditAction {
     /// A key was created.
     #[serde(rename = "key.created")]
+    #[strum(serialize = "key.created")]
     KeyCreated,
     /// A key's settings changed.
     #[serde(rename = "key.updated")]
+    #[strum(serialize = "key.updated")]
     KeyUpdated,
     /// A key was switched on.
     #[serde(rename = "key.activated")]
+    #[strum(serialize = "key.activated")]
     KeyActivated,
     /// A key was switched off.
     #[serde(rename = "key.deactivated")]
+    #[strum(serialize = "key.deactivated")]
     KeyDeactivated,
     /// A key was replaced by a new value.
     #[serde(rename = "key.rotated")]
+    #[strum(serialize = "key.rotated")]
     KeyRotated,
     /// A key was revoked.
     #[serde(rename = "key.revoked")]
+    #[strum(serialize = "key.revoked")]
     KeyRevoked,
     /// A revoked key was deleted.
     #[serde(rename = "key.deleted")]
+    #[strum(serialize = "key.deleted")]
     KeyDeleted,
     /// A workspace was created.
     #[serde(rename = "workspace.created")]
+    #[strum(serialize = "workspace.created")]
     WorkspaceCreated,
     /// A workspace changed.
     #[serde(rename = "workspace.updated")]
+    #[strum(serialize = "workspace.updated")]
     WorkspaceUpdated,
     /// A plan was created or changed.
     #[serde(rename = "plan.saved")]
+    #[strum(serialize = "plan.saved")]
     PlanSaved,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: &'static [AuditAction] = &[
-        Self::KeyCreated,
-        Self::KeyUpdated,
-        Self::KeyActivated,
-        Self::KeyDeactivated,
-        Self::KeyRotated,
-        Self::KeyRevoked,
-        Self::KeyDeleted,
-        Self::WorkspaceCreated,
-        Self::WorkspaceUpdated,
-        Self::PlanSaved,
-    ];
+    pub const ALL: &'static [AuditAction] = <Self as strum::VariantArray>::VARIANTS;
 
     /// The action's name, e.g. `key.revoked`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::KeyCreated => "key.created",
-            Self::KeyUpdated => "key.updated",
-            Self::KeyActivated => "key.activated",
-            Self::KeyDeactivated => "key.deactivated",
-            Self::KeyRotated => "key.rotated",
-            Self::KeyRevoked => "key.revoked",
-            Self::KeyDeleted => "key.deleted",
-            Self::WorkspaceCreated => "workspace.created",
-            Self::WorkspaceUpdated => "workspace.updated",
-            Self::PlanSaved => "plan.saved",
-        }
-    }
-}
-
-impl FromStr for AuditAction {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Self::ALL.iter().copied().find(|a| a.as_str() == s).ok_or(())
+        self.into()
     }
 }
 

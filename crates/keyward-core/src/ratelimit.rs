@@ -10,15 +10,18 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::clock::{Clock as _, QuantaClock, QuantaInstant, Reference as _};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter as Governor};
 
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
 use crate::model::{KeyId, RateLimitPolicy, RateLimitWindow, WorkspaceId};
 
 /// Whose budget a request spends.
@@ -141,7 +144,36 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-type WindowLimiter = Governor<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type WindowLimiter = Governor<NotKeyed, InMemoryState, LimiterClock, StateInformationMiddleware>;
+
+/// The limiter's time source, read as the time since an origin: quanta's fast monotonic clock by
+/// default, or a shared [`Clock`] (a [`ManualClock`](crate::ManualClock) in tests, so that limiter
+/// tests move time instead of sleeping).
+#[derive(Clone)]
+enum LimiterClock {
+    Monotonic { clock: QuantaClock, origin: QuantaInstant },
+    Shared(Arc<dyn Clock>),
+}
+
+impl LimiterClock {
+    fn monotonic() -> Self {
+        let clock = QuantaClock::default();
+        let origin = clock.now();
+        Self::Monotonic { clock, origin }
+    }
+}
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        match self {
+            Self::Monotonic { clock, origin } => clock.now().duration_since(*origin).into(),
+            // Since the Unix epoch; a clock set before it reads as the origin.
+            Self::Shared(clock) => (clock.now() - DateTime::<Utc>::UNIX_EPOCH).to_std().unwrap_or_default(),
+        }
+    }
+}
 
 struct SubjectLimiters {
     policy: RateLimitPolicy,
@@ -154,7 +186,7 @@ struct SubjectLimiters {
 }
 
 impl SubjectLimiters {
-    fn new(policy: &RateLimitPolicy, clock: &DefaultClock, now: u64) -> Self {
+    fn new(policy: &RateLimitPolicy, clock: &LimiterClock, now: u64) -> Self {
         let mut windows: Vec<RateLimitWindow> = policy.windows.clone();
         // Short windows reject first in practice, so a rejected request seldom spends budget in
         // the longer windows checked after it.
@@ -195,8 +227,7 @@ pub struct LocalRateLimiter {
     subjects: Arc<DashMap<LimitSubject, Arc<SubjectLimiters>>>,
     max_subjects: usize,
     checks: Arc<AtomicU64>,
-    origin: Instant,
-    clock: DefaultClock,
+    clock: LimiterClock,
 }
 
 impl fmt::Debug for LocalRateLimiter {
@@ -221,13 +252,18 @@ impl LocalRateLimiter {
             subjects: Arc::new(DashMap::new()),
             max_subjects: usize::try_from(max_subjects).unwrap_or(usize::MAX),
             checks: Arc::new(AtomicU64::new(0)),
-            origin: Instant::now(),
-            clock: DefaultClock::default(),
+            clock: LimiterClock::monotonic(),
         }
     }
 
+    /// Reads time from `clock` instead of the process's monotonic clock, e.g. a
+    /// [`ManualClock`](crate::ManualClock) in tests. State already kept is forgotten.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { subjects: Arc::new(DashMap::new()), clock: LimiterClock::Shared(clock), ..self }
+    }
+
     fn now_nanos(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(governor::clock::Clock::now(&self.clock).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Drops subjects idle for longer than their longest window: their state is full again, so
@@ -301,7 +337,7 @@ impl LocalRateLimiter {
                     });
                 }
                 Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.clock.now());
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
                     status.windows.push(WindowState {
                         subject_kind: kind,
                         window: *window,
@@ -340,6 +376,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shared_clock_drives_the_windows() {
+        let clock = Arc::new(crate::ManualClock::starting_now());
+        let l = LocalRateLimiter::default().with_clock(clock.clone());
+        let subject = LimitSubject::Key(KeyId::new());
+        let policy = RateLimitPolicy::new([RateLimitWindow::per_minute(2)]);
+        assert!(l.check_now(subject, &policy).allowed());
+        assert!(l.check_now(subject, &policy).allowed());
+        let refused = l.check_now(subject, &policy);
+        assert_eq!(refused.retry_after, Some(Duration::from_secs(30)), "exactly, with time standing still");
+        clock.advance(chrono::Duration::seconds(29));
+        assert!(!l.check_now(subject, &policy).allowed());
+        clock.advance(chrono::Duration::seconds(1));
+        assert!(l.check_now(subject, &policy).allowed(), "one request back after period / limit");
+    }
+
+    #[test]
     fn admits_exactly_the_limit_then_says_when() {
         let l = LocalRateLimiter::default();
         let subject = LimitSubject::Key(KeyId::new());
@@ -375,13 +427,14 @@ mod tests {
 
     #[test]
     fn idle_subjects_are_swept_after_their_longest_window() {
-        let l = LocalRateLimiter::default();
+        let clock = Arc::new(crate::ManualClock::starting_now());
+        let l = LocalRateLimiter::default().with_clock(clock.clone());
         let policy = RateLimitPolicy::new([RateLimitWindow::per_second(1)]);
         let a = LimitSubject::Key(KeyId::new());
         assert!(l.check_now(a, &policy).allowed());
         l.sweep();
         assert_eq!(l.tracked_subjects(), 1, "recently used state is kept");
-        std::thread::sleep(Duration::from_millis(1100));
+        clock.advance(chrono::Duration::milliseconds(1100));
         l.sweep();
         assert_eq!(l.tracked_subjects(), 0, "state idle past its window is dropped");
         assert!(l.check_now(a, &policy).allowed(), "and a dropped subject starts full");

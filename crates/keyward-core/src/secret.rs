@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use zeroize::Zeroizing;
+use secrecy::{ExposeSecret as _, SecretString};
+use subtle::ConstantTimeEq as _;
 
 /// The plaintext of an API key.
 ///
@@ -18,20 +19,29 @@ use zeroize::Zeroizing;
 /// assert_eq!(format!("{secret:?}"), "ApiKeySecret([redacted])");
 /// assert_eq!(secret.expose_secret(), "kw_live_not-a-real-key");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKeySecret(Zeroizing<String>);
+#[derive(Clone)]
+pub struct ApiKeySecret(SecretString);
 
 impl ApiKeySecret {
     /// Wraps a plaintext key.
     pub fn new(plaintext: String) -> Self {
-        Self(Zeroizing::new(plaintext))
+        Self(SecretString::from(plaintext))
     }
 
     /// The plaintext. Call it only to hand the key to its owner (once) or to hash it.
     pub fn expose_secret(&self) -> &str {
-        self.0.as_str()
+        self.0.expose_secret()
     }
 }
+
+/// Compared in constant time, so that a comparison never tells how much of a key matched.
+impl PartialEq for ApiKeySecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret().as_bytes().ct_eq(other.expose_secret().as_bytes()).into()
+    }
+}
+
+impl Eq for ApiKeySecret {}
 
 impl From<String> for ApiKeySecret {
     fn from(value: String) -> Self {

@@ -7,7 +7,8 @@
 //! actix-web middleware.
 //!
 //! This crate re-exports the parts behind features: `sqlite` (default), `postgres`, `tower`
-//! (default), `axum`, `tonic`, `actix`, `redis`.
+//! (default; also what tonic services use), `axum`, `actix`, `redis`. Each store feature builds
+//! only its own database driver.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", feature = "tower"))]
@@ -33,7 +34,7 @@ pub mod store {
     pub use keyward_store::*;
 }
 
-/// The tower `Layer` for axum and tonic (`tower`, `axum`, `tonic`).
+/// The tower `Layer` for axum and tonic (`tower`, `axum`).
 #[cfg(feature = "tower")]
 pub mod tower {
     pub use keyward_tower::*;

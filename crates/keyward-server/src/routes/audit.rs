@@ -51,7 +51,7 @@ pub(crate) async fn list_audit_events(
             .action
             .as_deref()
             .map(|a| {
-                a.parse::<AuditAction>().map_err(|()| {
+                a.parse::<AuditAction>().map_err(|_| {
                     let known: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
                     ApiError::validation("action", format!("must be one of {}", known.join(", ")))
                 })

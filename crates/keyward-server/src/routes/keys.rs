@@ -87,7 +87,7 @@ pub(crate) async fn list_keys(
         .as_deref()
         .map(|s| {
             s.parse::<KeyStatus>()
-                .map_err(|()| ApiError::validation("status", "must be active, inactive or revoked"))
+                .map_err(|_| ApiError::validation("status", "must be active, inactive or revoked"))
         })
         .transpose()?;
     let page = state
