@@ -17,12 +17,8 @@
 
 use std::sync::{Arc, Once};
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
-use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStore, Plan,
-    PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
-};
+use chrono::Utc;
+use keyward_core::testing::InstrumentedStore;
 use sqlx::Connection;
 
 use crate::PgStore;
@@ -129,95 +125,21 @@ impl Drop for PgTestSchema {
     }
 }
 
-/// A [`PgStore`] on a [`PgTestSchema`] of its own, dropped with the store: the factory the
-/// contract suite runs against PostgreSQL.
+/// A [`PgStore`] on a [`PgTestSchema`] of its own, in keyward-core's one test store (which drops
+/// the schema after the store): the factory the contract suite runs against PostgreSQL.
 #[derive(Debug)]
-pub struct PgTestStore {
-    /// The store.
-    pub store: PgStore,
-    /// Its schema (dropped after the store's pool is closed).
-    pub schema: PgTestSchema,
-}
+pub struct PgTestStore;
 
 impl PgTestStore {
     /// A store on a fresh schema of the database `KEYWARD_TEST_POSTGRES_URL` names; `None`
     /// (printing that the test is skipped) when the variable is unset.
-    pub async fn from_env() -> Option<Arc<Self>> {
-        let schema = PgTestSchema::from_env()?;
-        let store = schema.open().await;
-        Some(Arc::new(Self { store, schema }))
+    pub async fn from_env() -> Option<Arc<InstrumentedStore>> {
+        Some(Self::on(PgTestSchema::from_env()?).await)
     }
-}
 
-#[async_trait]
-impl KeyStore for PgTestStore {
-    async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
-        self.store.save_plan(plan, event).await
-    }
-    async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError> {
-        self.store.get_plan(id).await
-    }
-    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
-        self.store.list_plans().await
-    }
-    async fn insert_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
-        self.store.insert_workspace(ws, event).await
-    }
-    async fn update_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
-        self.store.update_workspace(ws, event).await
-    }
-    async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
-        self.store.get_workspace(id).await
-    }
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        self.store.list_workspaces().await
-    }
-    async fn insert_key(&self, key: &ApiKey, max: Option<u32>, event: &AuditEvent) -> Result<(), StoreError> {
-        self.store.insert_key(key, max, event).await
-    }
-    async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.store.get_key(id).await
-    }
-    async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
-        self.store.find_key_by_digest(digest).await
-    }
-    async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
-        self.store.list_keys(query).await
-    }
-    async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
-        self.store.count_live_keys(workspace).await
-    }
-    async fn update_key_guarded(
-        &self,
-        key: &ApiKey,
-        expected: u64,
-        event: &AuditEvent,
-        guard: KeyGuard,
-    ) -> Result<(), StoreError> {
-        self.store.update_key_guarded(key, expected, event, guard).await
-    }
-    async fn rotate_key(
-        &self,
-        old: &ApiKey,
-        expected: u64,
-        new: &ApiKey,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        self.store.rotate_key(old, expected, new, event).await
-    }
-    async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
-        self.store.consume_credits(id, amount).await
-    }
-    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        self.store.list_audit(query).await
-    }
-    async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.store.purge_audit(before).await
-    }
-    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-        self.store.record_usage(batch).await
-    }
-    async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError> {
-        self.store.usage(key, from, to).await
+    /// A store on `schema`, which it drops when the store is dropped.
+    pub async fn on(schema: PgTestSchema) -> Arc<InstrumentedStore> {
+        let store = schema.open().await;
+        InstrumentedStore::with_guard(Arc::new(store), schema)
     }
 }

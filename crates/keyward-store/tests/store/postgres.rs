@@ -501,9 +501,10 @@ async fn advisory_locks_exclude_other_nodes() {
 /// The contract factory itself: a fresh schema per store, dropped afterwards.
 #[tokio::test]
 async fn test_schemas_are_dropped() {
-    let Some(test) = PgTestStore::from_env().await else { return };
-    let name = test.schema.name().to_owned();
-    let url = test.schema.url().to_owned();
+    let Some(schema) = PgTestSchema::from_env() else { return };
+    let (name, url) = (schema.name().to_owned(), schema.url().to_owned());
+    let test = PgTestStore::on(schema).await;
+    test.list_plans().await.expect("the schema exists while the store lives");
     drop(test);
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_catalog.pg_namespace WHERE nspname = $1")

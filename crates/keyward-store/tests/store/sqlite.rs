@@ -10,7 +10,7 @@ use keyward_core::{
 };
 use keyward_store::SqliteStore;
 
-use crate::common::TestStore;
+use crate::common::sqlite_file;
 
 async fn pragma(store: &SqliteStore, name: &str) -> String {
     let sql = match name {
@@ -31,11 +31,11 @@ async fn migrations_applied(store: &SqliteStore) -> i64 {
 
 #[tokio::test]
 async fn wal_foreign_keys_and_busy_timeout_are_on() {
-    let store = TestStore::fresh().await;
-    assert_eq!(pragma(&store.inner, "journal_mode").await, "wal");
-    assert_eq!(pragma(&store.inner, "foreign_keys").await, "1");
-    assert_eq!(pragma(&store.inner, "busy_timeout").await, "5000");
-    assert!(store.db_path().exists(), "the file is created when missing");
+    let store_file = sqlite_file().await;
+    assert_eq!(pragma(&store_file.inner, "journal_mode").await, "wal");
+    assert_eq!(pragma(&store_file.inner, "foreign_keys").await, "1");
+    assert_eq!(pragma(&store_file.inner, "busy_timeout").await, "5000");
+    assert!(store_file.db_path().exists(), "the file is created when missing");
 }
 
 #[tokio::test]
@@ -68,9 +68,9 @@ async fn migrations_apply_on_open_and_reopening_is_idempotent() {
 
 #[tokio::test]
 async fn lookups_use_the_indexes() {
-    let store = TestStore::fresh().await;
+    let store_file = sqlite_file().await;
     let plan = |sql: &'static str| {
-        let pool = store.inner.pool().clone();
+        let pool = store_file.inner.pool().clone();
         async move {
             let rows: Vec<(i64, i64, i64, String)> =
                 sqlx::query_as(sql).bind("x").fetch_all(&pool).await.expect("explain");
@@ -88,7 +88,7 @@ async fn lookups_use_the_indexes() {
     let unique: i64 = sqlx::query_scalar(
         "SELECT \"unique\" FROM pragma_index_list('api_keys') WHERE name = 'api_keys_digest'",
     )
-    .fetch_one(store.inner.pool())
+    .fetch_one(store_file.inner.pool())
     .await
     .expect("index");
     assert_eq!(unique, 1);
@@ -96,14 +96,15 @@ async fn lookups_use_the_indexes() {
 
 #[tokio::test]
 async fn the_database_files_never_hold_a_plaintext_key() {
-    let store = TestStore::fresh().await;
+    let store_file = sqlite_file().await;
+    let store = store_file.store.clone();
     let service = KeyService::new(store.clone());
     let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
     let created = service.create_key(NewKey::new(ws.id, "secret"), &Actor::system()).await.expect("key");
     let rotated = service.rotate_key(ws.id, created.key.id, None, &Actor::system()).await.expect("rotate");
     let mut bytes = Vec::new();
     for suffix in ["", "-wal"] {
-        let file = format!("{}{suffix}", store.db_path().display());
+        let file = format!("{}{suffix}", store_file.db_path().display());
         if let Ok(b) = std::fs::read(&file) {
             bytes.extend(b);
         }
@@ -122,7 +123,8 @@ async fn the_database_files_never_hold_a_plaintext_key() {
 /// Uses are written behind: nothing per request, one batched write on shutdown.
 #[tokio::test]
 async fn usage_is_written_behind_in_one_batch() {
-    let store = TestStore::fresh().await;
+    let store_file = sqlite_file().await;
+    let store = store_file.store.clone();
     let service = KeyService::new(store.clone());
     let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
     let k1 = service.create_key(NewKey::new(ws.id, "k1"), &Actor::system()).await.expect("key").key;
@@ -141,11 +143,11 @@ async fn usage_is_written_behind_in_one_batch() {
         }
     }
     tokio::time::sleep(StdDuration::from_millis(50)).await;
-    assert_eq!(store.record_usage_calls(), 0, "no write per use");
+    assert_eq!(store.usage_writes(), 0, "no write per use");
     assert!(store.usage(k1.id, t1.date_naive(), t2.date_naive()).await.expect("usage").is_empty());
 
     recorder.shutdown().await.expect("flush on shutdown");
-    assert_eq!(store.record_usage_calls(), 1, "one batched write");
+    assert_eq!(store.usage_writes(), 1, "one batched write");
     let (d1, d2) =
         (NaiveDate::from_ymd_opt(2025, 3, 1).unwrap(), NaiveDate::from_ymd_opt(2025, 3, 2).unwrap());
     assert_eq!(
@@ -166,8 +168,10 @@ async fn usage_is_written_behind_in_one_batch() {
 /// Two stores (two pools, as two processes would have) on one file share the key limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_limit_holds_across_connections_to_one_file() {
-    let first = TestStore::fresh().await;
-    let second = Arc::new(SqliteStore::open(first.db_path().to_str().expect("utf-8")).await.expect("open"));
+    let first_file = sqlite_file().await;
+    let first = first_file.store.clone();
+    let second =
+        Arc::new(SqliteStore::open(first_file.db_path().to_str().expect("utf-8")).await.expect("open"));
     let sys = Actor::system();
     let a = KeyService::new(first.clone());
     let b = KeyService::new(second.clone());
@@ -197,10 +201,11 @@ async fn the_key_limit_holds_across_connections_to_one_file() {
 
 #[tokio::test]
 async fn a_closed_store_is_unavailable() {
-    let store = TestStore::fresh().await;
+    let store_file = sqlite_file().await;
+    let store = store_file.store.clone();
     let service = KeyService::new(store.clone());
     let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
-    store.inner.close().await;
+    store_file.inner.close().await;
     assert!(matches!(store.get_workspace(ws.id).await, Err(StoreError::Unavailable(_))));
     let err = service.get_workspace(ws.id).await.expect_err("closed");
     assert_eq!(err.code(), ErrorCode::StoreUnavailable);

@@ -9,12 +9,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod memory;
+pub use memory::MemoryStore;
+
 use crate::hash::KeyDigest;
 use crate::model::{ApiKey, AuditEvent, KeyId, Plan, PlanId, UsageDay, Workspace, WorkspaceId};
 use crate::store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 
-/// Delegates to a real store; counts digest lookups and usage writes; fails every call with
-/// [`StoreError::Unavailable`] while [`InstrumentedStore::set_down`] is on.
+/// The one test store: delegates to a real store; counts digest lookups, usage writes and credit
+/// writes; fails every call with [`StoreError::Unavailable`] while
+/// [`InstrumentedStore::set_down`] is on; and can hold what the store lives in (a temporary
+/// directory, a test schema), dropped after the store.
 #[derive(Debug)]
 pub struct InstrumentedStore {
     inner: Arc<dyn KeyStore>,
@@ -22,18 +27,34 @@ pub struct InstrumentedStore {
     digest_lookups: AtomicU64,
     usage_writes: AtomicU64,
     credit_writes: AtomicU64,
+    // Declared last: dropped after `inner`.
+    _guard: Option<Box<dyn std::fmt::Debug + Send + Sync>>,
 }
 
 impl InstrumentedStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn KeyStore>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::unshared(inner, None))
+    }
+
+    /// Wraps `inner`, keeping `guard` (e.g. a `TempDir` or a test schema) alive until the store
+    /// is dropped.
+    pub fn with_guard(
+        inner: Arc<dyn KeyStore>,
+        guard: impl std::fmt::Debug + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self::unshared(inner, Some(Box::new(guard))))
+    }
+
+    fn unshared(inner: Arc<dyn KeyStore>, guard: Option<Box<dyn std::fmt::Debug + Send + Sync>>) -> Self {
+        Self {
             inner,
             down: AtomicBool::new(false),
             digest_lookups: AtomicU64::new(0),
             usage_writes: AtomicU64::new(0),
             credit_writes: AtomicU64::new(0),
-        })
+            _guard: guard,
+        }
     }
     /// Simulates the store going down (`true`) or coming back.
     pub fn set_down(&self, down: bool) {
