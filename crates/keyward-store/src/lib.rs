@@ -38,6 +38,11 @@ mod error;
     allow(dead_code, unused_imports, unused_macros)
 )]
 mod rows;
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
+mod sql;
 
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -25,22 +25,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
-use keyward_core::{
-    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStatus,
-    KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
-};
+use keyward_core::{StoreError, UsageBatch};
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, QueryBuilder};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{Connection, Postgres};
 
 use crate::error::map_sqlx;
-use crate::rows::{
-    AuditRow, AuditValues, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow, WorkspaceValues,
-    audit_columns, day_text, key_columns, to_i64, to_ms,
-};
+use crate::rows::{day_text, to_i64, to_ms};
+use crate::sql::{SqlBackend, impl_key_store};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -87,7 +80,8 @@ impl PgStoreOptions {
     }
 }
 
-/// A [`KeyStore`] in a PostgreSQL database. Cheap to clone: clones share one pool.
+/// A [`KeyStore`](keyward_core::KeyStore) in a PostgreSQL database. Cheap to clone: clones share
+/// one pool.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), keyward_core::StoreError> {
@@ -296,517 +290,51 @@ fn migrator(schema: Option<&str>) -> Migrator {
     migrator
 }
 
-async fn insert_audit(conn: &mut PgConnection, ev: &AuditEvent) -> Result<(), StoreError> {
-    let v = AuditValues::new(ev);
-    sqlx::query(concat!(
-        "INSERT INTO audit_events (",
-        audit_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    ))
-    .bind(v.id)
-    .bind(v.workspace_id)
-    .bind(v.action)
-    .bind(v.key_id)
-    .bind(v.actor_key_id)
-    .bind(v.ip)
-    .bind(v.user_agent)
-    .bind(v.request_id)
-    .bind(v.at)
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-async fn insert_key_row(conn: &mut PgConnection, v: KeyValues) -> Result<(), StoreError> {
-    sqlx::query(concat!(
-        "INSERT INTO api_keys (",
-        key_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-         $20, $21, $22, $23, $24, $25, $26)"
-    ))
-    .bind(v.id)
-    .bind(v.workspace_id)
-    .bind(v.name)
-    .bind(v.environment)
-    .bind(v.prefix)
-    .bind(v.last4)
-    .bind(v.digest_hex)
-    .bind(v.pepper_id)
-    .bind(v.scopes)
-    .bind(v.resources)
-    .bind(v.status)
-    .bind(v.deleted_at)
-    .bind(v.revoked_at)
-    .bind(v.created_at)
-    .bind(v.created_ip)
-    .bind(v.updated_at)
-    .bind(v.last_used_at)
-    .bind(v.expires_at)
-    .bind(v.rotated_from)
-    .bind(v.rotated_to)
-    .bind(v.grace_ends_at)
-    .bind(v.rate_limit)
-    .bind(v.concurrency_limit)
-    .bind(v.credits)
-    .bind(v.metadata)
-    .bind(v.version)
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-/// The compare-and-swap of [`KeyStore::update_key`]: everything a lifecycle change may touch,
-/// never the key's value, owner, credits or last use. Returns the stored credits.
-async fn cas_key(
-    conn: &mut PgConnection,
-    key: &ApiKey,
-    expected_version: u64,
-) -> Result<Option<i64>, StoreError> {
-    let v = KeyValues::new(key)?;
-    let done: Option<Option<i64>> = sqlx::query_scalar(
-        "UPDATE api_keys SET name = $1, scopes = $2, resources = $3, status = $4, deleted_at = $5, \
-         revoked_at = $6, updated_at = $7, expires_at = $8, rotated_from = $9, rotated_to = $10, \
-         grace_ends_at = $11, rate_limit = $12, concurrency_limit = $13, metadata = $14, version = $15 \
-         WHERE id = $16 AND version = $17 RETURNING credits",
-    )
-    .bind(v.name)
-    .bind(v.scopes)
-    .bind(v.resources)
-    .bind(v.status)
-    .bind(v.deleted_at)
-    .bind(v.revoked_at)
-    .bind(v.updated_at)
-    .bind(v.expires_at)
-    .bind(v.rotated_from)
-    .bind(v.rotated_to)
-    .bind(v.grace_ends_at)
-    .bind(v.rate_limit)
-    .bind(v.concurrency_limit)
-    .bind(v.metadata)
-    .bind(v.version)
-    .bind(v.id)
-    .bind(to_i64("version", expected_version)?)
-    .fetch_optional(conn)
-    .await
-    .map_err(db_err)?;
-    done.ok_or(StoreError::Conflict)
-}
-
-fn keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
-    rows.into_iter().map(KeyRow::into_key).collect()
-}
-
 // Every call runs through `bounded`: one connection, one deadline.
-#[async_trait]
-impl KeyStore for PgStore {
-    async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
-        let v = PlanValues::new(plan)?;
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO plans (id, name, api_access, max_keys, key_rate_limit) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_access = excluded.api_access, \
-                 max_keys = excluded.max_keys, key_rate_limit = excluded.key_rate_limit",
-            )
-            .bind(v.id)
-            .bind(v.name)
-            .bind(v.api_access)
-            .bind(v.max_keys)
-            .bind(v.key_rate_limit)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
-        })
-        .await
+impl SqlBackend for PgStore {
+    type Db = Postgres;
+
+    fn db_err(e: sqlx::Error) -> StoreError {
+        db_err(e)
     }
 
-    async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, PlanRow>(
-                "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans WHERE id = $1",
-            )
-            .bind(&id.0)
-            .fetch_optional(conn)
-            .await
-            .map_err(db_err)?
-            .map(PlanRow::into_plan)
-            .transpose()
-        })
-        .await
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
     }
 
-    async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, PlanRow>(
-                "SELECT id, name, api_access, max_keys, key_rate_limit FROM plans ORDER BY id",
-            )
-            .fetch_all(conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(PlanRow::into_plan)
-            .collect()
-        })
-        .await
-    }
-
-    async fn insert_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
-        let v = WorkspaceValues::new(ws)?;
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            sqlx::query(
-                "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(v.id)
-            .bind(v.name)
-            .bind(v.plan_id)
-            .bind(v.environment)
-            .bind(v.rate_limit)
-            .bind(v.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
-        })
-        .await
-    }
-
-    async fn update_workspace(&self, ws: &Workspace, event: &AuditEvent) -> Result<(), StoreError> {
-        let v = WorkspaceValues::new(ws)?;
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            let done = sqlx::query(
-                "UPDATE workspaces SET name = $1, plan_id = $2, environment = $3, rate_limit = $4, \
-                 created_at = $5 WHERE id = $6",
-            )
-            .bind(v.name)
-            .bind(v.plan_id)
-            .bind(v.environment)
-            .bind(v.rate_limit)
-            .bind(v.created_at)
-            .bind(v.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
-        })
-        .await
-    }
-
-    async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, WorkspaceRow>(
-                "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces WHERE id = $1",
-            )
-            .bind(id.to_string())
-            .fetch_optional(conn)
-            .await
-            .map_err(db_err)?
-            .map(WorkspaceRow::into_workspace)
-            .transpose()
-        })
-        .await
-    }
-
-    async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, WorkspaceRow>(
-                "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces \
-                 ORDER BY created_at, id",
-            )
-            .fetch_all(conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(WorkspaceRow::into_workspace)
-            .collect()
-        })
-        .await
-    }
-
-    async fn insert_key(
+    async fn read<T>(
         &self,
-        key: &ApiKey,
-        max_live_keys: Option<u32>,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let v = KeyValues::new(key)?;
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            if let Some(max) = max_live_keys {
-                // The workspace's row lock serialises creates in one workspace (on every node),
-                // so the count below cannot be overtaken by a concurrent insert. NO KEY UPDATE
-                // does not block the foreign-key checks of other writes to the workspace's keys.
-                sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
-                    .bind(&v.workspace_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                let live: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM api_keys \
-                     WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
-                )
-                .bind(&v.workspace_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                if live >= i64::from(max) {
-                    return Err(StoreError::KeyLimitReached);
-                }
-            }
-            insert_key_row(&mut tx, v).await?;
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
-        })
-        .await
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.bounded(work).await
     }
 
-    async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, KeyRow>(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = $1"))
-                .bind(id.to_string())
-                .fetch_optional(conn)
-                .await
-                .map_err(db_err)?
-                .map(KeyRow::into_key)
-                .transpose()
-        })
-        .await
-    }
-
-    async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, KeyRow>(concat!(
-                "SELECT ",
-                key_columns!(),
-                " FROM api_keys WHERE digest_hex = $1"
-            ))
-            .bind(digest.to_hex())
-            .fetch_optional(conn)
-            .await
-            .map_err(db_err)?
-            .map(KeyRow::into_key)
-            .transpose()
-        })
-        .await
-    }
-
-    async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
-        let mut sql = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE deleted_at IS NULL AND workspace_id = "
-        ));
-        sql.push_bind(query.workspace_id.to_string());
-        if let Some(status) = query.status {
-            // A key whose rotation grace period has ended is revoked, whatever its stored status.
-            let now = to_ms(query.now);
-            match status {
-                KeyStatus::Revoked => {
-                    sql.push(" AND (status = 'revoked' OR grace_ends_at <= ").push_bind(now).push(")");
-                }
-                other => {
-                    sql.push(" AND status = ").push_bind(other.as_str());
-                    sql.push(" AND (grace_ends_at IS NULL OR grace_ends_at > ").push_bind(now).push(")");
-                }
-            }
-        }
-        if let Some(before) = query.before {
-            // `id` is COLLATE "C": byte order, which for hyphenated lowercase UUIDv7 text is
-            // creation order.
-            sql.push(" AND id < ").push_bind(before.to_string());
-        }
-        sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-        self.bounded(async |conn| keys(sql.build_query_as::<KeyRow>().fetch_all(conn).await.map_err(db_err)?))
-            .await
-    }
-
-    async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .bounded(async |conn| {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM api_keys \
-                     WHERE workspace_id = $1 AND status <> 'revoked' AND deleted_at IS NULL",
-                )
-                .bind(workspace.to_string())
-                .fetch_one(conn)
-                .await
-                .map_err(db_err)
-            })
-            .await?;
-        u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
-    }
-
-    async fn update_key_guarded(
+    async fn write<T>(
         &self,
-        key: &ApiKey,
-        expected_version: u64,
-        event: &AuditEvent,
-        guard: KeyGuard,
-    ) -> Result<(), StoreError> {
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.bounded(async |conn| {
             let mut tx = conn.begin().await.map_err(db_err)?;
-            if guard != KeyGuard::None {
-                // Serializes guarded changes within the workspace, so that two of them cannot
-                // each see the other's key as the one that remains.
-                sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
-                    .bind(key.workspace_id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-            cas_key(&mut tx, key, expected_version).await?;
-            if let KeyGuard::KeepsKeyAdmin { now } = guard {
-                let candidates = keys(
-                    sqlx::query_as::<_, KeyRow>(concat!(
-                        "SELECT ",
-                        key_columns!(),
-                        " FROM api_keys WHERE workspace_id = $1 AND status = 'active' AND deleted_at IS NULL \
-                         AND (expires_at IS NULL OR expires_at > $2) \
-                         AND (grace_ends_at IS NULL OR grace_ends_at > $2)"
-                    ))
-                    .bind(key.workspace_id.to_string())
-                    .bind(to_ms(now))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db_err)?,
-                )?;
-                if !guard.holds(candidates.iter()) {
-                    return Err(StoreError::LastAdminKey);
-                }
-            }
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
+            let out = work(&mut tx).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(out)
         })
         .await
     }
 
-    async fn rotate_key(
-        &self,
-        old: &ApiKey,
-        expected_version: u64,
-        new: &ApiKey,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let mut new_values = KeyValues::new(new)?;
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            // The stored balance, not the caller's copy: credits may have been spent since it
-            // read. The compare-and-swap holds the old row's lock, so no spend can slip in
-            // between.
-            let credits = cas_key(&mut tx, old, expected_version).await?;
-            if credits.is_some() {
-                sqlx::query("UPDATE api_keys SET credits = 0 WHERE id = $1")
-                    .bind(old.id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-            new_values.credits = credits;
-            insert_key_row(&mut tx, new_values).await?;
-            insert_audit(&mut tx, event).await?;
-            tx.commit().await.map_err(db_err)
-        })
-        .await
-    }
-
-    async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
-        if amount < 0 {
-            return Err(StoreError::Other(format!("cannot consume a negative amount of credits ({amount})")));
-        }
-        let id = id.to_string();
-        self.bounded(async |conn| {
-            // One statement: the check and the decrement are atomic, so balances never go
-            // negative.
-            let left: Option<i64> = sqlx::query_scalar(
-                "UPDATE api_keys SET credits = credits - $1 \
-                 WHERE id = $2 AND credits IS NOT NULL AND credits >= $1 RETURNING credits",
-            )
-            .bind(amount)
-            .bind(&id)
-            .fetch_optional(&mut *conn)
+    async fn lock_workspace(conn: &mut PgConnection, workspace_id: &str) -> Result<(), StoreError> {
+        // The workspace's row lock, held to the end of the transaction, serialises these writes
+        // on every node. NO KEY UPDATE does not block the foreign-key checks of other writes to
+        // the workspace's keys.
+        sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(workspace_id)
+            .execute(conn)
             .await
             .map_err(db_err)?;
-            if let Some(left) = left {
-                return Ok(CreditOutcome::Remaining(left));
-            }
-            let row: Option<Option<i64>> = sqlx::query_scalar("SELECT credits FROM api_keys WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db_err)?;
-            match row {
-                None => Err(StoreError::NotFound),
-                Some(None) => Ok(CreditOutcome::Unlimited),
-                Some(Some(left)) => Ok(CreditOutcome::Insufficient(left)),
-            }
-        })
-        .await
+        Ok(())
     }
 
-    async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut sql = QueryBuilder::<Postgres>::new(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_events WHERE TRUE"
-        ));
-        if let Some(ws) = query.workspace_id {
-            sql.push(" AND workspace_id = ").push_bind(ws.to_string());
-        }
-        if let Some(key) = query.key_id {
-            sql.push(" AND key_id = ").push_bind(key.to_string());
-        }
-        if let Some(action) = query.action {
-            sql.push(" AND action = ").push_bind(action.as_str());
-        }
-        if let Some(since) = query.since {
-            sql.push(" AND at >= ").push_bind(to_ms(since));
-        }
-        if let Some(until) = query.until {
-            sql.push(" AND at < ").push_bind(to_ms(until));
-        }
-        if let Some(before) = query.before {
-            sql.push(" AND id < ").push_bind(before.to_string());
-        }
-        sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
-        self.bounded(async |conn| {
-            sql.build_query_as::<AuditRow>()
-                .fetch_all(conn)
-                .await
-                .map_err(db_err)?
-                .into_iter()
-                .map(AuditRow::into_event)
-                .collect()
-        })
-        .await
-    }
-
-    async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.bounded(async |conn| {
-            let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
-                .bind(to_ms(before))
-                .execute(conn)
-                .await
-                .map_err(db_err)?;
-            Ok(done.rows_affected())
-        })
-        .await
-    }
-
-    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
+    async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         // Sorted, so that every node takes the rows' locks in the same order: two batches
         // flushed at once by two nodes wait for each other instead of deadlocking.
         let mut counts: Vec<(String, String, i64)> = batch
@@ -819,8 +347,7 @@ impl KeyStore for PgStore {
             batch.last_used.iter().map(|(key, at)| (key.to_string(), to_ms(*at))).collect();
         last_used.sort_unstable();
 
-        self.bounded(async |conn| {
-            let mut tx = conn.begin().await.map_err(db_err)?;
+        self.write(async |tx| {
             if !counts.is_empty() {
                 let (keys, (days, ns)): (Vec<String>, (Vec<String>, Vec<i64>)) =
                     counts.into_iter().map(|(k, d, n)| (k, (d, n))).unzip();
@@ -860,27 +387,10 @@ impl KeyStore for PgStore {
                 .await
                 .map_err(db_err)?;
             }
-            tx.commit().await.map_err(db_err)
-        })
-        .await
-    }
-
-    async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError> {
-        self.bounded(async |conn| {
-            sqlx::query_as::<_, UsageRow>(
-                "SELECT key_id, day, count FROM usage_daily \
-                 WHERE key_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
-            )
-            .bind(key.to_string())
-            .bind(day_text(from))
-            .bind(day_text(to))
-            .fetch_all(conn)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .map(UsageRow::into_usage)
-            .collect()
+            Ok(())
         })
         .await
     }
 }
+
+impl_key_store!(PgStore);

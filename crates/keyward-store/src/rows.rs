@@ -74,6 +74,10 @@ fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> 
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
+fn from_opt_json<T: DeserializeOwned>(what: &str, s: Option<String>) -> Result<Option<T>, StoreError> {
+    s.map(|s| from_json(what, &s)).transpose()
+}
+
 fn parse<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
     s.parse().map_err(|_| corrupt(what, s))
 }
@@ -157,10 +161,7 @@ impl WorkspaceRow {
             name: self.name,
             plan_id: PlanId(self.plan_id),
             environment: parse::<WorkspaceEnvironment>("workspace environment", &self.environment)?,
-            rate_limit: self
-                .rate_limit
-                .map(|s| from_json::<RateLimitPolicy>("rate_limit", &s))
-                .transpose()?,
+            rate_limit: from_opt_json::<RateLimitPolicy>("rate_limit", self.rate_limit)?,
             created_at: from_ms(self.created_at)?,
         })
     }
@@ -247,10 +248,7 @@ impl KeyRow {
             rotated_from: parse_opt::<KeyId>("rotated_from", self.rotated_from)?,
             rotated_to: parse_opt::<KeyId>("rotated_to", self.rotated_to)?,
             grace_ends_at: from_opt_ms(self.grace_ends_at)?,
-            rate_limit: self
-                .rate_limit
-                .map(|s| from_json::<RateLimitPolicy>("rate_limit", &s))
-                .transpose()?,
+            rate_limit: from_opt_json::<RateLimitPolicy>("rate_limit", self.rate_limit)?,
             concurrency_limit: self.concurrency_limit.map(|n| to_u32("concurrency_limit", n)).transpose()?,
             credits: self.credits,
             metadata: from_json::<BTreeMap<String, String>>("metadata", &self.metadata)?,

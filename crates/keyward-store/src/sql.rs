@@ -1,0 +1,701 @@
+//! The statements of the SQL backends, written once.
+//!
+//! Both backends hold the same tables in the same portable column types (see the row mapping in
+//! `rows.rs`), so the statements differ only in their placeholders (`?` for SQLite, `$n` for
+//! PostgreSQL). Each is built with [`QueryBuilder::push_bind`], which writes the placeholders of
+//! the database it is built for.
+//!
+//! A backend implements [`SqlBackend`] with what really differs: how a call gets its connection,
+//! how a write transaction starts, the workspace lock PostgreSQL takes where SQLite's writers
+//! are serialised already, how a usage batch is written, and which errors are transient.
+//! [`Queries`] holds the queries over any such backend, and [`impl_key_store!`] makes them the
+//! backend's [`KeyStore`](keyward_core::KeyStore).
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::{
+    ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStatus, Plan,
+    PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
+
+use crate::rows::{
+    AuditRow, AuditValues, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow, WorkspaceValues,
+    audit_columns, day_text, key_columns, to_i64, to_ms,
+};
+
+/// A connection to a backend's database.
+pub(crate) type Conn<B> = <<B as SqlBackend>::Db as Database>::Connection;
+type Row<B> = <<B as SqlBackend>::Db as Database>::Row;
+type Done<B> = <<B as SqlBackend>::Db as Database>::QueryResult;
+
+/// What a SQL store does its own way; [`Queries`] does the rest.
+pub(crate) trait SqlBackend {
+    /// The sqlx database.
+    type Db: Database;
+
+    /// Maps an error of this database onto [`StoreError`].
+    fn db_err(e: sqlx::Error) -> StoreError;
+
+    /// How many rows a statement changed.
+    fn rows_affected(done: &Done<Self>) -> u64;
+
+    /// Runs `work` on one connection, outside a transaction.
+    async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn<Self>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// Runs `work` in a write transaction, committed if `work` succeeds and rolled back
+    /// otherwise.
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut Conn<Self>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+
+    /// Within a write transaction, serialises until it ends the writes to one workspace that
+    /// decide on what they read first (the key limit, the last key admin), where write
+    /// transactions are not serialised anyway.
+    async fn lock_workspace(conn: &mut Conn<Self>, workspace_id: &str) -> Result<(), StoreError>;
+
+    /// Adds a usage batch that is not empty, in one transaction.
+    async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+}
+
+/// The queries of every [`SqlBackend`] whose database takes the column types of the row mapping:
+/// text, 64-bit integers and booleans.
+pub(crate) struct Queries<B>(PhantomData<B>);
+
+impl<B: SqlBackend> Queries<B>
+where
+    // Connections that run the queries, and the bind and row types of those columns.
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db>,
+    for<'q> String: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<String>: Encode<'q, B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    (i64,): for<'r> FromRow<'r, Row<B>>,
+    (Option<i64>,): for<'r> FromRow<'r, Row<B>>,
+    PlanRow: for<'r> FromRow<'r, Row<B>>,
+    WorkspaceRow: for<'r> FromRow<'r, Row<B>>,
+    KeyRow: for<'r> FromRow<'r, Row<B>>,
+    AuditRow: for<'r> FromRow<'r, Row<B>>,
+    UsageRow: for<'r> FromRow<'r, Row<B>>,
+{
+    pub(crate) async fn save_plan(store: &B, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
+        let v = PlanValues::new(plan)?;
+        let mut sql =
+            QueryBuilder::new("INSERT INTO plans (id, name, api_access, max_keys, key_rate_limit) VALUES (");
+        sql.separated(", ")
+            .push_bind(v.id)
+            .push_bind(v.name)
+            .push_bind(v.api_access)
+            .push_bind(v.max_keys)
+            .push_bind(v.key_rate_limit);
+        sql.push(
+            ") ON CONFLICT (id) DO UPDATE SET name = excluded.name, api_access = excluded.api_access, \
+             max_keys = excluded.max_keys, key_rate_limit = excluded.key_rate_limit",
+        );
+        store
+            .write(async |conn| {
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn get_plan(store: &B, id: &PlanId) -> Result<Option<Plan>, StoreError> {
+        let mut sql =
+            QueryBuilder::new("SELECT id, name, api_access, max_keys, key_rate_limit FROM plans WHERE id = ");
+        sql.push_bind(&id.0);
+        Self::fetch_optional(store, sql, PlanRow::into_plan).await
+    }
+
+    pub(crate) async fn list_plans(store: &B) -> Result<Vec<Plan>, StoreError> {
+        let sql =
+            QueryBuilder::new("SELECT id, name, api_access, max_keys, key_rate_limit FROM plans ORDER BY id");
+        Self::fetch_all(store, sql, PlanRow::into_plan).await
+    }
+
+    pub(crate) async fn insert_workspace(
+        store: &B,
+        ws: &Workspace,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let v = WorkspaceValues::new(ws)?;
+        let mut sql = QueryBuilder::new(
+            "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at) VALUES (",
+        );
+        sql.separated(", ")
+            .push_bind(v.id)
+            .push_bind(v.name)
+            .push_bind(v.plan_id)
+            .push_bind(v.environment)
+            .push_bind(v.rate_limit)
+            .push_bind(v.created_at);
+        sql.push(")");
+        store
+            .write(async |conn| {
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn update_workspace(
+        store: &B,
+        ws: &Workspace,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let v = WorkspaceValues::new(ws)?;
+        let mut sql = QueryBuilder::new("UPDATE workspaces SET name = ");
+        sql.push_bind(v.name)
+            .push(", plan_id = ")
+            .push_bind(v.plan_id)
+            .push(", environment = ")
+            .push_bind(v.environment)
+            .push(", rate_limit = ")
+            .push_bind(v.rate_limit)
+            .push(", created_at = ")
+            .push_bind(v.created_at)
+            .push(" WHERE id = ")
+            .push_bind(v.id);
+        store
+            .write(async |conn| {
+                let done = sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                if B::rows_affected(&done) == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn get_workspace(store: &B, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+        let mut sql = QueryBuilder::new(
+            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces WHERE id = ",
+        );
+        sql.push_bind(id.to_string());
+        Self::fetch_optional(store, sql, WorkspaceRow::into_workspace).await
+    }
+
+    pub(crate) async fn list_workspaces(store: &B) -> Result<Vec<Workspace>, StoreError> {
+        let sql = QueryBuilder::new(
+            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces \
+             ORDER BY created_at, id",
+        );
+        Self::fetch_all(store, sql, WorkspaceRow::into_workspace).await
+    }
+
+    pub(crate) async fn insert_key(
+        store: &B,
+        key: &ApiKey,
+        max_live_keys: Option<u32>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let v = KeyValues::new(key)?;
+        store
+            .write(async |conn| {
+                if let Some(max) = max_live_keys {
+                    // No concurrent insert may overtake the count before this one inserts.
+                    B::lock_workspace(conn, &v.workspace_id).await?;
+                    if Self::count_live(conn, &v.workspace_id).await? >= i64::from(max) {
+                        return Err(StoreError::KeyLimitReached);
+                    }
+                }
+                Self::insert_key_row(conn, v).await?;
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn get_key(store: &B, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        Self::key_where(store, "id", id.to_string()).await
+    }
+
+    pub(crate) async fn find_key_by_digest(
+        store: &B,
+        digest: &KeyDigest,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        Self::key_where(store, "digest_hex", digest.to_hex()).await
+    }
+
+    pub(crate) async fn list_keys(store: &B, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
+        let mut sql = QueryBuilder::new(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE deleted_at IS NULL AND workspace_id = "
+        ));
+        sql.push_bind(query.workspace_id.to_string());
+        if let Some(status) = query.status {
+            // A key whose rotation grace period has ended is revoked, whatever its stored status.
+            let now = to_ms(query.now);
+            match status {
+                KeyStatus::Revoked => {
+                    sql.push(" AND (status = 'revoked' OR grace_ends_at <= ").push_bind(now).push(")");
+                }
+                other => {
+                    sql.push(" AND status = ").push_bind(other.as_str());
+                    sql.push(" AND (grace_ends_at IS NULL OR grace_ends_at > ").push_bind(now).push(")");
+                }
+            }
+        }
+        if let Some(before) = query.before {
+            // Ids are UUIDv7 in hyphenated lowercase text, compared bytewise (`COLLATE "C"` on
+            // PostgreSQL): text order is creation order.
+            sql.push(" AND id < ").push_bind(before.to_string());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+        Self::fetch_all(store, sql, KeyRow::into_key).await
+    }
+
+    pub(crate) async fn count_live_keys(store: &B, workspace: WorkspaceId) -> Result<u64, StoreError> {
+        let workspace = workspace.to_string();
+        let n = store.read(async |conn| Self::count_live(conn, &workspace).await).await?;
+        u64::try_from(n).map_err(|_| StoreError::Other(format!("negative count {n}")))
+    }
+
+    pub(crate) async fn update_key_guarded(
+        store: &B,
+        key: &ApiKey,
+        expected_version: u64,
+        event: &AuditEvent,
+        guard: KeyGuard,
+    ) -> Result<(), StoreError> {
+        let workspace = key.workspace_id.to_string();
+        store
+            .write(async |conn| {
+                if guard != KeyGuard::None {
+                    // Two guarded changes must not each see the other's key as the one that
+                    // remains.
+                    B::lock_workspace(conn, &workspace).await?;
+                }
+                Self::cas_key(conn, key, expected_version).await?;
+                if let KeyGuard::KeepsKeyAdmin { now } = guard
+                    && !guard.holds(Self::usable_keys(conn, &workspace, now).await?.iter())
+                {
+                    return Err(StoreError::LastAdminKey);
+                }
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn rotate_key(
+        store: &B,
+        old: &ApiKey,
+        expected_version: u64,
+        new: &ApiKey,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut new_values = KeyValues::new(new)?;
+        store
+            .write(async |conn| {
+                // The stored balance, not the caller's copy: credits may have been spent since it
+                // read. The compare-and-swap reads it holding the old row, so no spend can slip
+                // in between.
+                let credits = Self::cas_key(conn, old, expected_version).await?;
+                if credits.is_some() {
+                    let mut sql = QueryBuilder::new("UPDATE api_keys SET credits = 0 WHERE id = ");
+                    sql.push_bind(old.id.to_string());
+                    sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                }
+                new_values.credits = credits;
+                Self::insert_key_row(conn, new_values).await?;
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn consume_credits(
+        store: &B,
+        id: KeyId,
+        amount: i64,
+    ) -> Result<CreditOutcome, StoreError> {
+        if amount < 0 {
+            return Err(StoreError::Other(format!("cannot consume a negative amount of credits ({amount})")));
+        }
+        let id = id.to_string();
+        // One statement: the check and the decrement are atomic, so balances never go negative.
+        let mut take = QueryBuilder::new("UPDATE api_keys SET credits = credits - ");
+        take.push_bind(amount)
+            .push(" WHERE id = ")
+            .push_bind(&id)
+            .push(" AND credits IS NOT NULL AND credits >= ")
+            .push_bind(amount)
+            .push(" RETURNING credits");
+        let mut balance = QueryBuilder::new("SELECT credits FROM api_keys WHERE id = ");
+        balance.push_bind(&id);
+        store
+            .read(async |conn| {
+                let left: Option<i64> =
+                    take.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                if let Some(left) = left {
+                    return Ok(CreditOutcome::Remaining(left));
+                }
+                let row: Option<Option<i64>> =
+                    balance.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                match row {
+                    None => Err(StoreError::NotFound),
+                    Some(None) => Ok(CreditOutcome::Unlimited),
+                    Some(Some(left)) => Ok(CreditOutcome::Insufficient(left)),
+                }
+            })
+            .await
+    }
+
+    pub(crate) async fn list_audit(store: &B, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut sql =
+            QueryBuilder::new(concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE TRUE"));
+        if let Some(ws) = query.workspace_id {
+            sql.push(" AND workspace_id = ").push_bind(ws.to_string());
+        }
+        if let Some(key) = query.key_id {
+            sql.push(" AND key_id = ").push_bind(key.to_string());
+        }
+        if let Some(action) = query.action {
+            sql.push(" AND action = ").push_bind(action.as_str());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(to_ms(since));
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND at < ").push_bind(to_ms(until));
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND id < ").push_bind(before.to_string());
+        }
+        sql.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+        Self::fetch_all(store, sql, AuditRow::into_event).await
+    }
+
+    pub(crate) async fn purge_audit(store: &B, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut sql = QueryBuilder::new("DELETE FROM audit_events WHERE at < ");
+        sql.push_bind(to_ms(before));
+        let done = store.read(async |conn| sql.build().execute(conn).await.map_err(B::db_err)).await?;
+        Ok(B::rows_affected(&done))
+    }
+
+    pub(crate) async fn record_usage(store: &B, batch: &UsageBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.add_usage(batch).await
+    }
+
+    pub(crate) async fn usage(
+        store: &B,
+        key: KeyId,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<UsageDay>, StoreError> {
+        let mut sql = QueryBuilder::new("SELECT key_id, day, count FROM usage_daily WHERE key_id = ");
+        sql.push_bind(key.to_string())
+            .push(" AND day >= ")
+            .push_bind(day_text(from))
+            .push(" AND day <= ")
+            .push_bind(day_text(to))
+            .push(" ORDER BY day");
+        Self::fetch_all(store, sql, UsageRow::into_usage).await
+    }
+
+    /// Runs `sql` on a connection of its own and converts every row it returns.
+    async fn fetch_all<R, T>(
+        store: &B,
+        mut sql: QueryBuilder<B::Db>,
+        convert: fn(R) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        R: for<'r> FromRow<'r, Row<B>> + Send + Unpin,
+    {
+        let rows =
+            store.read(async |conn| sql.build_query_as().fetch_all(conn).await.map_err(B::db_err)).await?;
+        rows.into_iter().map(convert).collect()
+    }
+
+    /// Runs `sql` on a connection of its own and converts the row it returns, if any.
+    async fn fetch_optional<R, T>(
+        store: &B,
+        mut sql: QueryBuilder<B::Db>,
+        convert: fn(R) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        R: for<'r> FromRow<'r, Row<B>> + Send + Unpin,
+    {
+        let row = store
+            .read(async |conn| sql.build_query_as().fetch_optional(conn).await.map_err(B::db_err))
+            .await?;
+        row.map(convert).transpose()
+    }
+
+    /// The key whose `column` (a unique one) holds `value`.
+    async fn key_where(store: &B, column: &str, value: String) -> Result<Option<ApiKey>, StoreError> {
+        let mut sql = QueryBuilder::new(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE "));
+        sql.push(column).push(" = ").push_bind(value);
+        Self::fetch_optional(store, sql, KeyRow::into_key).await
+    }
+
+    /// Keys of a workspace that authenticate at `now`: active, neither deleted nor expired, and
+    /// not past a rotation's grace period.
+    async fn usable_keys(
+        conn: &mut Conn<B>,
+        workspace_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let now = to_ms(now);
+        let mut sql =
+            QueryBuilder::new(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE workspace_id = "));
+        sql.push_bind(workspace_id)
+            .push(" AND status = 'active' AND deleted_at IS NULL")
+            .push(" AND (expires_at IS NULL OR expires_at > ")
+            .push_bind(now)
+            .push(") AND (grace_ends_at IS NULL OR grace_ends_at > ")
+            .push_bind(now)
+            .push(")");
+        keys(sql.build_query_as::<KeyRow>().fetch_all(conn).await.map_err(B::db_err)?)
+    }
+
+    /// Keys of a workspace that are neither revoked nor deleted.
+    async fn count_live(conn: &mut Conn<B>, workspace_id: &str) -> Result<i64, StoreError> {
+        let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM api_keys WHERE workspace_id = ");
+        sql.push_bind(workspace_id).push(" AND status <> 'revoked' AND deleted_at IS NULL");
+        sql.build_query_scalar().fetch_one(conn).await.map_err(B::db_err)
+    }
+
+    async fn insert_key_row(conn: &mut Conn<B>, v: KeyValues) -> Result<(), StoreError> {
+        let mut sql = QueryBuilder::new(concat!("INSERT INTO api_keys (", key_columns!(), ") VALUES ("));
+        sql.separated(", ")
+            .push_bind(v.id)
+            .push_bind(v.workspace_id)
+            .push_bind(v.name)
+            .push_bind(v.environment)
+            .push_bind(v.prefix)
+            .push_bind(v.last4)
+            .push_bind(v.digest_hex)
+            .push_bind(v.pepper_id)
+            .push_bind(v.scopes)
+            .push_bind(v.resources)
+            .push_bind(v.status)
+            .push_bind(v.deleted_at)
+            .push_bind(v.revoked_at)
+            .push_bind(v.created_at)
+            .push_bind(v.created_ip)
+            .push_bind(v.updated_at)
+            .push_bind(v.last_used_at)
+            .push_bind(v.expires_at)
+            .push_bind(v.rotated_from)
+            .push_bind(v.rotated_to)
+            .push_bind(v.grace_ends_at)
+            .push_bind(v.rate_limit)
+            .push_bind(v.concurrency_limit)
+            .push_bind(v.credits)
+            .push_bind(v.metadata)
+            .push_bind(v.version);
+        sql.push(")");
+        sql.build().execute(conn).await.map_err(B::db_err)?;
+        Ok(())
+    }
+
+    /// The compare-and-swap of [`KeyStore::update_key`](keyward_core::KeyStore::update_key):
+    /// everything a lifecycle change may touch, never the key's value, owner, credits or last
+    /// use. Returns the stored credits.
+    async fn cas_key(
+        conn: &mut Conn<B>,
+        key: &ApiKey,
+        expected_version: u64,
+    ) -> Result<Option<i64>, StoreError> {
+        let v = KeyValues::new(key)?;
+        let mut sql = QueryBuilder::new("UPDATE api_keys SET name = ");
+        sql.push_bind(v.name)
+            .push(", scopes = ")
+            .push_bind(v.scopes)
+            .push(", resources = ")
+            .push_bind(v.resources)
+            .push(", status = ")
+            .push_bind(v.status)
+            .push(", deleted_at = ")
+            .push_bind(v.deleted_at)
+            .push(", revoked_at = ")
+            .push_bind(v.revoked_at)
+            .push(", updated_at = ")
+            .push_bind(v.updated_at)
+            .push(", expires_at = ")
+            .push_bind(v.expires_at)
+            .push(", rotated_from = ")
+            .push_bind(v.rotated_from)
+            .push(", rotated_to = ")
+            .push_bind(v.rotated_to)
+            .push(", grace_ends_at = ")
+            .push_bind(v.grace_ends_at)
+            .push(", rate_limit = ")
+            .push_bind(v.rate_limit)
+            .push(", concurrency_limit = ")
+            .push_bind(v.concurrency_limit)
+            .push(", metadata = ")
+            .push_bind(v.metadata)
+            .push(", version = ")
+            .push_bind(v.version)
+            .push(" WHERE id = ")
+            .push_bind(v.id)
+            .push(" AND version = ")
+            .push_bind(to_i64("version", expected_version)?)
+            .push(" RETURNING credits");
+        let done: Option<Option<i64>> =
+            sql.build_query_scalar().fetch_optional(conn).await.map_err(B::db_err)?;
+        done.ok_or(StoreError::Conflict)
+    }
+
+    async fn insert_audit(conn: &mut Conn<B>, ev: &AuditEvent) -> Result<(), StoreError> {
+        let v = AuditValues::new(ev);
+        let mut sql =
+            QueryBuilder::new(concat!("INSERT INTO audit_events (", audit_columns!(), ") VALUES ("));
+        sql.separated(", ")
+            .push_bind(v.id)
+            .push_bind(v.workspace_id)
+            .push_bind(v.action)
+            .push_bind(v.key_id)
+            .push_bind(v.actor_key_id)
+            .push_bind(v.ip)
+            .push_bind(v.user_agent)
+            .push_bind(v.request_id)
+            .push_bind(v.at);
+        sql.push(")");
+        sql.build().execute(conn).await.map_err(B::db_err)?;
+        Ok(())
+    }
+}
+
+fn keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
+    rows.into_iter().map(KeyRow::into_key).collect()
+}
+
+/// Implements [`KeyStore`](keyward_core::KeyStore) for a [`SqlBackend`] with [`Queries`]. A
+/// macro, because `KeyStore` is another crate's trait: no blanket impl over every backend may
+/// implement it.
+macro_rules! impl_key_store {
+    ($store:ty) => {
+        const _: () = {
+            use chrono::{DateTime, NaiveDate, Utc};
+            use keyward_core::{
+                ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery,
+                KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
+            };
+
+            use $crate::sql::Queries;
+
+            #[async_trait::async_trait]
+            impl KeyStore for $store {
+                async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
+                    Queries::save_plan(self, plan, event).await
+                }
+
+                async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError> {
+                    Queries::get_plan(self, id).await
+                }
+
+                async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
+                    Queries::list_plans(self).await
+                }
+
+                async fn insert_workspace(
+                    &self,
+                    ws: &Workspace,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    Queries::insert_workspace(self, ws, event).await
+                }
+
+                async fn update_workspace(
+                    &self,
+                    ws: &Workspace,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    Queries::update_workspace(self, ws, event).await
+                }
+
+                async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+                    Queries::get_workspace(self, id).await
+                }
+
+                async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+                    Queries::list_workspaces(self).await
+                }
+
+                async fn insert_key(
+                    &self,
+                    key: &ApiKey,
+                    max_live_keys: Option<u32>,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    Queries::insert_key(self, key, max_live_keys, event).await
+                }
+
+                async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+                    Queries::get_key(self, id).await
+                }
+
+                async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
+                    Queries::find_key_by_digest(self, digest).await
+                }
+
+                async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
+                    Queries::list_keys(self, query).await
+                }
+
+                async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
+                    Queries::count_live_keys(self, workspace).await
+                }
+
+                async fn update_key_guarded(
+                    &self,
+                    key: &ApiKey,
+                    expected_version: u64,
+                    event: &AuditEvent,
+                    guard: KeyGuard,
+                ) -> Result<(), StoreError> {
+                    Queries::update_key_guarded(self, key, expected_version, event, guard).await
+                }
+
+                async fn rotate_key(
+                    &self,
+                    old: &ApiKey,
+                    expected_version: u64,
+                    new: &ApiKey,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    Queries::rotate_key(self, old, expected_version, new, event).await
+                }
+
+                async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
+                    Queries::consume_credits(self, id, amount).await
+                }
+
+                async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+                    Queries::list_audit(self, query).await
+                }
+
+                async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+                    Queries::purge_audit(self, before).await
+                }
+
+                async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+                    Queries::record_usage(self, batch).await
+                }
+
+                async fn usage(
+                    &self,
+                    key: KeyId,
+                    from: NaiveDate,
+                    to: NaiveDate,
+                ) -> Result<Vec<UsageDay>, StoreError> {
+                    Queries::usage(self, key, from, to).await
+                }
+            }
+        };
+    };
+}
+pub(crate) use impl_key_store;
