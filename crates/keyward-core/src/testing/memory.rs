@@ -77,7 +77,7 @@ impl State {
     }
 }
 
-/// A [`KeyStore`] in memory. See the [module docs](self).
+/// A [`KeyStore`] in memory, keeping the same contract as the SQL stores.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,

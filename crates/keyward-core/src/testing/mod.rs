@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod fixture;
 mod memory;
 pub use memory::MemoryStore;
 

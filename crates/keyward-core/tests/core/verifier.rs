@@ -1,0 +1,167 @@
+//! The verification rules, on the in-memory store: what every request through a layer or
+//! `/v1/verify` is checked for, in order, and what the cache saves.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use keyward_core::testing::fixture::{Fixture, scopes, setup};
+use keyward_core::testing::{InstrumentedStore, MemoryStore};
+use keyward_core::{
+    Actor, ErrorCode, KeyPatch, LocalRateLimiter, NewKey, Plan, RateLimitPolicy, RateLimitWindow,
+    Requirements, StorePolicy, Verifier,
+};
+
+async fn fixture() -> (Fixture, Arc<InstrumentedStore>) {
+    let store = InstrumentedStore::new(Arc::new(MemoryStore::new()));
+    (setup(store.clone()).await, store)
+}
+
+fn needs(scope: &str) -> Requirements {
+    Requirements::scopes([scope.parse().expect("scope")])
+}
+
+#[tokio::test]
+async fn a_cached_key_costs_no_store_read_and_an_unknown_key_is_remembered() {
+    let (ctx, store) = fixture().await;
+    let verifier = Verifier::builder(&ctx.service).build();
+    let key = ctx.create(ctx.new_key("k").with_scopes(scopes("orders:read"))).await;
+    let plain = key.secret.expose_secret();
+    verifier.verify(plain, &needs("orders:read")).await.expect("valid");
+    verifier.verify(plain, &needs("orders:read")).await.expect("valid");
+    assert_eq!(store.digest_lookups(), 1, "the second verify is a cache hit");
+
+    let unknown = keyward_core::KeyFormat::default().generate(keyward_core::KeyEnvironment::Live);
+    for _ in 0..3 {
+        let e = verifier.verify(unknown.expose_secret(), &Requirements::default()).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidApiKey);
+    }
+    assert_eq!(store.digest_lookups(), 2, "an unknown key is looked up once, then remembered");
+
+    let e = verifier.verify("kw_live_garbage", &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidApiKey);
+    assert_eq!(store.digest_lookups(), 2, "a malformed key never reaches the store");
+}
+
+#[tokio::test]
+async fn changes_through_the_service_are_seen_by_the_next_request() {
+    let (ctx, _) = fixture().await;
+    let verifier = Verifier::builder(&ctx.service).build();
+    let key = ctx.create(ctx.new_key("k").with_scopes(scopes("orders:*"))).await;
+    let (plain, id, sys) = (key.secret.expose_secret(), key.key.id, Actor::system());
+    verifier.verify(plain, &needs("orders:read")).await.expect("valid and cached");
+
+    ctx.service.deactivate_key(ctx.ws.id, id, &sys).await.expect("deactivate");
+    assert_eq!(
+        verifier.verify(plain, &needs("orders:read")).await.unwrap_err().code(),
+        ErrorCode::KeyInactive
+    );
+    ctx.service.activate_key(ctx.ws.id, id, &sys).await.expect("activate");
+    verifier.verify(plain, &needs("orders:read")).await.expect("active again");
+
+    let narrower = KeyPatch { scopes: Some(scopes("orders:read")), ..KeyPatch::default() };
+    ctx.service.update_key(ctx.ws.id, id, narrower, &sys).await.expect("narrow");
+    let e = verifier.verify(plain, &needs("orders:write")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientScope);
+    assert_eq!(e.details()["missing"], serde_json::json!(["orders:write"]));
+
+    ctx.service.revoke_key(ctx.ws.id, id, &sys).await.expect("revoke");
+    assert_eq!(
+        verifier.verify(plain, &needs("orders:read")).await.unwrap_err().code(),
+        ErrorCode::KeyRevoked
+    );
+}
+
+#[tokio::test]
+async fn expiry_grace_resources_and_plans_are_checked() {
+    let (ctx, _) = fixture().await;
+    let verifier = Verifier::builder(&ctx.service).build();
+    let expiring =
+        ctx.create(NewKey { expires_at: Some(ctx.now() + Duration::seconds(10)), ..ctx.new_key("e") }).await;
+    verifier.verify(expiring.secret.expose_secret(), &Requirements::default()).await.expect("not yet");
+    ctx.clock.advance(Duration::seconds(11));
+    let e = verifier.verify(expiring.secret.expose_secret(), &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::KeyExpired);
+
+    let rotated = ctx.create(ctx.new_key("r")).await;
+    let sys = Actor::system();
+    ctx.service
+        .rotate_key(ctx.ws.id, rotated.key.id, Some(Duration::seconds(30)), &sys)
+        .await
+        .expect("rotate");
+    verifier.verify(rotated.secret.expose_secret(), &Requirements::default()).await.expect("in grace");
+    ctx.clock.advance(Duration::seconds(31));
+    let e = verifier.verify(rotated.secret.expose_secret(), &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::KeyRevoked);
+
+    let site = ctx.create(NewKey { resources: vec!["site-1".into()], ..ctx.new_key("s") }).await;
+    let on = |r: &str| Requirements { resource: Some(r.into()), ..Requirements::default() };
+    verifier.verify(site.secret.expose_secret(), &on("site-1")).await.expect("its resource");
+    let e = verifier.verify(site.secret.expose_secret(), &on("site-2")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ResourceNotAllowed);
+
+    let closed = Plan { api_access: false, ..Plan::default_plan() };
+    ctx.service.save_plan(closed, &sys).await.expect("plan");
+    let e = verifier.verify(site.secret.expose_secret(), &on("site-1")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::FeatureNotInPlan, "a plan change drops every cached key");
+}
+
+#[tokio::test]
+async fn credits_concurrency_and_rate_limits() {
+    let (ctx, _) = fixture().await;
+    let limiter = Arc::new(LocalRateLimiter::default().with_clock(ctx.clock.clone()));
+    let verifier = Verifier::builder(&ctx.service).rate_limiter(limiter).build();
+    let paying = ctx.create(NewKey { credits: Some(2), ..ctx.new_key("paying") }).await;
+    let cost = |n| Requirements { cost: n, ..Requirements::default() };
+    let v = verifier.verify(paying.secret.expose_secret(), &cost(2)).await.expect("two credits");
+    assert_eq!(v.credits_remaining(), Some(0));
+    let e = verifier.verify(paying.secret.expose_secret(), &cost(1)).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientCredits);
+    assert_eq!(e.details()["remaining"], 0);
+    verifier.verify(paying.secret.expose_secret(), &cost(0)).await.expect("free requests stay free");
+
+    let single = ctx.create(NewKey { concurrency_limit: Some(1), ..ctx.new_key("single") }).await;
+    let held = verifier.verify(single.secret.expose_secret(), &Requirements::default()).await.expect("first");
+    let e = verifier.verify(single.secret.expose_secret(), &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ConcurrencyLimited);
+    drop(held);
+    verifier.verify(single.secret.expose_secret(), &Requirements::default()).await.expect("slot given back");
+
+    let limited = NewKey {
+        rate_limit: Some(RateLimitPolicy::new([RateLimitWindow::per_minute(2)])),
+        ..ctx.new_key("rl")
+    };
+    let limited = ctx.create(limited).await;
+    for _ in 0..2 {
+        verifier
+            .verify(limited.secret.expose_secret(), &Requirements::default())
+            .await
+            .expect("within the limit");
+    }
+    let e = verifier.verify(limited.secret.expose_secret(), &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::RateLimited);
+    assert_eq!(e.retry_after(), Some(StdDuration::from_secs(30)));
+    ctx.clock.advance(Duration::seconds(30));
+    verifier.verify(limited.secret.expose_secret(), &Requirements::default()).await.expect("after the wait");
+}
+
+#[tokio::test]
+async fn a_store_outage_fails_closed_unless_stale_entries_may_be_served() {
+    let (ctx, store) = fixture().await;
+    let closed = Verifier::builder(&ctx.service).cache_ttl(StdDuration::ZERO).build();
+    let stale = Verifier::builder(&ctx.service)
+        .cache_ttl(StdDuration::ZERO)
+        .store_policy(StorePolicy::ServeStale(StdDuration::from_secs(60)))
+        .build();
+    let key = ctx.create(ctx.new_key("k")).await;
+    let plain = key.secret.expose_secret();
+    closed.verify(plain, &Requirements::default()).await.expect("loaded");
+    stale.verify(plain, &Requirements::default()).await.expect("loaded");
+
+    store.set_down(true);
+    let e = closed.verify(plain, &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::StoreUnavailable);
+    stale.verify(plain, &Requirements::default()).await.expect("served from the stale cache");
+    store.set_down(false);
+    closed.verify(plain, &Requirements::default()).await.expect("back");
+}
