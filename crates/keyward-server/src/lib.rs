@@ -30,7 +30,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use keyward_core::{KeyService, Verifier};
 use keyward_tower::KeywardLayer;
 
@@ -60,27 +59,12 @@ impl AppState {
 
 /// The whole application: `/v1` behind keyward's layer, plus `/openapi.json` and `/docs`.
 pub fn app(state: AppState) -> Router {
-    use routes::{audit, keys, status, workspaces};
-    let v1 = Router::new()
-        .route("/v1/status", get(status::status))
-        .route("/v1/verify", post(status::verify))
-        .route("/v1/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/v1/keys/{id}", get(keys::get_key).patch(keys::update_key).delete(keys::delete_key))
-        .route("/v1/keys/{id}/activate", post(keys::activate_key))
-        .route("/v1/keys/{id}/deactivate", post(keys::deactivate_key))
-        .route("/v1/keys/{id}/revoke", post(keys::revoke_key))
-        .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
-        .route("/v1/keys/{id}/usage", get(keys::key_usage))
-        .route("/v1/workspaces", get(workspaces::list_workspaces).post(workspaces::create_workspace))
-        .route("/v1/workspaces/{id}", get(workspaces::get_workspace).patch(workspaces::update_workspace))
-        .route("/v1/plans", get(workspaces::list_plans))
-        .route("/v1/plans/{id}", put(workspaces::save_plan))
-        .route("/v1/audit-events", get(audit::list_audit_events))
+    let (v1, spec) = openapi::api();
+    let v1 = v1
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(KeywardLayer::new(state.verifier.clone()))
         .with_state(state);
-    let spec = openapi();
     Router::new()
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(v1)

@@ -29,10 +29,9 @@ fn time(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiErro
     params(AuditQueryParams),
     responses(
         (status = 200, description = "A page of events", body = AuditPage),
-        (status = 400, description = "VALIDATION_FAILED: a bad filter, `cursor` or `limit`, or an unknown or repeated query parameter", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `audit:read`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: a bad filter, `cursor` or `limit`, or an unknown or repeated query parameter"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `audit:read`"),
+    )
 )]
 pub(crate) async fn list_audit_events(
     State(state): State<AppState>,
