@@ -233,14 +233,13 @@ pub struct RotateKeyRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListKeysQuery {
     /// Only keys with this status: `active`, `inactive` or `revoked`.
-    #[param(value_type = Option<KeyStatus>)]
-    pub status: Option<String>,
+    pub status: Option<KeyStatus>,
     /// The previous page's `nextCursor`.
     #[param(value_type = Option<Cursor>, inline)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
+    #[param(format = "uint32", minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }
 
 /// A page of keys, newest first.
@@ -277,8 +276,8 @@ impl From<&UsageDay> for UsageDayView {
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     /// Days to cover, today included: 1 to 366 (default 30).
-    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 366)]
-    pub days: Option<String>,
+    #[param(format = "uint32", minimum = 1, maximum = 366)]
+    pub days: Option<u32>,
 }
 
 /// A key's usage.
@@ -633,25 +632,21 @@ impl From<&AuditEvent> for AuditEventView {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQueryParams {
+pub struct AuditQuery {
     /// Only events about this key.
-    #[param(value_type = Option<Uuid>)]
-    pub key_id: Option<String>,
+    pub key_id: Option<Uuid>,
     /// Only this action, e.g. `key.revoked`.
-    #[param(value_type = Option<AuditAction>)]
-    pub action: Option<String>,
+    pub action: Option<AuditAction>,
     /// From this time on (RFC 3339).
-    #[param(value_type = Option<DateTime<Utc>>)]
-    pub since: Option<String>,
+    pub since: Option<DateTime<Utc>>,
     /// Before this time (RFC 3339).
-    #[param(value_type = Option<DateTime<Utc>>)]
-    pub until: Option<String>,
+    pub until: Option<DateTime<Utc>>,
     /// The previous page's `nextCursor`.
     #[param(value_type = Option<Cursor>, inline)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    #[param(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
+    #[param(format = "uint32", minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }
 
 /// A page of audit events, newest first.

@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Duration;
-use keyward_core::{KeyFilter, KeyPatch, KeyStatus, NewKey, RateLimitPolicy};
+use keyward_core::{KeyFilter, KeyPatch, NewKey, RateLimitPolicy};
 
-use super::{parse_limit, parse_scopes};
+use super::parse_scopes;
 use crate::AppState;
 use crate::dto::{
     ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
@@ -80,21 +80,8 @@ pub(crate) async fn list_keys(
     ApiQuery(q): ApiQuery<ListKeysQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
     caller.require("keys:read")?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse::<KeyStatus>()
-                .map_err(|()| ApiError::validation("status", "must be active, inactive or revoked"))
-        })
-        .transpose()?;
-    let page = state
-        .service
-        .list_keys(
-            caller.workspace,
-            KeyFilter { status, cursor: q.cursor, limit: parse_limit(q.limit.as_deref())? },
-        )
-        .await?;
+    let filter = KeyFilter { status: q.status, cursor: q.cursor, limit: q.limit };
+    let page = state.service.list_keys(caller.workspace, filter).await?;
     Ok(Json(KeyPage {
         data: page.items.iter().map(ApiKeyView::from).collect(),
         next_cursor: page.next_cursor,
@@ -311,15 +298,7 @@ pub(crate) async fn key_usage(
 ) -> Result<Json<UsageReport>, ApiError> {
     caller.require("usage:read")?;
     let id = key_id(&id)?;
-    let days = q
-        .days
-        .as_deref()
-        .map(|d| {
-            d.parse::<u32>().map_err(|_| ApiError::validation("days", "must be a whole number from 1 to 366"))
-        })
-        .transpose()?
-        .unwrap_or(RECENT_USAGE_DAYS);
-    let usage = state.service.usage(caller.workspace, id, days).await?;
+    let usage = state.service.usage(caller.workspace, id, q.days.unwrap_or(RECENT_USAGE_DAYS)).await?;
     Ok(Json(UsageReport {
         key_id: id.0,
         total: usage.iter().map(|u| u.count).sum(),

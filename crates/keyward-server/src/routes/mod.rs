@@ -32,14 +32,6 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list_audit_events))
 }
 
-/// Parses an optional page size.
-pub(crate) fn parse_limit(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
-    raw.map(|s| {
-        s.parse::<u32>().map_err(|_| ApiError::validation("limit", "must be a whole number from 1 to 100"))
-    })
-    .transpose()
-}
-
 /// Parses scopes, naming the offending entry.
 pub(crate) fn parse_scopes(field: &str, raw: &[String]) -> Result<keyward_core::ScopeSet, ApiError> {
     raw.iter()
