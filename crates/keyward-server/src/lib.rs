@@ -58,28 +58,29 @@ impl AppState {
 }
 
 /// The whole application: `/v1` behind keyward's layer, plus `/openapi.json` and `/docs`.
+///
+/// The layer gives every `/v1` request its id (the caller's `X-Request-Id` when sane) and puts it
+/// on the response; the handlers' error bodies carry the same one.
 pub fn app(state: AppState) -> Router {
     let (v1, spec) = openapi::api();
     let v1 = v1
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::with_request_id))
         .layer(KeywardLayer::new(state.verifier.clone()))
         .with_state(state);
-    Router::new()
+    let docs = Router::new()
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .merge(v1)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(docs_request_id));
+    Router::new().merge(docs).merge(v1).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// Gives every request an id (the caller's `X-Request-Id` when sane), makes it visible to the
-/// layer, the handlers and the error bodies, and returns it in `X-Request-Id`.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// The documentation is public, so keyward's layer never sees its requests: they get their id
+/// here, by the same rule.
+async fn docs_request_id(req: Request, next: Next) -> Response {
     let header = HeaderName::from_static(keyward_core::http::REQUEST_ID);
     let id = keyward_core::http::request_id(req.headers().get(&header).map(HeaderValue::as_bytes));
-    let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
-    req.headers_mut().insert(header.clone(), value.clone());
-    let mut response = error::REQUEST_ID.scope(id, next.run(req)).await;
-    response.headers_mut().entry(header).or_insert(value);
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(header, HeaderValue::from_str(&id).expect("request ids are visible ASCII"));
     response
 }
