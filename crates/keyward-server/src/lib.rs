@@ -33,7 +33,10 @@ use axum::response::Response;
 use keyward_core::{KeyService, Verifier};
 use keyward_tower::KeywardLayer;
 
-pub use dto::*;
+pub use dto::audit::*;
+pub use dto::keys::*;
+pub use dto::status::*;
+pub use dto::workspaces::*;
 pub use error::ApiError;
 pub use extract::{ADMIN_SCOPE, WORKSPACE_HEADER};
 pub use openapi::{openapi, openapi_json};

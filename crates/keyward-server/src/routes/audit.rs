@@ -5,7 +5,7 @@ use axum::extract::State;
 use keyward_core::{AuditFilter, KeyId};
 
 use crate::AppState;
-use crate::dto::{AuditEventView, AuditPage, AuditQuery};
+use crate::dto::audit::{AuditEventView, AuditPage, AuditQuery};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller};
 

@@ -8,7 +8,7 @@ use keyward_core::{KeyFilter, KeyPatch, NewKey, RateLimitPolicy};
 
 use super::parse_scopes;
 use crate::AppState;
-use crate::dto::{
+use crate::dto::keys::{
     ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
     UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
 };

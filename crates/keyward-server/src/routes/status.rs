@@ -6,7 +6,7 @@ use keyward_core::{ErrorCode, Requirements};
 
 use super::parse_scopes;
 use crate::AppState;
-use crate::dto::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, VerifyResponse};
+use crate::dto::status::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, VerifyResponse};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 

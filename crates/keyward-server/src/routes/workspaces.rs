@@ -8,7 +8,7 @@ use keyward_core::{
 };
 
 use crate::AppState;
-use crate::dto::{
+use crate::dto::workspaces::{
     CreateWorkspaceRequest, PlanList, PlanView, SavePlanRequest, UpdateWorkspaceRequest, WorkspaceList,
     WorkspaceView,
 };
