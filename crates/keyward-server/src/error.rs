@@ -27,7 +27,7 @@ pub(crate) async fn with_request_id(req: Request, next: Next) -> Response {
 
 /// A catalog error returned by a handler.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub(crate) struct ApiError(pub Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -37,7 +37,7 @@ impl From<Error> for ApiError {
 
 impl ApiError {
     /// A `VALIDATION_FAILED` error about one field.
-    pub fn validation(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn validation(field: &str, reason: impl Into<String>) -> Self {
         Self(Error::validation(field, reason))
     }
 }

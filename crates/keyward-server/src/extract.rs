@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{ApiError, current_request_id};
 
 /// `X-Workspace-Id`: lets internal keys act on another workspace.
-pub const WORKSPACE_HEADER: &str = "x-workspace-id";
+pub(crate) const WORKSPACE_HEADER: &str = "x-workspace-id";
 /// The scope that makes a key internal: it may name any workspace and manage workspaces and plans.
-pub const ADMIN_SCOPE: &str = "workspaces:admin";
+pub(crate) const ADMIN_SCOPE: &str = "workspaces:admin";
 
 /// A JSON body, parsed strictly: wrong content type, bad JSON, unknown fields, wrong types and
 /// oversized bodies each become a catalog error naming the field.

@@ -21,7 +21,7 @@ mod dto;
 mod error;
 mod extract;
 mod openapi;
-pub mod openapi30;
+mod openapi30;
 mod routes;
 pub mod serve;
 
@@ -33,12 +33,6 @@ use axum::response::Response;
 use keyward_core::{KeyService, Verifier};
 use keyward_tower::KeywardLayer;
 
-pub use dto::audit::*;
-pub use dto::keys::*;
-pub use dto::status::*;
-pub use dto::workspaces::*;
-pub use error::ApiError;
-pub use extract::{ADMIN_SCOPE, WORKSPACE_HEADER};
 pub use openapi::{openapi, openapi_json};
 
 /// Largest accepted request body: 64 KiB.

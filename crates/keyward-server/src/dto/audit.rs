@@ -11,25 +11,25 @@ use super::Cursor;
 /// An audit event.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEventView {
+pub(crate) struct AuditEventView {
     /// The event's id.
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// The workspace concerned; `null` for plan changes.
-    pub workspace_id: Option<Uuid>,
+    pub(crate) workspace_id: Option<Uuid>,
     /// What happened.
-    pub action: AuditAction,
+    pub(crate) action: AuditAction,
     /// The key acted on.
-    pub key_id: Option<Uuid>,
+    pub(crate) key_id: Option<Uuid>,
     /// The key that acted; `null` for the system (first start, internal jobs).
-    pub actor_key_id: Option<Uuid>,
+    pub(crate) actor_key_id: Option<Uuid>,
     /// The caller's IP address.
-    pub ip: Option<String>,
+    pub(crate) ip: Option<String>,
     /// The caller's user agent.
-    pub user_agent: Option<String>,
+    pub(crate) user_agent: Option<String>,
     /// The request's id (`X-Request-Id`).
-    pub request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     /// When it happened.
-    pub at: DateTime<Utc>,
+    pub(crate) at: DateTime<Utc>,
 }
 
 impl From<&AuditEvent> for AuditEventView {
@@ -52,30 +52,30 @@ impl From<&AuditEvent> for AuditEventView {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// Only events about this key.
-    pub key_id: Option<Uuid>,
+    pub(crate) key_id: Option<Uuid>,
     /// Only this action, e.g. `key.revoked`.
-    pub action: Option<AuditAction>,
+    pub(crate) action: Option<AuditAction>,
     /// From this time on (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
+    pub(crate) since: Option<DateTime<Utc>>,
     /// Before this time (RFC 3339).
-    pub until: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
     /// The previous page's `nextCursor`.
     #[param(value_type = Option<Cursor>, inline)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(format = "uint32", minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// A page of audit events, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditPage {
+pub(crate) struct AuditPage {
     /// The events.
-    pub data: Vec<AuditEventView>,
+    pub(crate) data: Vec<AuditEventView>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     #[schema(value_type = Option<Cursor>, inline)]
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }

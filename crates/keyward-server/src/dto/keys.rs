@@ -13,64 +13,64 @@ use super::{Cursor, Name, Resource, Scope, double_option, labels, labels_or_null
 /// An API key as the API shows it: masked, never its value.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiKeyView {
+pub(crate) struct ApiKeyView {
     /// The key's id.
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// The workspace the key belongs to.
-    pub workspace_id: Uuid,
+    pub(crate) workspace_id: Uuid,
     /// Descriptive name.
     #[schema(value_type = Name, inline, example = "CI pipeline")]
-    pub name: String,
+    pub(crate) name: String,
     /// `live` or `test`, as written in the key.
-    pub environment: KeyEnvironment,
+    pub(crate) environment: KeyEnvironment,
     /// The first 12 characters of the key.
     #[schema(example = "kw_live_3xQz")]
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// The last 4 characters of the key.
     #[schema(example = "a9Fk")]
-    pub last4: String,
+    pub(crate) last4: String,
     /// Prefix and last 4 characters, for display.
     #[schema(example = "kw_live_3xQz…a9Fk")]
-    pub masked_key: String,
+    pub(crate) masked_key: String,
     /// What the key may do.
     #[schema(value_type = Vec<Scope>, inline, example = json!(["keys:read"]))]
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     /// The resources the key is restricted to; empty means all resources.
     #[schema(value_type = Vec<Resource>, inline)]
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// `active`, `inactive` or `revoked`. A key rotated with a grace period stays `active` until
     /// the grace period ends, and reads `revoked` after.
-    pub status: KeyStatus,
+    pub(crate) status: KeyStatus,
     /// When the key was created.
-    pub created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     /// The IP address the key was created from.
-    pub created_ip: Option<String>,
+    pub(crate) created_ip: Option<String>,
     /// When the key's record last changed.
-    pub updated_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
     /// When the key was last used (recorded in batches: up to 10 seconds late).
-    pub last_used_at: Option<DateTime<Utc>>,
+    pub(crate) last_used_at: Option<DateTime<Utc>>,
     /// When the key stops working; `null` when it never expires.
-    pub expires_at: Option<DateTime<Utc>>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
     /// When the key was revoked.
-    pub revoked_at: Option<DateTime<Utc>>,
+    pub(crate) revoked_at: Option<DateTime<Utc>>,
     /// The key this one replaced.
-    pub rotated_from: Option<Uuid>,
+    pub(crate) rotated_from: Option<Uuid>,
     /// The key that replaced this one.
-    pub rotated_to: Option<Uuid>,
+    pub(crate) rotated_to: Option<Uuid>,
     /// After a rotation with a grace period: when this (old) key stops working.
-    pub grace_ends_at: Option<DateTime<Utc>>,
+    pub(crate) grace_ends_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; `null` uses the plan's.
     #[schema(max_items = 8)]
-    pub rate_limit: Option<Vec<RateLimitWindow>>,
+    pub(crate) rate_limit: Option<Vec<RateLimitWindow>>,
     /// Most requests the key may have in flight at once; `null` is unlimited.
     #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
-    pub concurrency_limit: Option<u32>,
+    pub(crate) concurrency_limit: Option<u32>,
     /// Remaining credits; `null` when the key does not use credits.
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
-    pub credits: Option<i64>,
+    pub(crate) credits: Option<i64>,
     /// Free-form labels.
     #[schema(schema_with = labels)]
-    pub metadata: BTreeMap<String, String>,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -106,151 +106,151 @@ impl From<&ApiKey> for ApiKeyView {
 /// A key with its daily usage over the last 30 days.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ApiKeyDetail {
+pub(crate) struct ApiKeyDetail {
     /// The key.
-    pub key: ApiKeyView,
+    pub(crate) key: ApiKeyView,
     /// Requests per day, oldest first; days without requests are omitted.
-    pub recent_usage: Vec<UsageDayView>,
+    pub(crate) recent_usage: Vec<UsageDayView>,
 }
 
 /// A key just created or rotated, with its value. The value is shown this once.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CreatedApiKey {
+pub(crate) struct CreatedApiKey {
     /// The new key's id, the same as `key.id` (links follow it).
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// The key, masked.
-    pub key: ApiKeyView,
+    pub(crate) key: ApiKeyView,
     /// The full key. Store it now: it cannot be retrieved later.
     #[schema(example = "kw_live_3xQzJ8tW0d9m2LrVb7NcKp4sY6eHfGaU1iZoTqXw5Rk0a9Fk")]
-    pub secret: String,
+    pub(crate) secret: String,
 }
 
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateKeyRequest {
+pub(crate) struct CreateKeyRequest {
     /// Descriptive name.
     #[schema(value_type = Name, inline, example = "CI pipeline")]
-    pub name: String,
+    pub(crate) name: String,
     /// What the key may do; never wider than the caller's own scopes (else 403
     /// `INSUFFICIENT_SCOPE`). Default: none.
     #[serde(default)]
     #[schema(value_type = Vec<Scope>, inline, example = json!(["keys:read"]))]
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     /// The resources the key is restricted to; empty (the default) means all resources. A
     /// resource-restricted caller may only create keys restricted to its own resources (else 403
     /// `RESOURCE_NOT_ALLOWED`).
     #[serde(default)]
     #[schema(value_type = Vec<Resource>, inline, max_items = 100)]
-    pub resources: Vec<String>,
+    pub(crate) resources: Vec<String>,
     /// Whether the key starts active (default true).
     #[serde(default)]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     /// When the key stops working; must lie in the future. Absent: never.
     #[serde(default)]
-    pub expires_at: Option<DateTime<Utc>>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
     /// The key's own rate limit; absent uses the plan's.
     #[serde(default)]
     #[schema(max_items = 8)]
-    pub rate_limit: Option<Vec<RateLimitWindow>>,
+    pub(crate) rate_limit: Option<Vec<RateLimitWindow>>,
     /// Most requests the key may have in flight at once; absent is unlimited.
     #[serde(default)]
     #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
-    pub concurrency_limit: Option<u32>,
+    pub(crate) concurrency_limit: Option<u32>,
     /// Starting credits; absent means the key does not use credits.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
-    pub credits: Option<i64>,
+    pub(crate) credits: Option<i64>,
     /// Free-form labels.
     #[serde(default)]
     #[schema(schema_with = labels)]
-    pub metadata: BTreeMap<String, String>,
+    pub(crate) metadata: BTreeMap<String, String>,
 }
 
 /// Body of `PATCH /v1/keys/{id}`: absent fields stay as they are; `null` clears optional ones.
 /// The key's value never changes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateKeyRequest {
+pub(crate) struct UpdateKeyRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Name>, inline)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// New scopes, replacing all; never wider than the caller's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Scope>>, inline)]
-    pub scopes: Option<Vec<String>>,
+    pub(crate) scopes: Option<Vec<String>>,
     /// New resource restrictions, replacing all; empty means all resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Resource>>, inline, max_items = 100)]
-    pub resources: Option<Vec<String>>,
+    pub(crate) resources: Option<Vec<String>>,
     /// Switches the key on (`true`) or off (`false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active: Option<bool>,
+    pub(crate) active: Option<bool>,
     /// New expiry, in the future; `null` removes it.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>)]
-    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub(crate) expires_at: Option<Option<DateTime<Utc>>>,
     /// New rate limit; `null` returns to the plan's.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<RateLimitWindow>>, max_items = 8)]
-    pub rate_limit: Option<Option<Vec<RateLimitWindow>>>,
+    pub(crate) rate_limit: Option<Option<Vec<RateLimitWindow>>>,
     /// New in-flight limit; `null` removes it.
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<u32>, format = "uint32", minimum = 1, maximum = 4294967295_u32)]
-    pub concurrency_limit: Option<Option<u32>>,
+    pub(crate) concurrency_limit: Option<Option<u32>>,
     /// New labels, replacing all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = labels_or_null)]
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub(crate) metadata: Option<BTreeMap<String, String>>,
 }
 
 /// Body of `POST /v1/keys/{id}/rotate`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RotateKeyRequest {
+pub(crate) struct RotateKeyRequest {
     /// Seconds the old key keeps working, at most 30 days; absent or 0 stops it at once.
     #[serde(default)]
     #[schema(format = "uint64", minimum = 0, maximum = 2592000, example = 3600)]
-    pub grace_seconds: Option<u64>,
+    pub(crate) grace_seconds: Option<u64>,
 }
 
 /// Query of `GET /v1/keys`.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListKeysQuery {
+pub(crate) struct ListKeysQuery {
     /// Only keys with this status: `active`, `inactive` or `revoked`.
-    pub status: Option<KeyStatus>,
+    pub(crate) status: Option<KeyStatus>,
     /// The previous page's `nextCursor`.
     #[param(value_type = Option<Cursor>, inline)]
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(format = "uint32", minimum = 1, maximum = 100)]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// A page of keys, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct KeyPage {
+pub(crate) struct KeyPage {
     /// The keys.
-    pub data: Vec<ApiKeyView>,
+    pub(crate) data: Vec<ApiKeyView>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     #[schema(value_type = Option<Cursor>, inline)]
-    pub next_cursor: Option<String>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// Requests made with a key on one UTC day.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UsageDayView {
+pub(crate) struct UsageDayView {
     /// The day (UTC).
-    pub day: NaiveDate,
+    pub(crate) day: NaiveDate,
     /// Successful requests.
     #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl From<&UsageDay> for UsageDayView {
@@ -263,21 +263,21 @@ impl From<&UsageDay> for UsageDayView {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct UsageQuery {
+pub(crate) struct UsageQuery {
     /// Days to cover, today included: 1 to 366 (default 30).
     #[param(format = "uint32", minimum = 1, maximum = 366)]
-    pub days: Option<u32>,
+    pub(crate) days: Option<u32>,
 }
 
 /// A key's usage.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UsageReport {
+pub(crate) struct UsageReport {
     /// The key.
-    pub key_id: Uuid,
+    pub(crate) key_id: Uuid,
     /// Requests per day, oldest first; days without requests are omitted.
-    pub data: Vec<UsageDayView>,
+    pub(crate) data: Vec<UsageDayView>,
     /// Total over the period.
     #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
-    pub total: u64,
+    pub(crate) total: u64,
 }
