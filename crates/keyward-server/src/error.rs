@@ -1,13 +1,15 @@
 //! Handler errors: the catalog error rendered with the request's id.
 
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keyward_core::http::ErrorResponse;
 use keyward_core::{Error, ErrorCode};
 
 tokio::task_local! {
-    /// The current request's id, set by the request-id middleware for the whole request.
-    pub(crate) static REQUEST_ID: String;
+    /// The current request's id, as keyward's layer set it, for the whole request.
+    static REQUEST_ID: String;
 }
 
 /// The current request's id, or a fresh one outside a request.
@@ -15,9 +17,17 @@ pub(crate) fn current_request_id() -> String {
     REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| keyward_core::http::request_id(None))
 }
 
+/// Runs the request with the id keyward's layer gave it (and puts on its response) as the one
+/// error bodies and audit events carry.
+pub(crate) async fn with_request_id(req: Request, next: Next) -> Response {
+    let id =
+        req.headers().get(keyward_core::http::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    REQUEST_ID.scope(id.unwrap_or_else(|| keyward_core::http::request_id(None)), next.run(req)).await
+}
+
 /// A catalog error returned by a handler.
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub(crate) struct ApiError(pub Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -27,7 +37,7 @@ impl From<Error> for ApiError {
 
 impl ApiError {
     /// A `VALIDATION_FAILED` error about one field.
-    pub fn validation(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn validation(field: &str, reason: impl Into<String>) -> Self {
         Self(Error::validation(field, reason))
     }
 }

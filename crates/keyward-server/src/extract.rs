@@ -15,9 +15,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{ApiError, current_request_id};
 
 /// `X-Workspace-Id`: lets internal keys act on another workspace.
-pub const WORKSPACE_HEADER: &str = "x-workspace-id";
+pub(crate) const WORKSPACE_HEADER: &str = "x-workspace-id";
 /// The scope that makes a key internal: it may name any workspace and manage workspaces and plans.
-pub const ADMIN_SCOPE: &str = "workspaces:admin";
+pub(crate) const ADMIN_SCOPE: &str = "workspaces:admin";
 
 /// A JSON body, parsed strictly: wrong content type, bad JSON, unknown fields, wrong types and
 /// oversized bodies each become a catalog error naming the field.
@@ -160,7 +160,9 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// Query parameters, parsed strictly.
+/// Query parameters, parsed by `serde_urlencoded` into a typed struct: a parameter given twice,
+/// an unknown one (the struct denies unknown fields) and a value of the wrong type each become
+/// `VALIDATION_FAILED` naming the parameter.
 #[derive(Debug)]
 pub(crate) struct ApiQuery<T>(pub T);
 
@@ -168,50 +170,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded_de(query);
-        de.map(ApiQuery)
-    }
-}
-
-fn serde_urlencoded_de<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    // Query values are strings; collect them as a JSON object of strings and let serde convert
-    // with the same path-aware errors as bodies. Numbers and booleans are parsed by the
-    // target types' `FromStr`-based deserializers in `crate::dto`.
-    let mut map = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let k = percent_decode(k).ok_or_else(|| ApiError::validation("query", "invalid percent-encoding"))?;
-        let v = percent_decode(v).ok_or_else(|| ApiError::validation(&k, "invalid percent-encoding"))?;
-        if map.insert(k.clone(), serde_json::Value::String(v)).is_some() {
-            return Err(ApiError::validation(&k, "given more than once"));
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        // A struct field takes one value; serde would report a repeat without naming it.
+        let mut seen = std::collections::HashSet::new();
+        if let Some((name, _)) = form_urlencoded::parse(query).find(|(name, _)| !seen.insert(name.clone())) {
+            return Err(ApiError::validation(&name, "given more than once"));
         }
+        let params = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query));
+        serde_path_to_error::deserialize(params).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "query".to_owned() } else { path };
+            ApiError::validation(&field, e.into_inner().to_string())
+        })
     }
-    let value = serde_json::Value::Object(map);
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "query".to_owned() } else { path };
-        ApiError(Error::validation(&field, strip_position(&e.into_inner().to_string())))
-    })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Parses a path id, answering `VALIDATION_FAILED` for anything that is not a UUID.

@@ -21,7 +21,7 @@ mod dto;
 mod error;
 mod extract;
 mod openapi;
-pub mod openapi30;
+mod openapi30;
 mod routes;
 pub mod serve;
 
@@ -30,13 +30,9 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use keyward_core::{KeyService, Verifier};
 use keyward_tower::KeywardLayer;
 
-pub use dto::*;
-pub use error::ApiError;
-pub use extract::{ADMIN_SCOPE, WORKSPACE_HEADER};
 pub use openapi::{openapi, openapi_json};
 
 /// Largest accepted request body: 64 KiB.
@@ -59,43 +55,29 @@ impl AppState {
 }
 
 /// The whole application: `/v1` behind keyward's layer, plus `/openapi.json` and `/docs`.
+///
+/// The layer gives every `/v1` request its id (the caller's `X-Request-Id` when sane) and puts it
+/// on the response; the handlers' error bodies carry the same one.
 pub fn app(state: AppState) -> Router {
-    use routes::{audit, keys, status, workspaces};
-    let v1 = Router::new()
-        .route("/v1/status", get(status::status))
-        .route("/v1/verify", post(status::verify))
-        .route("/v1/keys", post(keys::create_key).get(keys::list_keys))
-        .route("/v1/keys/{id}", get(keys::get_key).patch(keys::update_key).delete(keys::delete_key))
-        .route("/v1/keys/{id}/activate", post(keys::activate_key))
-        .route("/v1/keys/{id}/deactivate", post(keys::deactivate_key))
-        .route("/v1/keys/{id}/revoke", post(keys::revoke_key))
-        .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
-        .route("/v1/keys/{id}/usage", get(keys::key_usage))
-        .route("/v1/workspaces", get(workspaces::list_workspaces).post(workspaces::create_workspace))
-        .route("/v1/workspaces/{id}", get(workspaces::get_workspace).patch(workspaces::update_workspace))
-        .route("/v1/plans", get(workspaces::list_plans))
-        .route("/v1/plans/{id}", put(workspaces::save_plan))
-        .route("/v1/audit-events", get(audit::list_audit_events))
+    let (v1, spec) = openapi::api();
+    let v1 = v1
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::with_request_id))
         .layer(KeywardLayer::new(state.verifier.clone()))
         .with_state(state);
-    let spec = openapi();
-    Router::new()
+    let docs = Router::new()
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .merge(v1)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn(docs_request_id));
+    Router::new().merge(docs).merge(v1).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// Gives every request an id (the caller's `X-Request-Id` when sane), makes it visible to the
-/// layer, the handlers and the error bodies, and returns it in `X-Request-Id`.
-async fn request_id(mut req: Request, next: Next) -> Response {
+/// The documentation is public, so keyward's layer never sees its requests: they get their id
+/// here, by the same rule.
+async fn docs_request_id(req: Request, next: Next) -> Response {
     let header = HeaderName::from_static(keyward_core::http::REQUEST_ID);
     let id = keyward_core::http::request_id(req.headers().get(&header).map(HeaderValue::as_bytes));
-    let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
-    req.headers_mut().insert(header.clone(), value.clone());
-    let mut response = error::REQUEST_ID.scope(id, next.run(req)).await;
-    response.headers_mut().entry(header).or_insert(value);
+    let mut response = next.run(req).await;
+    response.headers_mut().insert(header, HeaderValue::from_str(&id).expect("request ids are visible ASCII"));
     response
 }

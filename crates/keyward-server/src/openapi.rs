@@ -1,16 +1,20 @@
-//! The OpenAPI document, assembled from the handlers' utoipa annotations.
+//! The OpenAPI document, assembled from the handlers' utoipa annotations as `crate::routes`
+//! registers them.
 //!
-//! What every operation shares (the auth layer's answers, the body limit, the headers) and what
-//! describes the types of `keyward-core` is added here once, by modifiers, rather than on each
-//! handler.
+//! What every operation shares (the security schemes, the auth layer's answers, the body limit,
+//! the headers) and what describes the types of `keyward-core` is added here once, by modifiers,
+//! rather than on each handler.
 
+use axum::Router;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, Schema};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{audit, keys, status, workspaces};
+use crate::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,29 +34,7 @@ An unknown path answers 404 `NOT_FOUND` and a method a path does not support ans
         license(name = "MIT OR Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080", description = "`keyward serve` on its default address")),
-    paths(
-        status::status,
-        status::verify,
-        keys::create_key,
-        keys::list_keys,
-        keys::get_key,
-        keys::update_key,
-        keys::activate_key,
-        keys::deactivate_key,
-        keys::revoke_key,
-        keys::rotate_key,
-        keys::delete_key,
-        keys::key_usage,
-        workspaces::list_workspaces,
-        workspaces::create_workspace,
-        workspaces::get_workspace,
-        workspaces::update_workspace,
-        workspaces::list_plans,
-        workspaces::save_plan,
-        audit::list_audit_events,
-    ),
     components(schemas(keyward_core::ErrorBody, keyward_core::ErrorObject, keyward_core::ErrorCode)),
-    modifiers(&Security, &InlineValues, &CoreSchemas, &Conventions, &Links),
     tags(
         (name = "status", description = "The calling key"),
         (name = "verify", description = "Key verification for services in other languages"),
@@ -65,10 +47,40 @@ An unknown path answers 404 `NOT_FOUND` and a method a path does not support ans
 )]
 struct ApiDoc;
 
+/// The modifiers, run once the router has added every path: `#[openapi(modifiers(..))]` would run
+/// them before.
+const MODIFIERS: &[&dyn Modify] = &[&Security, &InlineValues, &CoreSchemas, &Conventions, &Links];
+
+/// The `/v1` router and the complete document describing it.
+pub(crate) fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = crate::routes::router(ApiDoc::openapi()).split_for_parts();
+    for modifier in MODIFIERS {
+        modifier.modify(&mut doc);
+    }
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    (router, doc)
+}
+
+/// Every operation of the document.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
+            .into_iter()
+            .flatten()
+    })
+}
+
+/// The two ways to send a key, and every operation needs one of them.
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for op in operations(openapi) {
+            op.security = Some(vec![
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+                SecurityRequirement::new("apiKey", Vec::<String>::new()),
+            ]);
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -223,7 +235,8 @@ const SHARED: &[Shared] = &[
 ];
 
 /// What every `/v1` operation shares: the optional `X-Workspace-Id` header, the answers of the
-/// auth layer, the body limit and the store, and the response headers.
+/// auth layer, the body limit and the store, the error body of every error, and the response
+/// headers.
 struct Conventions;
 
 impl Modify for Conventions {
@@ -231,6 +244,9 @@ impl Modify for Conventions {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
         use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
         use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
+
+        let error_body =
+            || RefOr::T(ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build());
 
         declare_headers(openapi);
         let workspace = ParameterBuilder::new()
@@ -244,36 +260,30 @@ impl Modify for Conventions {
                 ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
             ))
             .build();
-        for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                let has_body = op.request_body.is_some();
-                for shared in SHARED.iter().filter(|s| has_body || !s.body_only) {
-                    match op.responses.responses.get_mut(shared.status) {
-                        Some(RefOr::T(declared)) => {
-                            declared.description =
-                                format!("{}; {}", declared.description, shared.description);
-                        }
-                        Some(RefOr::Ref(_)) => {}
-                        None => {
-                            let response = ResponseBuilder::new()
-                                .description(shared.description)
-                                .content(
-                                    "application/json",
-                                    ContentBuilder::new()
-                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                                        .build(),
-                                )
-                                .build();
-                            op.responses.responses.insert(shared.status.into(), RefOr::T(response));
-                        }
+        for op in operations(openapi) {
+            for (status, response) in &mut op.responses.responses {
+                if let RefOr::T(response) = response
+                    && (status.starts_with('4') || status.starts_with('5'))
+                {
+                    response.content.entry("application/json".into()).or_insert_with(error_body);
+                }
+            }
+            let has_body = op.request_body.is_some();
+            for shared in SHARED.iter().filter(|s| has_body || !s.body_only) {
+                match op.responses.responses.get_mut(shared.status) {
+                    Some(RefOr::T(declared)) => {
+                        declared.description = format!("{}; {}", declared.description, shared.description);
+                    }
+                    Some(RefOr::Ref(_)) => {}
+                    None => {
+                        let mut response = ResponseBuilder::new().description(shared.description).build();
+                        response.content.insert("application/json".into(), error_body());
+                        op.responses.responses.insert(shared.status.into(), RefOr::T(response));
                     }
                 }
-                add_headers(op);
-                op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(workspace.clone()));
             }
+            add_headers(op);
+            op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(workspace.clone()));
         }
     }
 }
@@ -439,37 +449,32 @@ impl Modify for Links {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::link::LinkBuilder;
 
-        for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                let Some(id) = op.operation_id.clone() else { continue };
-                for source in LINK_SOURCES.iter().filter(|s| s.operation == id) {
-                    let Some(RefOr::T(response)) = op.responses.responses.get_mut(source.status) else {
-                        continue;
-                    };
-                    for target in source.targets {
-                        let link = LinkBuilder::new()
-                            .operation_id(target.operation)
-                            .parameter("id", source.id)
-                            .description(format!("{} {}", target.does, source.subject))
-                            .build();
-                        response.links.insert(target.name.into(), RefOr::T(link));
-                    }
-                }
-                if id == "rotate_key"
-                    && let Some(RefOr::T(response)) = op.responses.responses.get_mut("201")
-                {
-                    let replaced = LinkBuilder::new()
-                        .operation_id("get_key")
-                        .parameter("id", "$request.path.id")
-                        .description(
-                            "Reads the replaced key: `revoked` at once, or at the end of its grace period",
-                        )
+        for op in operations(openapi) {
+            let Some(id) = op.operation_id.clone() else { continue };
+            for source in LINK_SOURCES.iter().filter(|s| s.operation == id) {
+                let Some(RefOr::T(response)) = op.responses.responses.get_mut(source.status) else {
+                    continue;
+                };
+                for target in source.targets {
+                    let link = LinkBuilder::new()
+                        .operation_id(target.operation)
+                        .parameter("id", source.id)
+                        .description(format!("{} {}", target.does, source.subject))
                         .build();
-                    response.links.insert("GetReplacedKey".into(), RefOr::T(replaced));
+                    response.links.insert(target.name.into(), RefOr::T(link));
                 }
+            }
+            if id == "rotate_key"
+                && let Some(RefOr::T(response)) = op.responses.responses.get_mut("201")
+            {
+                let replaced = LinkBuilder::new()
+                    .operation_id("get_key")
+                    .parameter("id", "$request.path.id")
+                    .description(
+                        "Reads the replaced key: `revoked` at once, or at the end of its grace period",
+                    )
+                    .build();
+                response.links.insert("GetReplacedKey".into(), RefOr::T(replaced));
             }
         }
     }
@@ -477,9 +482,7 @@ impl Modify for Links {
 
 /// The management API's OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    api().1
 }
 
 /// The document as pretty JSON with a trailing newline, exactly as checked in under `openapi/`:

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 /// Converts a 3.1 document to 3.0.3.
-pub fn to_openapi_30(mut doc: Value) -> Value {
+pub(crate) fn to_openapi_30(mut doc: Value) -> Value {
     let Some(root) = doc.as_object_mut() else { return doc };
     root.insert("openapi".into(), json!("3.0.3"));
     root.remove("webhooks");

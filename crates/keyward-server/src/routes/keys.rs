@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Duration;
-use keyward_core::{KeyFilter, KeyPatch, KeyStatus, NewKey, RateLimitPolicy};
+use keyward_core::{KeyFilter, KeyPatch, NewKey, RateLimitPolicy};
 
-use super::{parse_limit, parse_scopes};
+use super::parse_scopes;
 use crate::AppState;
-use crate::dto::{
+use crate::dto::keys::{
     ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
     UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
 };
@@ -35,11 +35,10 @@ fn created(c: keyward_core::CreatedKey) -> CreatedApiKey {
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "Created; `secret` is shown only now", body = CreatedApiKey),
-        (status = 400, description = "VALIDATION_FAILED: a field is missing or breaks its rule (see the schema), or `expiresAt` is not in the future", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the new key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: its resources are wider than the caller's; KEY_LIMIT_REACHED: the plan's `maxKeys` is reached", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: a field is missing or breaks its rule (see the schema), or `expiresAt` is not in the future"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the new key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: its resources are wider than the caller's; KEY_LIMIT_REACHED: the plan's `maxKeys` is reached"),
+        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
+    )
 )]
 pub(crate) async fn create_key(
     State(state): State<AppState>,
@@ -71,10 +70,9 @@ pub(crate) async fn create_key(
     params(ListKeysQuery),
     responses(
         (status = 200, description = "A page of keys", body = KeyPage),
-        (status = 400, description = "VALIDATION_FAILED: bad `status`, `cursor` or `limit`, an unknown or repeated query parameter", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: bad `status`, `cursor` or `limit`, an unknown or repeated query parameter"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`"),
+    )
 )]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
@@ -82,21 +80,8 @@ pub(crate) async fn list_keys(
     ApiQuery(q): ApiQuery<ListKeysQuery>,
 ) -> Result<Json<KeyPage>, ApiError> {
     caller.require("keys:read")?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            s.parse::<KeyStatus>()
-                .map_err(|_| ApiError::validation("status", "must be active, inactive or revoked"))
-        })
-        .transpose()?;
-    let page = state
-        .service
-        .list_keys(
-            caller.workspace,
-            KeyFilter { status, cursor: q.cursor, limit: parse_limit(q.limit.as_deref())? },
-        )
-        .await?;
+    let filter = KeyFilter { status: q.status, cursor: q.cursor, limit: q.limit };
+    let page = state.service.list_keys(caller.workspace, filter).await?;
     Ok(Json(KeyPage {
         data: page.items.iter().map(ApiKeyView::from).collect(),
         next_cursor: page.next_cursor,
@@ -111,11 +96,10 @@ pub(crate) async fn list_keys(
     params(("id" = uuid::Uuid, Path, description = "Key id")),
     responses(
         (status = 200, description = "The key", body = ApiKeyDetail),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace (deleted keys and other workspaces' keys included)", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:read`"),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace (deleted keys and other workspaces' keys included)"),
+    )
 )]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
@@ -143,12 +127,11 @@ pub(crate) async fn get_key(
     request_body = UpdateKeyRequest,
     responses(
         (status = 200, description = "The updated key", body = ApiKeyView),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `expiresAt` is not in the future", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
-        (status = 409, description = "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `expiresAt` is not in the future"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's"),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace"),
+        (status = 409, description = "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`"),
+    )
 )]
 pub(crate) async fn update_key(
     State(state): State<AppState>,
@@ -182,12 +165,11 @@ macro_rules! state_change {
             params(("id" = uuid::Uuid, Path, description = "Key id")),
             responses(
                 (status = 200, description = "The key as it now stands", body = ApiKeyView),
-                (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-                (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
-                (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
-                (status = 409, description = $conflict, body = keyward_core::ErrorBody),
-            ),
-            security(("bearer" = []), ("apiKey" = []))
+                (status = 400, description = "VALIDATION_FAILED: the id is not a UUID"),
+                (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's"),
+                (status = 404, description = "NOT_FOUND: no such key in this workspace"),
+                (status = 409, description = $conflict),
+            )
         )]
         pub(crate) async fn $fn_name(
             State(state): State<AppState>,
@@ -236,12 +218,11 @@ state_change!(
     request_body(content = Option<RotateKeyRequest>, description = "Optional: the grace period. No body, an empty body and `null` all mean none."),
     responses(
         (status = 201, description = "The successor; `secret` is shown only now", body = CreatedApiKey),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, or `graceSeconds` is not 0 to 2592000", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
-        (status = 409, description = "CONFLICT: the key is revoked, or was already rotated (`details.successor`)", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, or `graceSeconds` is not 0 to 2592000"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's"),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace"),
+        (status = 409, description = "CONFLICT: the key is revoked, or was already rotated (`details.successor`)"),
+    )
 )]
 pub(crate) async fn rotate_key(
     State(state): State<AppState>,
@@ -279,12 +260,11 @@ pub(crate) async fn rotate_key(
     params(("id" = uuid::Uuid, Path, description = "Key id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
-        (status = 409, description = "KEY_NOT_REVOKED: revoke the key first", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's"),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace"),
+        (status = 409, description = "KEY_NOT_REVOKED: revoke the key first"),
+    )
 )]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
@@ -305,11 +285,10 @@ pub(crate) async fn delete_key(
     params(("id" = uuid::Uuid, Path, description = "Key id"), UsageQuery),
     responses(
         (status = 200, description = "Daily counts", body = UsageReport),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, `days` is not 1 to 366, or an unknown or repeated query parameter", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `usage:read`", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such key in this workspace", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, `days` is not 1 to 366, or an unknown or repeated query parameter"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `usage:read`"),
+        (status = 404, description = "NOT_FOUND: no such key in this workspace"),
+    )
 )]
 pub(crate) async fn key_usage(
     State(state): State<AppState>,
@@ -319,15 +298,7 @@ pub(crate) async fn key_usage(
 ) -> Result<Json<UsageReport>, ApiError> {
     caller.require("usage:read")?;
     let id = key_id(&id)?;
-    let days = q
-        .days
-        .as_deref()
-        .map(|d| {
-            d.parse::<u32>().map_err(|_| ApiError::validation("days", "must be a whole number from 1 to 366"))
-        })
-        .transpose()?
-        .unwrap_or(RECENT_USAGE_DAYS);
-    let usage = state.service.usage(caller.workspace, id, days).await?;
+    let usage = state.service.usage(caller.workspace, id, q.days.unwrap_or(RECENT_USAGE_DAYS)).await?;
     Ok(Json(UsageReport {
         key_id: id.0,
         total: usage.iter().map(|u| u.count).sum(),

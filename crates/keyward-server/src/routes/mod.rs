@@ -1,4 +1,4 @@
-//! The `/v1` handlers.
+//! The `/v1` handlers, and the one list that routes them and puts them in the document.
 
 pub(crate) mod audit;
 pub(crate) mod keys;
@@ -6,15 +6,30 @@ pub(crate) mod status;
 pub(crate) mod workspaces;
 
 use keyward_core::Error;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::error::ApiError;
 
-/// Parses an optional page size.
-pub(crate) fn parse_limit(raw: Option<&str>) -> Result<Option<u32>, ApiError> {
-    raw.map(|s| {
-        s.parse::<u32>().map_err(|_| ApiError::validation("limit", "must be a whole number from 1 to 100"))
-    })
-    .transpose()
+/// Every operation: each `routes!` registers the handlers of one path with axum and their
+/// `#[utoipa::path]` with `doc`.
+pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(status::status))
+        .routes(routes!(status::verify))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
+        .routes(routes!(keys::activate_key))
+        .routes(routes!(keys::deactivate_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(keys::key_usage))
+        .routes(routes!(workspaces::list_workspaces, workspaces::create_workspace))
+        .routes(routes!(workspaces::get_workspace, workspaces::update_workspace))
+        .routes(routes!(workspaces::list_plans))
+        .routes(routes!(workspaces::save_plan))
+        .routes(routes!(audit::list_audit_events))
 }
 
 /// Parses scopes, naming the offending entry.

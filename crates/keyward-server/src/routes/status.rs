@@ -6,7 +6,7 @@ use keyward_core::{ErrorCode, Requirements};
 
 use super::parse_scopes;
 use crate::AppState;
-use crate::dto::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, VerifyResponse};
+use crate::dto::status::{RateLimitState, StatusResponse, VerifyFailure, VerifyRequest, VerifyResponse};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller};
 
@@ -18,9 +18,8 @@ use crate::extract::{ApiJson, Caller};
     tag = "status",
     responses(
         (status = 200, description = "The key is valid", body = StatusResponse),
-        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
+    )
 )]
 pub(crate) async fn status(
     State(state): State<AppState>,
@@ -75,10 +74,9 @@ async fn live_credits(state: &AppState, key: &keyward_core::VerifiedKey) -> Opti
     request_body = VerifyRequest,
     responses(
         (status = 200, description = "The verdict; `valid` false carries the catalog code", body = VerifyResponse),
-        (status = 400, description = "VALIDATION_FAILED: the body is malformed, or a scope breaks the scope rule", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:verify`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the body is malformed, or a scope breaks the scope rule"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:verify`"),
+    )
 )]
 pub(crate) async fn verify(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use keyward_core::{
 };
 
 use crate::AppState;
-use crate::dto::{
+use crate::dto::workspaces::{
     CreateWorkspaceRequest, PlanList, PlanView, SavePlanRequest, UpdateWorkspaceRequest, WorkspaceList,
     WorkspaceView,
 };
@@ -22,9 +22,8 @@ use crate::extract::{ADMIN_SCOPE, ApiJson, ApiPath, Caller, parse_id};
     tag = "workspaces",
     responses(
         (status = 200, description = "The workspaces", body = WorkspaceList),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`"),
+    )
 )]
 pub(crate) async fn list_workspaces(
     State(state): State<AppState>,
@@ -43,10 +42,9 @@ pub(crate) async fn list_workspaces(
     request_body = CreateWorkspaceRequest,
     responses(
         (status = 201, description = "Created", body = WorkspaceView),
-        (status = 400, description = "VALIDATION_FAILED: a field breaks its rule (see the schema), or `planId` names no plan", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: a field breaks its rule (see the schema), or `planId` names no plan"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`"),
+    )
 )]
 pub(crate) async fn create_workspace(
     State(state): State<AppState>,
@@ -81,11 +79,10 @@ fn visible(caller: &Caller, id: WorkspaceId) -> Result<(), ApiError> {
     params(("id" = uuid::Uuid, Path, description = "Workspace id")),
     responses(
         (status = 200, description = "The workspace", body = WorkspaceView),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such workspace, or another workspace and the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`"),
+        (status = 404, description = "NOT_FOUND: no such workspace, or another workspace and the caller lacks `workspaces:admin`"),
+    )
 )]
 pub(crate) async fn get_workspace(
     State(state): State<AppState>,
@@ -109,12 +106,11 @@ pub(crate) async fn get_workspace(
     request_body = UpdateWorkspaceRequest,
     responses(
         (status = 200, description = "The updated workspace", body = WorkspaceView),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `planId` names no plan", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such workspace", body = keyward_core::ErrorBody),
-        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `planId` names no plan"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`"),
+        (status = 404, description = "NOT_FOUND: no such workspace"),
+        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access"),
+    )
 )]
 pub(crate) async fn update_workspace(
     State(state): State<AppState>,
@@ -140,9 +136,8 @@ pub(crate) async fn update_workspace(
     tag = "plans",
     responses(
         (status = 200, description = "The plans", body = PlanList),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`"),
+    )
 )]
 pub(crate) async fn list_plans(
     State(state): State<AppState>,
@@ -164,11 +159,10 @@ pub(crate) async fn list_plans(
     request_body = SavePlanRequest,
     responses(
         (status = 200, description = "The saved plan", body = PlanView),
-        (status = 400, description = "VALIDATION_FAILED: the id or a field breaks its rule (see the schema)", body = keyward_core::ErrorBody),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`", body = keyward_core::ErrorBody),
-        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access", body = keyward_core::ErrorBody),
-    ),
-    security(("bearer" = []), ("apiKey" = []))
+        (status = 400, description = "VALIDATION_FAILED: the id or a field breaks its rule (see the schema)"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`"),
+        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access"),
+    )
 )]
 pub(crate) async fn save_plan(
     State(state): State<AppState>,

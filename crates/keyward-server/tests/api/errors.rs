@@ -89,6 +89,28 @@ async fn bad_ids_unknown_paths_and_methods() {
 }
 
 #[tokio::test]
+async fn bad_query_parameters_are_named() {
+    let s = Server::start().await;
+    let usage = format!("/v1/keys/{}/usage", uuid::Uuid::now_v7());
+    for (path, field) in [
+        ("/v1/keys?status=gone".to_owned(), "status"),
+        ("/v1/keys?limit=x".to_owned(), "limit"),
+        ("/v1/keys?limit=-1".to_owned(), "limit"),
+        ("/v1/keys?cursor=%ff".to_owned(), "cursor"),
+        ("/v1/keys?status=active&status=revoked".to_owned(), "status"),
+        (format!("{usage}?days=x"), "days"),
+        ("/v1/audit-events?keyId=12".to_owned(), "keyId"),
+        ("/v1/audit-events?action=key.exploded".to_owned(), "action"),
+        ("/v1/audit-events?since=yesterday".to_owned(), "since"),
+        ("/v1/audit-events?until=2026-02-30T00:00:00Z".to_owned(), "until"),
+    ] {
+        let r = s.get(&path, &s.root).await;
+        r.assert_error(400, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn authentication_errors() {
     let s = Server::start().await;
     let r = s.call(Method::GET, "/v1/keys", None, None).await;

@@ -377,6 +377,18 @@ async fn request_ids_that_look_like_keys_are_replaced() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-42", "ordinary ids are kept");
+    // The documentation, which needs no key, follows the same rule.
+    for (sent, kept) in [(s.root.as_str(), false), ("trace-43", true)] {
+        let r = s
+            .client
+            .get(format!("{}/openapi.json", s.base))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["x-request-id"] == sent, kept, "{sent}");
+    }
 }
 
 #[tokio::test]
