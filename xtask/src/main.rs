@@ -69,9 +69,35 @@ fn test(root: &Path) -> Result<()> {
     let mut doc = cargo(root, &["doc", "--workspace", "--no-deps", "--all-features"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     run(doc)?;
-    run(cargo(root, &["test", "--workspace", "--all-features"]))?;
-    Ok(())
+    // Tests skipped for want of a service record themselves here (keyward_core::testing).
+    let skips = std::env::temp_dir().join(format!("keyward-test-skips-{}", std::process::id()));
+    let _ = std::fs::remove_file(&skips);
+    let mut tests = cargo(root, &["test", "--workspace", "--all-features"]);
+    tests.env("KEYWARD_TEST_SKIP_LOG", &skips);
+    let outcome = run(tests);
+    eprintln!("{}", skip_summary(&std::fs::read_to_string(&skips).unwrap_or_default()));
+    let _ = std::fs::remove_file(&skips);
+    outcome
 }
+
+/// One line saying how many tests were skipped and why, from the skip log's `<var>\t<test>`
+/// lines.
+fn skip_summary(log: &str) -> String {
+    let mut by_var: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = Default::default();
+    for line in log.lines() {
+        if let Some((var, test)) = line.split_once('\t') {
+            by_var.entry(var).or_default().insert(test);
+        }
+    }
+    let total: usize = by_var.values().map(|t| t.len()).sum();
+    if total == 0 {
+        return "skipped tests: none (every service the tests need was set)".to_owned();
+    }
+    let reasons: Vec<String> =
+        by_var.iter().map(|(var, t)| format!("{} because {var} is unset", t.len())).collect();
+    format!("skipped tests: {total} ({})", reasons.join(", "))
+}
+
 
 /// The criterion benchmarks (those matching `filter`), then the loopback load benchmark (bare
 /// axum vs tower-http bearer check vs KeywardLayer).
@@ -149,4 +175,17 @@ fn codegen(root: &Path, check: bool) -> Result<()> {
         bail!("stale generated files: {}; run `cargo xtask codegen`", stale.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn skips_are_summed_up_per_reason() {
+        assert!(super::skip_summary("").contains("none"));
+        let log = "A_URL\tx::one\nA_URL\tx::two\nB_URL\ty::one\nA_URL\tx::one\n";
+        assert_eq!(
+            super::skip_summary(log),
+            "skipped tests: 3 (2 because A_URL is unset, 1 because B_URL is unset)"
+        );
+    }
 }

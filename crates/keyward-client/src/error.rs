@@ -25,7 +25,7 @@ pub type ApiError = Error<ErrorBody>;
 ///
 /// # async fn demo(client: KeywardClient) {
 /// match client.get_key().id(uuid::Uuid::nil()).send().await {
-///     Ok(key) => println!("{}", key.key.name),
+///     Ok(key) => println!("{}", key.into_inner().key.name),
 ///     Err(e) if e.code() == Some(ErrorCode::NotFound) => println!("no such key"),
 ///     Err(e) => eprintln!("{}: {} (request {})", e.status().unwrap_or_default(),
 ///         e.message().unwrap_or("no catalog error"), e.request_id().unwrap_or("-")),
@@ -107,6 +107,96 @@ impl CatalogErrorExt for ApiError {
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Error::ErrorResponse(ResponseValue::new(body, status, headers)),
             Err(e) => Error::InvalidResponsePayload(bytes, e),
+        }
+    }
+}
+
+/// A failed call, owned and printed on one line: `CODE: message (request <id>)`.
+///
+/// The generated operations return progenitor's [`Error`], whose `Display` dumps the status,
+/// every header and the body's `Debug` form; convert it with `?` into this type (or
+/// `map_err(CatalogError::from)`) for logs and `anyhow` chains.
+///
+/// ```no_run
+/// use keyward_client::{CatalogError, KeywardClient};
+///
+/// # async fn demo(client: KeywardClient) -> Result<(), CatalogError> {
+/// let key = client.get_key().id(uuid::Uuid::nil()).send().await?.into_inner();
+/// # let _ = key; Ok(()) }
+/// // Err(e) prints e.g.: NOT_FOUND: no such key (request 7f3c...-00002a)
+/// ```
+#[derive(Debug, Clone)]
+pub struct CatalogError {
+    status: Option<StatusCode>,
+    code: Option<ErrorCode>,
+    message: String,
+    details: Map<String, Value>,
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl CatalogError {
+    /// The HTTP status, when a response arrived.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+    /// The stable code, when the server sent a catalog error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.code
+    }
+    /// The message: the server's, or what went wrong on the way.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// Structured details; empty when none.
+    pub fn details(&self) -> &Map<String, Value> {
+        &self.details
+    }
+    /// The request's id, when a response arrived.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+    /// The server's `Retry-After`, for `429`s.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.status) {
+            (Some(code), _) => write!(f, "{code}: {}", self.message)?,
+            (None, Some(status)) => write!(f, "HTTP {}: {}", status.as_u16(), self.message)?,
+            (None, None) => f.write_str(&self.message)?,
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " (request {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CatalogError {}
+
+impl From<ApiError> for CatalogError {
+    fn from(e: ApiError) -> Self {
+        let message = match &e {
+            Error::ErrorResponse(body) => body.error.message.clone(),
+            Error::UnexpectedResponse(r) => format!("unexpected response {}", r.status()),
+            Error::CommunicationError(err) | Error::ResponseBodyError(err) | Error::InvalidUpgrade(err) => {
+                format!("could not reach the server: {err}")
+            }
+            Error::InvalidResponsePayload(_, err) => format!("the response did not parse: {err}"),
+            Error::InvalidRequest(s) => format!("invalid request: {s}"),
+            Error::Custom(s) => s.clone(),
+        };
+        Self {
+            status: e.http_status(),
+            code: e.code(),
+            details: e.details().cloned().unwrap_or_default(),
+            request_id: e.request_id().map(str::to_owned),
+            retry_after: e.retry_after(),
+            message,
         }
     }
 }

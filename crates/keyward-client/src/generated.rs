@@ -1194,14 +1194,12 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
-            pub fn resources<T>(mut self, value: T) -> Self
+            pub fn resources<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.resources = value
-                    .try_into()
-                    .map_err(|e| format!("error converting supplied value for resources: {e}"));
+                self.resources = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn revoked_at<T>(mut self, value: T) -> Self
@@ -1234,13 +1232,12 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rotated_to: {e}"));
                 self
             }
-            pub fn scopes<T>(mut self, value: T) -> Self
+            pub fn scopes<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.scopes =
-                    value.try_into().map_err(|e| format!("error converting supplied value for scopes: {e}"));
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn status<T>(mut self, value: T) -> Self
@@ -1632,23 +1629,20 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
-            pub fn resources<T>(mut self, value: T) -> Self
+            pub fn resources<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.resources = value
-                    .try_into()
-                    .map_err(|e| format!("error converting supplied value for resources: {e}"));
+                self.resources = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
-            pub fn scopes<T>(mut self, value: T) -> Self
+            pub fn scopes<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.scopes =
-                    value.try_into().map_err(|e| format!("error converting supplied value for scopes: {e}"));
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
         }
@@ -2431,13 +2425,12 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
-            pub fn scopes<T>(mut self, value: T) -> Self
+            pub fn scopes<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.scopes =
-                    value.try_into().map_err(|e| format!("error converting supplied value for scopes: {e}"));
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn valid<T>(mut self, value: T) -> Self
@@ -2961,13 +2954,12 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for resource: {e}"));
                 self
             }
-            pub fn scopes<T>(mut self, value: T) -> Self
+            pub fn scopes<T, S>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
             {
-                self.scopes =
-                    value.try_into().map_err(|e| format!("error converting supplied value for scopes: {e}"));
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
         }

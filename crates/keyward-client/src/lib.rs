@@ -13,13 +13,13 @@
 //!
 //! let created = client
 //!     .create_key()
-//!     .body(types::CreateKeyRequest::builder().name("CI").scopes(vec!["keys:read".to_owned()]))
+//!     .body(types::CreateKeyRequest::builder().name("CI").scopes(["keys:read"]))
 //!     .send()
 //!     .await?
 //!     .into_inner();
 //! println!("new key (shown once): {}", created.secret.expose_secret());
 //!
-//! let page = client.list_keys().limit(20u32).send().await?;
+//! let page = client.list_keys().limit(20u32).send().await?.into_inner();
 //! for key in &page.data {
 //!     println!("{} {} {:?}", key.id, key.masked_key, key.status);
 //! }
@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-pub use error::{ApiError, CatalogErrorExt};
+pub use error::{ApiError, CatalogError, CatalogErrorExt};
 pub use generated::*;
 /// The hook trait the client implements (its `exec` sends with retries) and its argument.
 pub use progenitor_client::{ClientHooks, OperationInfo};

@@ -425,14 +425,32 @@ impl RawHttp {
     }
 }
 
-/// Reads a test service URL from the environment: `None` (with a note on stderr) when unset, so
-/// the test is skipped; when set, the test must reach the service or fail.
+/// The environment variable naming a file where skipped tests are recorded, one line each
+/// (`<variable>\t<test>`); `cargo xtask test` sets it and sums the file up at the end, since the
+/// test harness hides what passing tests print.
+pub const SKIP_LOG_VAR: &str = "KEYWARD_TEST_SKIP_LOG";
+
+/// Reads a test service URL from the environment: `None` (with a note on stderr, and a line in
+/// the [skip log](SKIP_LOG_VAR)) when unset, so the test is skipped; when set, the test must
+/// reach the service or fail.
 pub fn service_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
             eprintln!("skipped: {var} is not set");
+            record_skip(var);
             None
         }
+    }
+}
+
+fn record_skip(var: &str) {
+    use std::io::Write as _;
+    let Some(path) = std::env::var_os(SKIP_LOG_VAR) else { return };
+    let test = std::thread::current().name().unwrap_or("unnamed").to_owned();
+    // One short write to a file opened for appending: lines from parallel tests stay whole.
+    let line = format!("{var}\t{test}\n");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = file.write_all(line.as_bytes());
     }
 }

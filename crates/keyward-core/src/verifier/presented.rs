@@ -98,7 +98,16 @@ fn query_has_key(query: &str, prefix: &str) -> bool {
 }
 
 pub(super) fn invalid(reason: Option<KeyParseError>) -> Error {
-    let e = Error::new(ErrorCode::InvalidApiKey, "invalid API key");
+    // A failed checksum or a wrong length is nearly always a key mistyped or cut short when
+    // copied: say so, since the caller can fix that.
+    let message = match reason {
+        Some(KeyParseError::Checksum) => {
+            "invalid API key: its checksum does not match (mistyped or truncated?)"
+        }
+        Some(KeyParseError::Length) => "invalid API key: it has the wrong length (truncated?)",
+        _ => "invalid API key",
+    };
+    let e = Error::new(ErrorCode::InvalidApiKey, message);
     match reason {
         Some(r) => e.with_detail("reason", r.to_string()),
         None => e,

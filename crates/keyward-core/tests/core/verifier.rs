@@ -165,3 +165,22 @@ async fn a_store_outage_fails_closed_unless_stale_entries_may_be_served() {
     store.set_down(false);
     closed.verify(plain, &Requirements::default()).await.expect("back");
 }
+
+#[tokio::test]
+async fn a_mistyped_or_truncated_key_is_told_so() {
+    let (ctx, _) = fixture().await;
+    let verifier = Verifier::builder(&ctx.service).build();
+    let key = ctx.create(ctx.new_key("k")).await;
+    let plain = key.secret.expose_secret();
+    let mut typo = plain.to_owned().into_bytes();
+    let i = typo.len() - 10;
+    typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    let e = verifier.verify(&typo, &Requirements::default()).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidApiKey);
+    assert!(e.message().contains("mistyped or truncated?"), "{}", e.message());
+    let e = verifier.verify(&plain[..plain.len() - 3], &Requirements::default()).await.unwrap_err();
+    assert!(e.message().contains("truncated?"), "{}", e.message());
+    let e = verifier.verify(plain, &Requirements::default()).await;
+    assert!(e.is_ok());
+}
