@@ -98,7 +98,6 @@ fn skip_summary(log: &str) -> String {
     format!("skipped tests: {total} ({})", reasons.join(", "))
 }
 
-
 /// The criterion benchmarks (those matching `filter`), then the loopback load benchmark (bare
 /// axum vs tower-http bearer check vs KeywardLayer).
 fn bench(root: &Path, load_only: bool, no_load: bool, filter: &[String]) -> Result<()> {

@@ -35,7 +35,7 @@ use keyward_core::{
     SecretEncoding, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
-use keyward_store::{ChangeFeed, ChangeFeedConfig, PgStore, PgStoreOptions, SqliteStore};
+use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};
 use tokio::net::TcpListener;
 
 use crate::{AppState, app};
@@ -219,6 +219,9 @@ pub struct Node {
     pub usage: UsageRecorder,
     /// The change feed (PostgreSQL only).
     pub feed: Option<ChangeFeed>,
+    /// The change log poller (SQLite only): changes other processes make on the file (the CLI,
+    /// a service using the layer) reach this node's cache.
+    pub poller: Option<ChangeLogPoller>,
     /// The shared rate limiter (with `redis` set).
     pub limiter: Option<Arc<RedisRateLimiter>>,
     /// The root key, when this node bootstrapped an empty database.
@@ -262,7 +265,15 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         ),
         Database::Sqlite(_) => None,
     };
-    Ok(Node { state: AppState::new(service, verifier), database, usage, feed, limiter, root })
+    let poller = match &database {
+        Database::Sqlite(sqlite) => Some(
+            ChangeLogPoller::start(sqlite, verifier.clone())
+                .await
+                .context("starting the change log poller")?,
+        ),
+        Database::Postgres(_) => None,
+    };
+    Ok(Node { state: AppState::new(service, verifier), database, usage, feed, poller, limiter, root })
 }
 
 impl Node {
@@ -274,6 +285,7 @@ impl Node {
     /// Stops the change feed, flushes usage and closes the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         drop(self.feed);
+        drop(self.poller);
         let flushed = self.usage.shutdown().await.context("flushing usage on shutdown");
         self.database.close().await;
         flushed

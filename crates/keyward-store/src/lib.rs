@@ -1,7 +1,8 @@
 //! keyward's key stores: [`KeyStore`](keyward_core::KeyStore) over sqlx.
 //!
 //! The embedded SQLite store ([`SqliteStore`], feature `sqlite`, on by default) keeps everything
-//! in one file: WAL journal, foreign keys on, migrations embedded and applied when it opens.
+//! in one file: WAL journal, foreign keys on, migrations embedded and applied when it opens; a
+//! [`ChangeLogPoller`] carries changes made by other processes on the file to a verifier's cache.
 //! The PostgreSQL store (`PgStore`, feature `postgres`, on by default) is for several nodes
 //! sharing one database: a pool, migrations applied on open, compare-and-swap writes, and a
 //! `ChangeFeed` that carries every change to every node's verifier cache over
@@ -45,7 +46,11 @@ mod rows;
 mod sql;
 
 #[cfg(feature = "sqlite")]
+pub mod changelog;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+pub use changelog::{ChangeLogConfig, ChangeLogPoller};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

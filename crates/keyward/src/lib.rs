@@ -28,6 +28,11 @@
 
 pub use keyward_core::*;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod connect;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use connect::{Connect, ConnectError, Keyward, connect};
+
 /// Stores: SQLite (`sqlite`) and PostgreSQL with its change feed (`postgres`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod store {

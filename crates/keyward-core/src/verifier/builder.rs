@@ -7,15 +7,23 @@ use std::time::Duration;
 
 use super::presented::VerifierConfig;
 use super::{CacheEntry, Inner, Invalidator, StorePolicy, Verifier};
-use crate::hash::KeyDigest;
+use crate::clock::{Clock, SystemClock};
+use crate::format::KeyFormat;
+use crate::hash::{KeyDigest, KeyHasher};
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::service::KeyService;
+use crate::store::KeyStore;
 use crate::usage::UsageRecorder;
 
 /// Builds a [`Verifier`].
 #[derive(Debug)]
 pub struct VerifierBuilder {
-    service: KeyService,
+    store: Arc<dyn KeyStore>,
+    format: KeyFormat,
+    hasher: KeyHasher,
+    clock: Arc<dyn Clock>,
+    /// Subscribed to at build, so changes through it reach the cache at once.
+    service: Option<KeyService>,
     ttl: Duration,
     negative_ttl: Duration,
     capacity: u64,
@@ -46,6 +54,22 @@ impl moka::Expiry<KeyDigest, CacheEntry> for Ttl {
 }
 
 impl VerifierBuilder {
+    /// Parses keys of this format (`kw` by default). Only for [`Verifier::from_store`]: a
+    /// verifier built from a service uses the service's.
+    pub fn format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+    /// Hashes keys this way (plain SHA-256 by default; HMAC with the deployment's pepper).
+    pub fn hasher(mut self, hasher: KeyHasher) -> Self {
+        self.hasher = hasher;
+        self
+    }
+    /// Reads time from this clock (the system's by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
     /// How long a found key is cached (60 s by default); bounds staleness when the change feed
     /// is down.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
@@ -84,8 +108,8 @@ impl VerifierBuilder {
         self
     }
 
-    /// Builds the verifier and subscribes it to the service's changes, so that a change made
-    /// through the service is seen by the very next request.
+    /// Builds the verifier; built from a service, subscribes it to the service's changes, so
+    /// that a change made through the service is seen by the very next request.
     pub fn build(self) -> Verifier {
         let cache = moka::future::Cache::builder()
             .max_capacity(self.capacity)
@@ -101,14 +125,14 @@ impl VerifierBuilder {
             moka::future::Cache::builder().max_capacity(self.capacity).time_to_live(self.ttl).build();
         let verifier = Verifier {
             inner: Arc::new(Inner {
-                store: self.service.store().clone(),
+                store: self.store,
                 config: VerifierConfig {
                     bearer_header: self.bearer_header,
                     api_key_header: self.api_key_header,
-                    format: self.service.format().clone(),
+                    format: self.format,
                 },
-                hasher: self.service.hasher().clone(),
-                clock: self.service.clock().clone(),
+                hasher: self.hasher,
+                clock: self.clock,
                 cache,
                 stale,
                 workspaces,
@@ -118,16 +142,37 @@ impl VerifierBuilder {
                 epoch: AtomicU64::new(0),
             }),
         };
-        self.service.subscribe(Arc::new(Invalidator(Arc::downgrade(&verifier.inner))));
+        if let Some(service) = &self.service {
+            service.subscribe(Arc::new(Invalidator(Arc::downgrade(&verifier.inner))));
+        }
         verifier
     }
 }
 
 impl Verifier {
-    /// Starts building a verifier over the service's store, format, hasher and clock.
+    /// Starts building a verifier over the service's store, format, hasher and clock; changes
+    /// made through the service reach its cache at once.
     pub fn builder(service: &KeyService) -> VerifierBuilder {
         VerifierBuilder {
-            service: service.clone(),
+            format: service.format().clone(),
+            hasher: service.hasher().clone(),
+            clock: service.clock().clone(),
+            service: Some(service.clone()),
+            ..Self::from_store(service.store().clone())
+        }
+    }
+
+    /// Starts building a verifier over a store alone, for a service that only checks keys and
+    /// never changes them: default key format, SHA-256 hashing and the system clock unless set.
+    /// Changes made elsewhere reach its cache through the store's change propagation
+    /// (`keyward_store::ChangeLogPoller`, `ChangeFeed`) or the cache TTL.
+    pub fn from_store(store: Arc<dyn KeyStore>) -> VerifierBuilder {
+        VerifierBuilder {
+            store,
+            format: KeyFormat::default(),
+            hasher: KeyHasher::sha256(),
+            clock: Arc::new(SystemClock),
+            service: None,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             capacity: 100_000,

@@ -230,3 +230,66 @@ async fn an_unopenable_path_is_reported() {
         SqliteStore::open(path.to_str().expect("utf-8")).await.expect_err("parent directory is missing");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// Two processes on one file: a change made through one store handle reaches a verifier on
+/// another through the change log, long before its cache TTL; changes of credits and last use
+/// log nothing; a poller that fell behind the pruned log clears its whole cache.
+#[tokio::test]
+async fn the_change_log_carries_changes_to_other_handles_on_the_file() {
+    use keyward_core::{Requirements, Verifier};
+    use keyward_store::{ChangeLogConfig, ChangeLogPoller};
+
+    let writer_file = sqlite_file().await;
+    let writer = KeyService::new(writer_file.store.clone());
+    let ws = writer.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
+    let created = writer.create_key(NewKey::new(ws.id, "k"), &Actor::system()).await.expect("key");
+    let plain = created.secret.expose_secret().to_owned();
+
+    // The "other process": its own handle on the file, its own service and verifier.
+    let reader = SqliteStore::open(writer_file.db_path().to_str().expect("utf-8")).await.expect("open");
+    let reader_service = KeyService::new(Arc::new(reader.clone()));
+    let verifier = Verifier::builder(&reader_service).cache_ttl(StdDuration::from_secs(3600)).build();
+    let config = ChangeLogConfig { interval: StdDuration::from_millis(10), ..ChangeLogConfig::default() };
+    let poller = ChangeLogPoller::start_with(&reader, verifier.clone(), config).await.expect("poller");
+    verifier.verify(&plain, &Requirements::default()).await.expect("valid, now cached");
+
+    // Spending credits or recording use changes nothing a verifier caches: nothing is logged.
+    let before = poller.last_seq();
+    writer_file.store.consume_credits(created.key.id, 0).await.expect("credits");
+    let mut batch = keyward_core::UsageBatch::default();
+    batch.add(created.key.id, Utc::now());
+    writer_file.store.record_usage(&batch).await.expect("usage");
+
+    writer.revoke_key(ws.id, created.key.id, &Actor::system()).await.expect("revoke");
+    let start = std::time::Instant::now();
+    loop {
+        match verifier.verify(&plain, &Requirements::default()).await {
+            Err(e) if e.code() == ErrorCode::KeyRevoked => break,
+            _ => assert!(start.elapsed() < StdDuration::from_secs(5), "the revocation never arrived"),
+        }
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    assert_eq!(poller.last_seq(), before + 1, "one change: the revocation");
+    assert!(poller.is_healthy());
+
+    poller.stop();
+
+    // A poller that fell behind the pruned log: 10,100 changes between two of its polls.
+    let slow = ChangeLogConfig { interval: StdDuration::from_secs(3600), ..ChangeLogConfig::default() };
+    let behind = ChangeLogPoller::start_with(&reader, verifier.clone(), slow).await.expect("poller");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10100) \
+         INSERT INTO changes (kind, ref) SELECT 'plan', 'p' FROM n",
+    )
+    .execute(writer_file.inner.pool())
+    .await
+    .expect("fill");
+    behind.sync().await.expect("poll");
+    assert_eq!(behind.full_clears(), 1, "the whole cache was cleared");
+    let end: i64 =
+        sqlx::query_scalar("SELECT MAX(seq) FROM changes").fetch_one(reader.pool()).await.expect("max");
+    while behind.last_seq() < end {
+        behind.sync().await.expect("poll");
+    }
+    assert_eq!(behind.full_clears(), 1, "and it caught up without clearing again");
+}
