@@ -4,15 +4,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    addr: String,
-    stdout: Vec<String>,
+    pub(crate) addr: String,
+    pub(crate) stdout: Vec<String>,
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts `keyward serve` in `dir` on a free port; returns once it listens.
-fn start(dir: &std::path::Path) -> Running {
+pub(crate) fn start(dir: &std::path::Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
         .current_dir(dir)
@@ -62,7 +62,7 @@ fn start(dir: &std::path::Path) -> Running {
 }
 
 /// Stops the server with SIGTERM; returns its log lines.
-fn terminate(mut r: Running) -> Vec<String> {
+pub(crate) fn terminate(mut r: Running) -> Vec<String> {
     let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = r.child.wait().unwrap();

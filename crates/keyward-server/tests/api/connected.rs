@@ -1,0 +1,134 @@
+//! One connected product: `keyward serve` in its own process on an SQLite file, and a service in
+//! this one protected by the layer that `keyward::connect` builds on the same file. Whatever
+//! the server changes, the service sees within the propagation bound; what the service does,
+//! the server reports.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use keyward::tower::VerifiedApiKey;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::binary::{start, terminate};
+
+/// The service: `/orders` needs `orders:read`; `/health` is open.
+async fn service(url: &str) -> (String, keyward::Keyward) {
+    let keyward =
+        keyward::Connect::new(url).usage_flush(Duration::from_millis(50)).build().await.expect("connect");
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(|key: VerifiedApiKey| async move { axum::Json(json!({"keyId": key.key_id().to_string()})) }),
+        )
+        .route_layer(keyward.layer().require_scope("orders:read".parse().unwrap()))
+        .route("/health", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), keyward)
+}
+
+struct Admin {
+    base: String,
+    root: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.root);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+
+    async fn key(&self, body: Value) -> (String, String) {
+        let (status, created) = self.call(reqwest::Method::POST, "/v1/keys", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+    }
+}
+
+/// Polls the service with `key` until it answers `want`; returns how long that took.
+async fn until(http: &reqwest::Client, service: &str, key: &str, want: StatusCode) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = http.get(format!("{service}/orders")).bearer_auth(key).send().await.unwrap();
+        if r.status() == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the service never answered {want}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_changes_the_service_sees_and_what_the_service_does_the_server_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let admin = Admin {
+        base: format!("http://{}", server.addr),
+        root: server.stdout[2].clone(),
+        http: reqwest::Client::new(),
+    };
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let (svc, keyward) = service(&url).await;
+    let http = reqwest::Client::new();
+
+    // A key made through the server works in the service, for what its scopes allow.
+    let (id, key) = admin.key(json!({"name": "orders client", "scopes": ["orders:read"]})).await;
+    let r = http.get(format!("{svc}/orders")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["keyId"], id.as_str());
+    let (_, other) = admin.key(json!({"name": "no orders", "scopes": ["keys:read"]})).await;
+    until(&http, &svc, &other, StatusCode::FORBIDDEN).await;
+    assert_eq!(http.get(format!("{svc}/health")).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(http.get(format!("{svc}/nope")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    // Deactivated, activated, revoked through the server: the service follows within 1 s.
+    let post = reqwest::Method::POST;
+    admin.call(post.clone(), &format!("/v1/keys/{id}/deactivate"), None).await;
+    let took = until(&http, &svc, &key, StatusCode::UNAUTHORIZED).await;
+    assert!(took < Duration::from_secs(1), "deactivation seen in {took:?}");
+    admin.call(post.clone(), &format!("/v1/keys/{id}/activate"), None).await;
+    until(&http, &svc, &key, StatusCode::OK).await;
+
+    // Rotated: the old value stops, the new one works.
+    let (status, rotated) = admin.call(post.clone(), &format!("/v1/keys/{id}/rotate"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let (new_id, new_key) =
+        (rotated["id"].as_str().unwrap().to_owned(), rotated["secret"].as_str().unwrap().to_owned());
+    until(&http, &svc, &key, StatusCode::UNAUTHORIZED).await;
+    until(&http, &svc, &new_key, StatusCode::OK).await;
+
+    // Expired: a key whose expiry passes is refused by the service on its own.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let (_, expiring) =
+        admin.key(json!({"name": "short", "scopes": ["orders:read"], "expiresAt": soon})).await;
+    until(&http, &svc, &expiring, StatusCode::OK).await;
+    until(&http, &svc, &expiring, StatusCode::UNAUTHORIZED).await;
+
+    // The service's traffic shows on the server: last use and daily usage.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, detail) = admin.call(reqwest::Method::GET, &format!("/v1/keys/{new_id}"), None).await;
+    assert!(detail["key"]["lastUsedAt"].is_string(), "{detail}");
+    let used: u64 =
+        detail["recentUsage"].as_array().unwrap().iter().map(|d| d["count"].as_u64().unwrap()).sum();
+    assert!(used >= 1, "{detail}");
+
+    // The service keeps following across a server restart.
+    terminate(server);
+    let server = start(dir.path());
+    let admin = Admin { base: format!("http://{}", server.addr), ..admin };
+    admin.call(post, &format!("/v1/keys/{new_id}/revoke"), None).await;
+    let took = until(&http, &svc, &new_key, StatusCode::UNAUTHORIZED).await;
+    assert!(took < Duration::from_secs(1), "revocation seen in {took:?}");
+    terminate(server);
+    keyward.shutdown().await.unwrap();
+}
