@@ -71,3 +71,45 @@ pub async fn enable_api_access(service: &KeyService, plan: &str) -> anyhow::Resu
     plan.api_access = true;
     Ok(service.save_plan(plan, &cli_actor()).await?)
 }
+
+/// Creates a key in a workspace (by id or name; default: the only one) and returns it; its
+/// plaintext is in the result only.
+pub async fn create_key(
+    service: &KeyService,
+    workspace: Option<&str>,
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<CreatedKey> {
+    let ws = find_workspace(service, workspace).await?;
+    let scopes = scopes
+        .iter()
+        .map(|s| s.parse().with_context(|| format!("scope {s:?}")))
+        .collect::<anyhow::Result<ScopeSet>>()?;
+    let new = NewKey { expires_at, ..NewKey::new(ws.id, name).with_scopes(scopes) };
+    Ok(service.create_key(new, &cli_actor()).await?)
+}
+
+/// A workspace's keys, newest first, every page.
+pub async fn list_keys(service: &KeyService, workspace: Option<&str>) -> anyhow::Result<Vec<keyward_core::ApiKey>> {
+    let ws = find_workspace(service, workspace).await?;
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let filter = keyward_core::KeyFilter { cursor, limit: Some(keyward_core::service::MAX_PAGE_SIZE), ..Default::default() };
+        let page = service.list_keys(ws.id, filter).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Revokes a key by id, in whichever workspace holds it.
+pub async fn revoke_key(service: &KeyService, id: &str) -> anyhow::Result<keyward_core::ApiKey> {
+    let id: keyward_core::KeyId = id.parse().with_context(|| format!("{id:?} is not a key id"))?;
+    let key = service.store().get_key(id).await?.filter(|k| k.deleted_at.is_none());
+    let key = key.with_context(|| format!("no key {id}"))?;
+    Ok(service.revoke_key(key.workspace_id, id, &cli_actor()).await?)
+}
