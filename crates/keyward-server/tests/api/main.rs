@@ -1,6 +1,7 @@
 //! End-to-end tests of the management API over a real socket, on a real SQLite file.
 
 mod binary;
+mod config_file;
 mod errors;
 mod keys;
 mod security;
