@@ -1,11 +1,15 @@
 //! The `keyward` binary: `keyward serve` runs the management API; `keyward openapi` prints the
-//! spec.
+//! spec; `keyward config check` checks a `--config` file.
+
+mod config_file;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use keyward_core::SecretEncoding;
+use anyhow::Context as _;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use keyward_core::{KeyFormat, SecretEncoding};
 use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -25,6 +29,9 @@ enum Command {
     /// Plans, on the database directly.
     #[command(subcommand)]
     Plans(PlansCommand),
+    /// Config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Prints the OpenAPI document.
     Openapi {
         /// `3.1` (what utoipa emits) or `3.0` (converted, for older generators).
@@ -34,11 +41,21 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a `--config` file (unknown keys, wrong types, refused values) and prints the
+    /// settings `keyward serve` would run with, given the same variables and flags, secrets
+    /// redacted. Exits non-zero, naming the key, on any fault.
+    Check(Box<ServeArgs>),
+}
+
+#[derive(Debug, Subcommand)]
 enum PlansCommand {
     /// Gives a plan API access again (when a change withdrew it from the workspaces on it).
     EnableApiAccess {
         /// The plan's id, e.g. `default`.
         plan: String,
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -53,7 +70,19 @@ struct RootKeyArgs {
     #[arg(long)]
     workspace: Option<String>,
     #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
     store: StoreArgs,
+}
+
+/// `--config FILE`, read by `config_file` before the other arguments are taken.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// TOML file of `keyward serve`'s settings, each keyed by its long flag without the dashes
+    /// (`database-timeout-secs = 5`); a flag or a KEYWARD_* variable overrides the file. See
+    /// `keyward.example.toml`; `keyward config check` checks one.
+    #[arg(long, env = "KEYWARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// What operator commands need to reach the keys: the database, and the key format and pepper
@@ -126,6 +155,8 @@ enum LogFormat {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
@@ -175,12 +206,54 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+impl ServeArgs {
+    fn serve_config(self) -> ServeConfig {
+        ServeConfig {
+            bind: self.bind,
+            database_max_connections: self.database_max_connections,
+            database_timeout: Duration::from_secs(self.database_timeout_secs),
+            redis: self.redis,
+            redis_prefix: self.redis_prefix,
+            audit_retention_days: self.audit_retention_days,
+            cache_ttl: Duration::from_secs(self.cache_ttl_secs),
+            serve_stale: self.serve_stale_secs.map(Duration::from_secs),
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+                keep_alive_timeout: Duration::from_secs(self.keep_alive_timeout_secs),
+                max_connections: self.max_connections as usize,
+            },
+            ..self.store.config()
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let parsed = config_file::parse_args(Cli::command, "serve", std::env::args_os().collect())?;
+    let cli = Cli::from_arg_matches(&parsed.matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Openapi { spec } => {
             print!("{}", keyward_server::openapi_json(&spec == "3.0"));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check(args)) => {
+            let config = args.serve_config();
+            // What clap cannot see: the key format is checked when the server starts.
+            if let Err(e) = KeyFormat::new(&config.key_prefix) {
+                anyhow::bail!("`key-prefix` {:?} is refused: {e}", config.key_prefix);
+            }
+            match &parsed.file {
+                Some(file) => println!("# {} is valid. keyward serve would run with:", file.path().display()),
+                None => println!("# No config file (--config). keyward serve would run with:"),
+            }
+            let (check, matches) = Cli::command()
+                .find_subcommand("config")
+                .and_then(|c| c.find_subcommand("check"))
+                .cloned()
+                .zip(parsed.matches.subcommand_matches("config").and_then(|m| m.subcommand_matches("check")))
+                .context("no `config check` command")?;
+            print!("{}", config_file::effective_settings(&check, matches, parsed.file.as_ref()));
             Ok(())
         }
         Command::RootKey(args) => {
@@ -192,33 +265,18 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", root.secret.expose_secret());
             Ok(())
         }
-        Command::Plans(PlansCommand::EnableApiAccess { plan, store }) => {
+        Command::Plans(PlansCommand::EnableApiAccess { plan, store, .. }) => {
             let service = store.service().await?;
             let plan = keyward_server::admin::enable_api_access(&service, &plan).await?;
             println!("keyward: plan {:?} has API access again.", plan.id.0);
             Ok(())
         }
         Command::Serve(args) => {
-            let args = *args;
             init_tracing(args.log_format);
-            let config = ServeConfig {
-                bind: args.bind,
-                database_max_connections: args.database_max_connections,
-                database_timeout: Duration::from_secs(args.database_timeout_secs),
-                redis: args.redis,
-                redis_prefix: args.redis_prefix,
-                audit_retention_days: args.audit_retention_days,
-                cache_ttl: Duration::from_secs(args.cache_ttl_secs),
-                serve_stale: args.serve_stale_secs.map(Duration::from_secs),
-                connections: ConnectionLimits {
-                    header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
-                    body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
-                    keep_alive_timeout: Duration::from_secs(args.keep_alive_timeout_secs),
-                    max_connections: args.max_connections as usize,
-                },
-                ..args.store.config()
-            };
-            run(config, shutdown_signal()).await
+            if let Some(file) = &parsed.file {
+                tracing::info!(config = %file.path().display(), "settings read from the config file");
+            }
+            run(args.serve_config(), shutdown_signal()).await
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `keyward` binary itself: first start, later starts, graceful shutdown, `openapi`.
+//! The `keyward` binary itself: first start, later starts, graceful shutdown, `openapi`,
+//! `--version`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -11,13 +12,29 @@ pub(crate) struct Running {
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
+/// The `keyward` binary, with none of the `KEYWARD_*` variables of the environment.
+pub(crate) fn keyward() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyward"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KEYWARD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Starts `keyward serve` in `dir` on a free port; returns once it listens.
 pub(crate) fn start(dir: &std::path::Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+    start_with(dir, &[])
+}
+
+/// Starts `keyward serve` with `args` in `dir` on a free port; returns once it listens.
+pub(crate) fn start_with(dir: &std::path::Path, args: &[&str]) -> Running {
+    let mut child = keyward()
         .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
         .current_dir(dir)
         .env("KEYWARD_LOG", "debug")
-        .env_remove("KEYWARD_DATABASE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -109,6 +126,13 @@ async fn first_start_prints_one_root_key_and_later_starts_none() {
     assert_eq!(r.status(), 200, "the root key survives restarts");
     let logs = terminate(second);
     assert!(!logs.iter().any(|l| l.contains(&root)), "no log line holds the key");
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = keyward().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), concat!("keyward ", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]

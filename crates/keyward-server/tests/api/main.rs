@@ -2,6 +2,7 @@
 
 mod binary;
 mod connected;
+mod config_file;
 mod errors;
 mod keys;
 mod security;

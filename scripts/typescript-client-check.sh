@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Checks that the OpenAPI document serves TypeScript clients: generates types from
+# openapi/keyward.openapi.json with a pinned openapi-typescript (no hand edits), type-checks
+# scripts/ts-client/check.mts against them with tsc (strict; nothing runs if it fails), starts a
+# real `keyward serve` on a free local port, and drives it with openapi-fetch: create a key, list,
+# rotate, revoke, the typed error bodies of a 401, a 403 and a 404, and POST /v1/verify.
+#
+# Needs node (20+) and npm, and the npm registry the first time: the exact versions of
+# scripts/ts-client/package-lock.json are installed with `npm ci` into
+# ${KEYWARD_CACHE_DIR:-~/.cache/keyward}, one folder per lock file, never into the repository.
+# Honours CARGO_TARGET_DIR. Any failing step fails the script; the server is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CLIENT="$ROOT/scripts/ts-client"
+SPEC="$ROOT/openapi/keyward.openapi.json"
+
+for tool in node npm; do
+    command -v "$tool" >/dev/null || { echo "typescript-client-check: needs $tool (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+done
+if (( $(node -p 'process.versions.node.split(".")[0]') < 20 )); then
+    echo "typescript-client-check: needs node 20 or later, found $(node --version)" >&2
+    exit 1
+fi
+
+CACHE="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
+LOCK_HASH="$(sha256sum "$CLIENT/package-lock.json" | cut -c1-16)"
+DEPS="$CACHE/ts-client-$LOCK_HASH"
+WORK=""
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$WORK" ]]; then
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+# The marker is written last, so an interrupted install is never taken for a finished one.
+if [[ ! -f "$DEPS/.installed" ]]; then
+    echo "typescript-client-check: npm ci (scripts/ts-client/package-lock.json) into $DEPS"
+    rm -rf "$DEPS"
+    mkdir -p "$DEPS"
+    cp "$CLIENT/package.json" "$CLIENT/package-lock.json" "$DEPS/"
+    # No install scripts run: none of the pinned packages needs one.
+    (cd "$DEPS" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    touch "$DEPS/.installed"
+fi
+BIN="$DEPS/node_modules/.bin"
+version() { node -p 'require(process.argv[1]).version' "$DEPS/node_modules/$1/package.json"; }
+echo "typescript-client-check: openapi-typescript $(version openapi-typescript)," \
+    "openapi-fetch $(version openapi-fetch), typescript $(version typescript)"
+
+# Inside $DEPS, so that tsc and node find the packages in its node_modules.
+WORK="$(mktemp -d "$DEPS/run.XXXXXX")"
+cp "$CLIENT/tsconfig.json" "$CLIENT/check.mts" "$WORK/"
+
+echo "typescript-client-check: generating types from ${SPEC#"$ROOT/"}"
+"$BIN/openapi-typescript" "$SPEC" --output "$WORK/keyward-api.ts"
+echo "typescript-client-check: type-checking check.mts against them (tsc --strict)"
+"$BIN/tsc" -p "$WORK/tsconfig.json"
+
+echo "typescript-client-check: building keyward"
+cd "$ROOT"
+cargo build --quiet -p keyward-server --bin keyward
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+KEYWARD="$TARGET_DIR/debug/keyward"
+
+PORT="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')"
+BASE="http://127.0.0.1:$PORT"
+(cd "$WORK" && exec "$KEYWARD" serve --bind "127.0.0.1:$PORT" --database "sqlite://$WORK/k.db" >"$WORK/serve.out" 2>"$WORK/serve.err") &
+SERVER_PID=$!
+
+# The root key is the third line keyward prints on its first start.
+ROOT_KEY=""
+for _ in $(seq 1 100); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "keyward serve exited:" >&2
+        cat "$WORK/serve.err" >&2
+        exit 1
+    fi
+    ROOT_KEY="$(sed -n 3p "$WORK/serve.out")"
+    if [[ -n "$ROOT_KEY" ]] && grep -q "keyward listening" "$WORK/serve.err"; then
+        break
+    fi
+    ROOT_KEY=""
+    sleep 0.1
+done
+if [[ -z "$ROOT_KEY" ]]; then
+    echo "keyward serve did not start with a root key" >&2
+    cat "$WORK/serve.err" >&2
+    exit 1
+fi
+
+echo "typescript-client-check: driving $BASE with the generated client"
+KEYWARD_ROOT_KEY="$ROOT_KEY" node "$WORK/out/check.mjs" "$BASE"
