@@ -91,12 +91,19 @@ pub async fn create_key(
 }
 
 /// A workspace's keys, newest first, every page.
-pub async fn list_keys(service: &KeyService, workspace: Option<&str>) -> anyhow::Result<Vec<keyward_core::ApiKey>> {
+pub async fn list_keys(
+    service: &KeyService,
+    workspace: Option<&str>,
+) -> anyhow::Result<Vec<keyward_core::ApiKey>> {
     let ws = find_workspace(service, workspace).await?;
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let filter = keyward_core::KeyFilter { cursor, limit: Some(keyward_core::service::MAX_PAGE_SIZE), ..Default::default() };
+        let filter = keyward_core::KeyFilter {
+            cursor,
+            limit: Some(keyward_core::service::MAX_PAGE_SIZE),
+            ..Default::default()
+        };
         let page = service.list_keys(ws.id, filter).await?;
         all.extend(page.items);
         match page.next_cursor {

@@ -26,6 +26,12 @@ enum Command {
     /// Issues a fresh root key (scope `*`) for a workspace, working on the database directly: the
     /// way back when its keys are lost or revoked. Prints the key once.
     RootKey(RootKeyArgs),
+    /// Keys, on the database directly (no running server or API key needed).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Workspaces, on the database directly.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCommand),
     /// Plans, on the database directly.
     #[command(subcommand)]
     Plans(PlansCommand),
@@ -46,6 +52,65 @@ enum ConfigCommand {
     /// settings `keyward serve` would run with, given the same variables and flags, secrets
     /// redacted. Exits non-zero, naming the key, on any fault.
     Check(Box<ServeArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Creates a key and prints its value once.
+    Create {
+        /// Descriptive name.
+        #[arg(long)]
+        name: String,
+        /// A scope, e.g. `orders:read` or `keys:*`; repeat for more.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// The workspace, by id or name (default: the only one).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// When the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        expires: Option<chrono::DateTime<chrono::Utc>>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Lists a workspace's keys, newest first, masked.
+    List {
+        /// The workspace, by id or name (default: the only one).
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revokes a key for good; running servers and services refuse it within a second.
+    Revoke {
+        /// The key's id.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkspacesCommand {
+    /// Lists every workspace.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn parse_time(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2027-01-31T00:00:00Z"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +328,57 @@ async fn main() -> anyhow::Result<()> {
             println!("keyward: issued a new root key in workspace {}.", root.key.workspace_id);
             println!("Root API key (shown once; it will not be shown again, store it now):");
             println!("{}", root.secret.expose_secret());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { name, scopes, workspace, expires, store, .. }) => {
+            let service = store.service().await?;
+            let created =
+                keyward_server::admin::create_key(&service, workspace.as_deref(), &name, &scopes, expires)
+                    .await?;
+            // Printed to stdout once, never logged.
+            println!(
+                "keyward: created key {} ({}) in workspace {}.",
+                created.key.id, name, created.key.workspace_id
+            );
+            println!("API key (shown once; it will not be shown again, store it now):");
+            println!("{}", created.secret.expose_secret());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List { workspace, store, .. }) => {
+            let service = store.service().await?;
+            let now = chrono::Utc::now();
+            println!(
+                "{:<36}  {:<18}  {:<8}  {:<20}  {:<20}  NAME",
+                "ID", "KEY", "STATUS", "LAST USED", "CREATED"
+            );
+            for k in keyward_server::admin::list_keys(&service, workspace.as_deref()).await? {
+                let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                };
+                println!(
+                    "{:<36}  {:<18}  {:<8}  {:<20}  {:<20}  {}",
+                    k.id,
+                    format!("{}…{}", k.prefix, k.last4),
+                    k.status_at(now).as_str(),
+                    time(k.last_used_at),
+                    time(Some(k.created_at)),
+                    k.name
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { id, store, .. }) => {
+            let service = store.service().await?;
+            let key = keyward_server::admin::revoke_key(&service, &id).await?;
+            println!("keyward: key {} ({}) is revoked.", key.id, key.name);
+            Ok(())
+        }
+        Command::Workspaces(WorkspacesCommand::List { store, .. }) => {
+            let service = store.service().await?;
+            println!("{:<36}  {:<8}  {:<16}  NAME", "ID", "ENV", "PLAN");
+            for w in service.list_workspaces().await? {
+                println!("{:<36}  {:<8}  {:<16}  {}", w.id, w.environment.as_str(), w.plan_id.0, w.name);
+            }
             Ok(())
         }
         Command::Plans(PlansCommand::EnableApiAccess { plan, store, .. }) => {

@@ -132,3 +132,48 @@ async fn what_the_server_changes_the_service_sees_and_what_the_service_does_the_
     terminate(server);
     keyward.shutdown().await.unwrap();
 }
+
+/// The operator CLI works on the file with no server and no key, and what it does reaches a
+/// running server and a running service at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_on_the_database_reaches_a_running_server_and_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let (svc, keyward) = service(&url).await;
+    let http = reqwest::Client::new();
+    let cli = |args: &[&str]| {
+        let out = crate::binary::keyward().args(args).args(["--database", &url]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let printed = cli(&["keys", "create", "--name", "from the cli", "--scope", "orders:read"]);
+    let key = printed.lines().last().unwrap().to_owned();
+    assert!(key.starts_with("kw_live_"), "{printed}");
+    let id = printed.split_whitespace().nth(3).unwrap().to_owned();
+    until(&http, &svc, &key, StatusCode::OK).await;
+    let status = |key: String| {
+        let (http, base) = (http.clone(), format!("http://{}", server.addr));
+        async move { http.get(format!("{base}/v1/status")).bearer_auth(key).send().await.unwrap().status() }
+    };
+    assert_eq!(status(key.clone()).await, StatusCode::OK);
+
+    let listed = cli(&["keys", "list"]);
+    assert!(listed.contains(&id) && listed.contains("from the cli") && listed.contains("active"), "{listed}");
+    assert!(!listed.contains(&key), "the list never shows a key's value");
+    let workspaces = cli(&["workspaces", "list"]);
+    assert!(workspaces.contains("default"), "{workspaces}");
+
+    cli(&["keys", "revoke", &id]);
+    let took = until(&http, &svc, &key, StatusCode::UNAUTHORIZED).await;
+    assert!(took < Duration::from_secs(1), "the service saw the CLI's revoke in {took:?}");
+    let start = Instant::now();
+    while status(key.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(start.elapsed() < Duration::from_secs(1), "the server never saw the CLI's revoke");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(cli(&["keys", "list"]).contains("revoked"));
+    terminate(server);
+    keyward.shutdown().await.unwrap();
+}

@@ -1,8 +1,8 @@
 //! End-to-end tests of the management API over a real socket, on a real SQLite file.
 
 mod binary;
-mod connected;
 mod config_file;
+mod connected;
 mod errors;
 mod keys;
 mod security;
