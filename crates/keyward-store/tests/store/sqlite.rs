@@ -230,3 +230,46 @@ async fn an_unopenable_path_is_reported() {
         SqliteStore::open(path.to_str().expect("utf-8")).await.expect_err("parent directory is missing");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn store_calls_record_their_latency_and_their_errors() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    // This test's thread only: the calls are awaited here.
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let file = sqlite_file().await;
+    file.inner.list_plans().await.expect("plans");
+    file.inner.close().await;
+    let e = file.inner.list_plans().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let text = prometheus.render();
+    let series = |s: &str| crate::common::metric(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    assert_eq!(
+        series(r#"keyward_store_operation_duration_seconds_count{backend="sqlite",operation="list_plans"}"#),
+        2.0
+    );
+    assert_eq!(
+        series(r#"keyward_store_errors_total{backend="sqlite",operation="list_plans",kind="unavailable"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn unapplied_migrations_are_read_from_the_migrations_table() {
+    let file = sqlite_file().await;
+    let limit = StdDuration::from_secs(1);
+    assert_eq!(file.inner.unapplied_migrations(limit).await.expect("read"), Vec::<i64>::new());
+    let last: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(file.inner.pool())
+        .await
+        .expect("a migration");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(last)
+        .execute(file.inner.pool())
+        .await
+        .expect("forget it");
+    assert_eq!(file.inner.unapplied_migrations(limit).await.expect("read"), vec![last]);
+    file.inner.close().await;
+    let e = file.inner.unapplied_migrations(limit).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+}
