@@ -2,7 +2,9 @@
 
 mod binary;
 mod errors;
+mod health;
 mod keys;
+mod observability;
 mod security;
 mod spec;
 mod support;
