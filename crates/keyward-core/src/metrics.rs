@@ -1,4 +1,4 @@
-//! The metrics keyward records, through the [`metrics`](::metrics) facade.
+//! The metrics keyward records, through the [`metrics`] facade.
 //!
 //! Every keyward crate records through the facade's macros: without a recorder installed they
 //! cost a check and do nothing; with one (your service's, or the Prometheus recorder

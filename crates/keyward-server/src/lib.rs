@@ -1,6 +1,7 @@
 //! keyward's management REST API: keys, verification, workspaces, plans, audit events and usage
 //! under `/v1`, protected by keyward's own layer, documented with utoipa (`/openapi.json`, Swagger
-//! UI at `/docs`).
+//! UI at `/docs`); health checks at `/healthz` and `/readyz` ([`health`]), Prometheus metrics at
+//! `/metrics` ([`metrics`]), and one log line per request.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -244,7 +244,7 @@ impl Verifier {
     /// panic or an `INTERNAL` for anything the caller sent.
     ///
     /// Records its outcome, its latency, the cache's answer and the rate-limit decisions (see
-    /// [`metrics`](crate::metrics)).
+    /// [`metrics`]).
     pub async fn verify(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
         let start = std::time::Instant::now();
         let verified = self.verify_unrecorded(key, req).await;
