@@ -16,6 +16,7 @@ pub mod error;
 pub mod format;
 pub mod hash;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod scope;

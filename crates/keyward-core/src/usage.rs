@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::metrics;
 use crate::model::KeyId;
 use crate::store::{KeyStore, StoreError, UsageBatch};
 
@@ -97,9 +98,12 @@ async fn flush(shared: &Shared) -> Result<(), StoreError> {
         return Ok(());
     }
     if let Err(e) = shared.store.record_usage(&batch).await {
+        ::metrics::counter!(metrics::USAGE_FLUSH_FAILURES).increment(1);
         // Put it back so nothing is lost; the next flush retries.
         shared.pending.lock().unwrap_or_else(|e| e.into_inner()).merge(batch);
         return Err(e);
     }
+    let uses: u64 = batch.counts.values().sum();
+    ::metrics::histogram!(metrics::USAGE_FLUSH_SIZE).record(uses as f64);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! keyward's management REST API: keys, verification, workspaces, plans, audit events and usage
 //! under `/v1`, protected by keyward's own layer, documented with utoipa (`/openapi.json`, Swagger
-//! UI at `/docs`).
+//! UI at `/docs`); health checks at `/healthz` and `/readyz` ([`health`]), Prometheus metrics at
+//! `/metrics` ([`metrics`]), and one log line per request.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -20,6 +21,9 @@ pub mod admin;
 mod dto;
 mod error;
 mod extract;
+pub mod health;
+pub mod metrics;
+mod observe;
 mod openapi;
 mod openapi30;
 mod routes;
@@ -27,12 +31,18 @@ pub mod serve;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::get;
 use keyward_core::{KeyService, Verifier};
 use keyward_tower::KeywardLayer;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
 
+pub use health::Readiness;
 pub use openapi::{openapi, openapi_json};
 
 /// Largest accepted request body: 64 KiB.
@@ -45,16 +55,39 @@ pub struct AppState {
     pub service: KeyService,
     /// The verifier behind the API's own layer and `POST /v1/verify`.
     pub verifier: Verifier,
+    /// What `GET /readyz` checks.
+    pub readiness: Readiness,
+    /// The recorder `GET /metrics` renders; `None` serves no `/metrics`.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
-    /// State over a service and a verifier built from it.
+    /// State over a service and a verifier built from it; `/readyz` checks that the service's
+    /// store answers, and there is no `/metrics`.
     pub fn new(service: KeyService, verifier: Verifier) -> Self {
-        Self { service, verifier }
+        let readiness = Readiness::store(service.store().clone());
+        Self { service, verifier, readiness, metrics: None }
+    }
+
+    /// Checks `readiness` at `/readyz`.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Serves `handle`'s metrics at `/metrics`, to keys with scope
+    /// [`metrics:read`](metrics::METRICS_SCOPE).
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 }
 
-/// The whole application: `/v1` behind keyward's layer, plus `/openapi.json` and `/docs`.
+/// The whole application: `/v1` behind keyward's layer, `/openapi.json` and `/docs`, the health
+/// checks `/healthz` and `/readyz` (see [`health`]), and `/metrics` when the state has a recorder
+/// (see [`metrics`]). Every request is logged in one line, in a span holding its route and, once
+/// verified, its key's id and workspace (never the key or its headers), and counted in the HTTP
+/// metrics by route template and status.
 ///
 /// The layer gives every `/v1` request its id (the caller's `X-Request-Id` when sane) and puts it
 /// on the response; the handlers' error bodies carry the same one.
@@ -65,16 +98,55 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn(error::with_request_id))
         .layer(KeywardLayer::new(state.verifier.clone()))
-        .with_state(state);
+        .with_state(state.clone())
+        .layer(middleware::from_fn(observe::route_template));
     let docs = Router::new()
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .layer(middleware::from_fn(docs_request_id));
-    Router::new().merge(docs).merge(v1).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(public_request_id))
+        .layer(middleware::from_fn(observe::route_template));
+    let health = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state.readiness.clone())
+        .layer(middleware::from_fn(public_request_id))
+        .layer(middleware::from_fn(observe::route_template));
+    let mut app = Router::new().merge(docs).merge(health).merge(v1);
+    if let Some(handle) = state.metrics.clone() {
+        let scope = metrics::METRICS_SCOPE.parse().expect("a valid scope");
+        let metrics = Router::new()
+            .route("/metrics", get(move || std::future::ready(metrics::render(&handle))))
+            .layer(KeywardLayer::new(state.verifier.clone()).require_scope(scope))
+            .layer(middleware::from_fn(observe::route_template));
+        app = app.merge(metrics);
+    }
+    with_request_logs(app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
 }
 
-/// The documentation is public, so keyward's layer never sees its requests: they get their id
-/// here, by the same rule.
-async fn docs_request_id(req: Request, next: Next) -> Response {
+/// `router` with the route template carried back, then the layers of the whole app.
+fn observed(router: Router) -> Router {
+    with_request_logs(router.layer(middleware::from_fn(observe::route_template)))
+}
+
+/// The layers on the whole app: the HTTP metrics, the request's span and log line, and the key
+/// headers marked sensitive before anything sees them.
+fn with_request_logs(router: Router) -> Router {
+    let api_key = HeaderName::from_static("x-api-key");
+    router
+        .layer(middleware::from_fn(observe::http_metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(observe::request_span)
+                .on_request(())
+                .on_response(observe::log_response)
+                // The response's line says it all: one line per request.
+                .on_failure(()),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, api_key]))
+}
+
+/// Public routes (the documentation, the health checks), which keyward's layer never sees, get
+/// their request id here, by the same rule.
+async fn public_request_id(req: Request, next: Next) -> Response {
     let header = HeaderName::from_static(keyward_core::http::REQUEST_ID);
     let id = keyward_core::http::request_id(req.headers().get(&header).map(HeaderValue::as_bytes));
     let mut response = next.run(req).await;

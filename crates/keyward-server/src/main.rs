@@ -269,6 +269,11 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Also serve `GET /metrics` (Prometheus) on this address, without a key: bind it to an
+    /// address only the scraper reaches. On the API's address, `/metrics` needs a key with scope
+    /// `metrics:read`.
+    #[arg(long, env = "KEYWARD_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -288,6 +293,7 @@ impl ServeArgs {
                 keep_alive_timeout: Duration::from_secs(self.keep_alive_timeout_secs),
                 max_connections: self.max_connections as usize,
             },
+            metrics_bind: self.metrics_bind,
             ..self.store.config()
         }
     }
@@ -400,7 +406,10 @@ async fn main() -> anyhow::Result<()> {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -32,13 +32,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use keyward_core::{
     Actor, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace, ScopeSet,
-    SecretEncoding, StorePolicy, UsageRecorder, Verifier,
+    SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};
 use tokio::net::TcpListener;
 
-use crate::{AppState, app};
+use crate::{AppState, Readiness, app};
 
 mod transport;
 
@@ -85,6 +85,9 @@ pub struct ServeConfig {
     pub usage_flush: Duration,
     /// Timeouts of client connections, and how many there may be.
     pub connections: ConnectionLimits,
+    /// Where to serve `GET /metrics` without a key, on a listener of its own; `None` serves it
+    /// only on `bind`, to keys with scope `metrics:read` (see [`crate::metrics`]).
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -108,6 +111,7 @@ impl Default for ServeConfig {
             serve_stale: None,
             usage_flush: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
+            metrics_bind: None,
         }
     }
 }
@@ -153,6 +157,15 @@ impl Database {
         match self {
             Database::Sqlite(s) => Arc::new(s.clone()),
             Database::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The versions of keyward's migrations the database has not applied, read within `limit`:
+    /// fails when the database does not answer in time.
+    pub async fn unapplied_migrations(&self, limit: Duration) -> Result<Vec<i64>, StoreError> {
+        match self {
+            Database::Sqlite(s) => s.unapplied_migrations(limit).await,
+            Database::Postgres(s) => s.unapplied_migrations(limit).await,
         }
     }
 
@@ -230,8 +243,10 @@ pub struct Node {
 
 /// Opens the database, bootstraps it when empty, and wires the verifier: its cache, the change
 /// feed invalidating it (PostgreSQL), the Redis rate limiter (with `redis`), usage recording and
-/// the store policy.
+/// the store policy; `/readyz` checks the database and the feed, and `/metrics` renders
+/// keyward's Prometheus recorder, installed for the process (see [`crate::metrics::prometheus`]).
 pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
+    let metrics = crate::metrics::prometheus();
     let database = Database::open(config).await?;
     let store = database.store();
     let service = service(config, store.clone())?;
@@ -273,7 +288,12 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         ),
         Database::Postgres(_) => None,
     };
-    Ok(Node { state: AppState::new(service, verifier), database, usage, feed, poller, limiter, root })
+    let readiness = Readiness::database(database.clone(), feed.as_ref().map(ChangeFeed::status));
+    let mut state = AppState::new(service, verifier).with_readiness(readiness);
+    if let Some(handle) = metrics {
+        state = state.with_metrics(handle);
+    }
+    Ok(Node { state, database, usage, feed, poller, limiter, root })
 }
 
 impl Node {
@@ -319,6 +339,29 @@ pub async fn run(
 
     let listener =
         TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
+    // Both listeners stop on the one signal.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let on_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let metrics_server = match (config.metrics_bind, node.state.metrics.clone()) {
+        (Some(addr), Some(handle)) => {
+            let listener =
+                TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for metrics"))?;
+            tracing::info!(addr = %listener.local_addr()?, "keyward metrics listening");
+            let app = crate::metrics::metrics_app(handle);
+            Some(tokio::spawn(serve_http(listener, app, config.connections, on_stop())))
+        }
+        (Some(addr), None) => bail!("cannot serve metrics on {addr}: another metrics recorder is installed"),
+        (None, _) => None,
+    };
     tracing::info!(
         addr = %listener.local_addr()?,
         database = %redact_url(&config.database),
@@ -329,22 +372,27 @@ pub async fn run(
         redis = %config.redis.as_deref().map_or_else(|| "-".to_owned(), redact_url),
         "keyward listening"
     );
-    serve_http(listener, node.app(), config.connections, shutdown).await?;
+    serve_http(listener, node.app(), config.connections, on_stop()).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.await.context("the metrics listener")??;
+    }
     purger.abort();
     node.shutdown().await?;
     tracing::info!("keyward stopped; usage flushed");
     Ok(())
 }
 
-/// A database URL without its password, for logs.
+/// A database URL without its password, for logs: `postgres://user:pw@host/db` reads
+/// `postgres://user:***@host/db`; a URL without a password is left as it is.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
+    let Some(start) = url.find("://").map(|s| s + 3) else { return url.to_owned() };
+    // The userinfo ends at the last `@` of the authority (a password may hold `@`, a path not
+    // before the authority ends).
+    let authority_end = url[start..].find(['/', '?', '#']).map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else { return url.to_owned() };
+    match url[start..at].split_once(':') {
+        Some((user, _password)) => format!("{}{user}:***{}", &url[..start], &url[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -369,4 +417,22 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_passwords_only() {
+        assert_eq!(redact_url("postgres://user:pw@host/db"), "postgres://user:***@host/db");
+        assert_eq!(redact_url("postgres://user@host/db"), "postgres://user@host/db");
+        assert_eq!(redact_url("postgres://host:5432/db"), "postgres://host:5432/db");
+        assert_eq!(redact_url("postgres://user:p%40ss@w@host:5432/db"), "postgres://user:***@host:5432/db");
+        assert_eq!(redact_url("postgres://user:@host/db"), "postgres://user:***@host/db");
+        assert_eq!(redact_url("redis://:secret@cache:6379"), "redis://:***@cache:6379");
+        assert_eq!(redact_url("postgres://host/db?user=a@b"), "postgres://host/db?user=a@b");
+        assert_eq!(redact_url("sqlite://keyward.db"), "sqlite://keyward.db");
+        assert_eq!(redact_url("keyward.db"), "keyward.db");
+    }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use keyward_core::{KeyDigest, StoreError, Verifier};
+use keyward_core::{KeyDigest, StoreError, Verifier, metrics};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
 use tokio::task::JoinHandle;
 
@@ -70,8 +70,35 @@ struct FeedState {
     notifications: AtomicU64,
 }
 
+/// What a [`ChangeFeed`] is doing, readable from anywhere (e.g. a readiness check) without
+/// owning the feed. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ChangeFeedStatus {
+    state: Arc<FeedState>,
+}
+
+impl ChangeFeedStatus {
+    /// Whether the feed is listening right now (always `false` once the feed is stopped).
+    pub fn is_connected(&self) -> bool {
+        self.state.connected.load(Ordering::SeqCst)
+    }
+
+    /// How many times the feed started listening.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Notifications received so far.
+    pub fn notifications(&self) -> u64 {
+        self.state.notifications.load(Ordering::SeqCst)
+    }
+}
+
 /// Listens for changes announced by any node and invalidates a [`Verifier`]'s cache. See the
 /// [module docs](self). Stops when dropped.
+///
+/// Reports its state as metrics (see [`keyward_core::metrics`]): whether it is connected, the
+/// notifications it received, its reconnections, and when it last heard from the database.
 pub struct ChangeFeed {
     state: Arc<FeedState>,
     channel: String,
@@ -118,7 +145,7 @@ impl ChangeFeed {
             state: Arc::default(),
         };
         let listener = listening.connect().await?;
-        listening.state.connected.store(true, Ordering::SeqCst);
+        listening.connected(true);
         listening.state.connections.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(channel = %listening.channel, "change feed listening");
         let state = listening.state.clone();
@@ -148,6 +175,11 @@ impl ChangeFeed {
         &self.channel
     }
 
+    /// A handle on the feed's state that outlives borrows of the feed.
+    pub fn status(&self) -> ChangeFeedStatus {
+        ChangeFeedStatus { state: self.state.clone() }
+    }
+
     /// Stops listening.
     pub fn stop(self) {
         // Drop does it.
@@ -157,10 +189,33 @@ impl ChangeFeed {
 impl Drop for ChangeFeed {
     fn drop(&mut self) {
         self.task.abort();
+        self.state.connected.store(false, Ordering::SeqCst);
+        ::metrics::gauge!(metrics::CHANGE_FEED_CONNECTED, "channel" => self.channel.clone()).set(0.0);
     }
 }
 
+/// Now, in seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Listening {
+    /// Records whether the feed listens; listening, it has just heard from the database.
+    fn connected(&self, connected: bool) {
+        self.state.connected.store(connected, Ordering::SeqCst);
+        let channel = self.channel.clone();
+        ::metrics::gauge!(metrics::CHANGE_FEED_CONNECTED, "channel" => channel)
+            .set(f64::from(u8::from(connected)));
+        if connected {
+            self.heard();
+        }
+    }
+
+    /// The database answered: the node has every change announced until now.
+    fn heard(&self) {
+        ::metrics::gauge!(metrics::CHANGE_FEED_CONFIRMED, "channel" => self.channel.clone()).set(unix_now());
+    }
+
     async fn connect(&self) -> Result<PgListener, StoreError> {
         // A pool of one connection of the feed's own: the store's pool stays whole, and the
         // listener's connection never sits in a pool used for queries.
@@ -185,7 +240,7 @@ impl Listening {
     async fn run(self, mut listener: PgListener) {
         loop {
             let lost = self.listen(&mut listener).await;
-            self.state.connected.store(false, Ordering::SeqCst);
+            self.connected(false);
             drop(listener);
             tracing::warn!(
                 channel = %self.channel, error = %lost,
@@ -195,8 +250,10 @@ impl Listening {
             // Whatever was announced while away is lost: forget everything, now that every
             // later change will be heard.
             self.verifier.invalidate_all();
-            self.state.connected.store(true, Ordering::SeqCst);
+            self.connected(true);
             self.state.connections.fetch_add(1, Ordering::SeqCst);
+            ::metrics::counter!(metrics::CHANGE_FEED_RECONNECTIONS, "channel" => self.channel.clone())
+                .increment(1);
             tracing::warn!(channel = %self.channel, "change feed reconnected; verifier cache cleared");
         }
     }
@@ -212,7 +269,7 @@ impl Listening {
                 Ok(Err(e)) => return e.to_string(),
                 Err(_idle) => {
                     match tokio::time::timeout(beat, sqlx::query("SELECT 1").execute(&mut *listener)).await {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(_)) => self.heard(),
                         Ok(Err(e)) => return e.to_string(),
                         Err(_) => return "the connection did not answer a probe".into(),
                     }
@@ -223,6 +280,9 @@ impl Listening {
 
     async fn apply(&self, n: &PgNotification) {
         self.state.notifications.fetch_add(1, Ordering::SeqCst);
+        ::metrics::counter!(metrics::CHANGE_FEED_NOTIFICATIONS, "channel" => self.channel.clone())
+            .increment(1);
+        self.heard();
         match KeyDigest::from_hex(n.payload()) {
             Some(digest) => self.verifier.invalidate(&digest).await,
             // Workspace and plan changes (and anything unknown) may affect any key.

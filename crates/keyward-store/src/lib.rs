@@ -59,7 +59,7 @@ pub mod feed;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
-pub use feed::{ChangeFeed, ChangeFeedConfig};
+pub use feed::{ChangeFeed, ChangeFeedConfig, ChangeFeedStatus};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};
 

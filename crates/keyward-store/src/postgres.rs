@@ -244,7 +244,15 @@ impl PgStore {
         &self,
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let limit = self.place.query_timeout;
+        self.bounded_by(self.place.query_timeout, work).await
+    }
+
+    /// [`PgStore::bounded`] with another limit.
+    async fn bounded_by<T>(
+        &self,
+        limit: Duration,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let deadline = tokio::time::Instant::now() + limit;
         let silent = || StoreError::Unavailable(format!("the database did not answer within {limit:?}"));
         let mut conn = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
@@ -261,6 +269,24 @@ impl PgStore {
                 Err(silent())
             }
         }
+    }
+}
+
+impl PgStore {
+    /// The versions of keyward's migrations that the database has not applied (none, once the
+    /// store opened), read within `limit`, waiting for a connection included: a cheap query
+    /// that tells whether the database answers, for readiness checks.
+    pub async fn unapplied_migrations(&self, limit: Duration) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> = self
+            .bounded_by(limit, async |conn| {
+                // `MIGRATIONS_TABLE`.
+                sqlx::query_scalar("SELECT version FROM _keyward_migrations WHERE success")
+                    .fetch_all(conn)
+                    .await
+                    .map_err(db_err)
+            })
+            .await?;
+        Ok(MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
     }
 }
 
@@ -293,6 +319,8 @@ fn migrator(schema: Option<&str>) -> Migrator {
 // Every call runs through `bounded`: one connection, one deadline.
 impl SqlBackend for PgStore {
     type Db = Postgres;
+
+    const BACKEND: &'static str = "postgres";
 
     fn db_err(e: sqlx::Error) -> StoreError {
         db_err(e)

@@ -35,6 +35,9 @@ pub(crate) trait SqlBackend {
     /// The sqlx database.
     type Db: Database;
 
+    /// The `backend` label of this store's metrics.
+    const BACKEND: &'static str;
+
     /// Maps an error of this database onto [`StoreError`].
     fn db_err(e: sqlx::Error) -> StoreError;
 
@@ -569,6 +572,18 @@ where
     }
 }
 
+/// Runs one store call, recording its latency and any error (see [`keyward_core::metrics`]).
+pub(crate) async fn observed<T>(
+    backend: &'static str,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let start = std::time::Instant::now();
+    let result = call.await;
+    keyward_core::metrics::record_store_call(backend, operation, start.elapsed(), &result);
+    result
+}
+
 fn keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {
     rows.into_iter().map(KeyRow::into_key).collect()
 }
@@ -585,20 +600,25 @@ macro_rules! impl_key_store {
                 KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
             };
 
-            use $crate::sql::Queries;
+            use $crate::sql::{Queries, SqlBackend, observed};
 
             #[async_trait::async_trait]
             impl KeyStore for $store {
                 async fn save_plan(&self, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
-                    Queries::save_plan(self, plan, event).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "save_plan",
+                        Queries::save_plan(self, plan, event),
+                    )
+                    .await
                 }
 
                 async fn get_plan(&self, id: &PlanId) -> Result<Option<Plan>, StoreError> {
-                    Queries::get_plan(self, id).await
+                    observed(<$store as SqlBackend>::BACKEND, "get_plan", Queries::get_plan(self, id)).await
                 }
 
                 async fn list_plans(&self) -> Result<Vec<Plan>, StoreError> {
-                    Queries::list_plans(self).await
+                    observed(<$store as SqlBackend>::BACKEND, "list_plans", Queries::list_plans(self)).await
                 }
 
                 async fn insert_workspace(
@@ -606,7 +626,12 @@ macro_rules! impl_key_store {
                     ws: &Workspace,
                     event: &AuditEvent,
                 ) -> Result<(), StoreError> {
-                    Queries::insert_workspace(self, ws, event).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "insert_workspace",
+                        Queries::insert_workspace(self, ws, event),
+                    )
+                    .await
                 }
 
                 async fn update_workspace(
@@ -614,15 +639,30 @@ macro_rules! impl_key_store {
                     ws: &Workspace,
                     event: &AuditEvent,
                 ) -> Result<(), StoreError> {
-                    Queries::update_workspace(self, ws, event).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "update_workspace",
+                        Queries::update_workspace(self, ws, event),
+                    )
+                    .await
                 }
 
                 async fn get_workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
-                    Queries::get_workspace(self, id).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "get_workspace",
+                        Queries::get_workspace(self, id),
+                    )
+                    .await
                 }
 
                 async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-                    Queries::list_workspaces(self).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "list_workspaces",
+                        Queries::list_workspaces(self),
+                    )
+                    .await
                 }
 
                 async fn insert_key(
@@ -631,23 +671,39 @@ macro_rules! impl_key_store {
                     max_live_keys: Option<u32>,
                     event: &AuditEvent,
                 ) -> Result<(), StoreError> {
-                    Queries::insert_key(self, key, max_live_keys, event).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "insert_key",
+                        Queries::insert_key(self, key, max_live_keys, event),
+                    )
+                    .await
                 }
 
                 async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
-                    Queries::get_key(self, id).await
+                    observed(<$store as SqlBackend>::BACKEND, "get_key", Queries::get_key(self, id)).await
                 }
 
                 async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
-                    Queries::find_key_by_digest(self, digest).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "find_key_by_digest",
+                        Queries::find_key_by_digest(self, digest),
+                    )
+                    .await
                 }
 
                 async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
-                    Queries::list_keys(self, query).await
+                    observed(<$store as SqlBackend>::BACKEND, "list_keys", Queries::list_keys(self, query))
+                        .await
                 }
 
                 async fn count_live_keys(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
-                    Queries::count_live_keys(self, workspace).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "count_live_keys",
+                        Queries::count_live_keys(self, workspace),
+                    )
+                    .await
                 }
 
                 async fn update_key_guarded(
@@ -657,7 +713,12 @@ macro_rules! impl_key_store {
                     event: &AuditEvent,
                     guard: KeyGuard,
                 ) -> Result<(), StoreError> {
-                    Queries::update_key_guarded(self, key, expected_version, event, guard).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "update_key_guarded",
+                        Queries::update_key_guarded(self, key, expected_version, event, guard),
+                    )
+                    .await
                 }
 
                 async fn rotate_key(
@@ -667,23 +728,44 @@ macro_rules! impl_key_store {
                     new: &ApiKey,
                     event: &AuditEvent,
                 ) -> Result<(), StoreError> {
-                    Queries::rotate_key(self, old, expected_version, new, event).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "rotate_key",
+                        Queries::rotate_key(self, old, expected_version, new, event),
+                    )
+                    .await
                 }
 
                 async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
-                    Queries::consume_credits(self, id, amount).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "consume_credits",
+                        Queries::consume_credits(self, id, amount),
+                    )
+                    .await
                 }
 
                 async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-                    Queries::list_audit(self, query).await
+                    observed(<$store as SqlBackend>::BACKEND, "list_audit", Queries::list_audit(self, query))
+                        .await
                 }
 
                 async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-                    Queries::purge_audit(self, before).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "purge_audit",
+                        Queries::purge_audit(self, before),
+                    )
+                    .await
                 }
 
                 async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-                    Queries::record_usage(self, batch).await
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "record_usage",
+                        Queries::record_usage(self, batch),
+                    )
+                    .await
                 }
 
                 async fn usage(
@@ -692,7 +774,8 @@ macro_rules! impl_key_store {
                     from: NaiveDate,
                     to: NaiveDate,
                 ) -> Result<Vec<UsageDay>, StoreError> {
-                    Queries::usage(self, key, from, to).await
+                    observed(<$store as SqlBackend>::BACKEND, "usage", Queries::usage(self, key, from, to))
+                        .await
                 }
             }
         };

@@ -121,10 +121,29 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// The versions of keyward's migrations that the database has not applied (none, once the
+    /// store opened), read within `limit`, waiting for a connection included: a cheap query
+    /// that tells whether the database answers, for readiness checks.
+    pub async fn unapplied_migrations(&self, limit: Duration) -> Result<Vec<i64>, StoreError> {
+        let read = async {
+            let mut conn = self.pool.acquire().await.map_err(db_err)?;
+            sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)
+        };
+        let applied = tokio::time::timeout(limit, read).await.map_err(|_| {
+            StoreError::Unavailable(format!("the database did not answer within {limit:?}"))
+        })??;
+        Ok(MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
+    }
 }
 
 impl SqlBackend for SqliteStore {
     type Db = Sqlite;
+
+    const BACKEND: &'static str = "sqlite";
 
     fn db_err(e: sqlx::Error) -> StoreError {
         db_err(e)

@@ -114,6 +114,7 @@ where
                         Ok(verified) => Arc::new(verified),
                         Err(error) => return Poll::Ready(Ok(refusal(&error, this.refusal))),
                     };
+                    crate::trace::record_verified(&verified);
                     let mut request = request.take().expect("ResponseFuture polled after completion");
                     request.extensions_mut().insert(verified.clone());
                     let future = inner.call(request);

@@ -10,6 +10,10 @@
 //! requestId}}` with the matching status for HTTP, a trailers-only `grpc-status` response for
 //! gRPC (`content-type: application/grpc*`).
 //!
+//! The layer records the request's id and the verified key's id and workspace in the request's
+//! span, and the verifier records its metrics in your service's recorder: see [`trace`] for
+//! request logs and a `/metrics` route.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //!
@@ -59,6 +63,7 @@ mod future;
 mod layer;
 mod render;
 mod service;
+pub mod trace;
 
 pub use body::KeywardBody;
 #[cfg(feature = "axum")]

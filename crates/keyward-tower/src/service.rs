@@ -85,6 +85,7 @@ where
         let settings = &self.settings;
         let (mut parts, body) = request.into_parts();
         let request_id = request_id_value(parts.headers.get(X_REQUEST_ID));
+        crate::trace::record_request_id(&request_id);
         let grpc = is_grpc(parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
         let close = leaves_body_unread(&parts, grpc);
 

@@ -38,6 +38,7 @@ pub use presented::{KEY_QUERY_PARAMS, Presented, VerifierConfig};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode};
 use crate::hash::{KeyDigest, KeyHash, KeyHasher};
+use crate::metrics;
 use crate::model::{ApiKey, KeyId, Plan, PlanId, RateLimitPolicy, Workspace, WorkspaceId};
 use crate::ratelimit::{LimitSubject, RateLimitStatus, RateLimiter};
 use crate::scope::{Scope, ScopeSet};
@@ -210,6 +211,7 @@ impl Inner {
     fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
+        ::metrics::gauge!(metrics::CACHE_ENTRIES).set(0.0);
         self.workspaces.invalidate_all();
         if let Some(stale) = &self.stale {
             stale.invalidate_all();
@@ -240,17 +242,31 @@ impl Verifier {
 
     /// Verifies a presented key against `req`. Every failure is a catalog error; none is a
     /// panic or an `INTERNAL` for anything the caller sent.
+    ///
+    /// Records its outcome, its latency, the cache's answer and the rate-limit decisions (see
+    /// [`metrics`]).
     pub async fn verify(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
+        let start = std::time::Instant::now();
+        let verified = self.verify_unrecorded(key, req).await;
+        ::metrics::histogram!(metrics::VERIFY_DURATION).record(start.elapsed().as_secs_f64());
+        metrics::record_verification(verified.as_ref().map(drop).map_err(Error::code));
+        verified
+    }
+
+    async fn verify_unrecorded(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
         let inner = &*self.inner;
-        self.check_format(key)?;
+        self.parse_format(key)?;
         let secret = ApiKeySecret::from(key);
         let candidates = inner.hasher.candidates(&secret);
         drop(secret);
-        let resolved = match self.cached(&candidates).await {
+        let lookup = self.cached(&candidates).await;
+        let cache = if matches!(lookup, Lookup::Miss) { metrics::CACHE_MISSES } else { metrics::CACHE_HITS };
+        ::metrics::counter!(cache).increment(1);
+        let resolved = match lookup {
             Lookup::Hit(r) => r,
             Lookup::KnownUnknown => return Err(invalid(None)),
             // The store path is rare and large; boxing it keeps this future small for the hits.
-            Lookup::Miss => Box::pin(self.resolve(&candidates)).await?,
+            Lookup::Miss => Box::pin(self.resolve_counted(&candidates)).await?,
         };
         let now = inner.clock.now();
         check_key(&resolved, req, now)?;
@@ -263,6 +279,7 @@ impl Verifier {
             ])
             .await
             .map_err(Error::internal)?;
+        record_rate_limit(&rate);
         if let Some(wait) = rate.retry_after {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut e = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
@@ -309,8 +326,17 @@ impl Verifier {
     }
 
     /// Checks a key's format and checksum without any I/O: the first step of
-    /// [`Verifier::verify`], exposed so integrations can refuse garbage before allocating.
+    /// [`Verifier::verify`], exposed so integrations can refuse garbage before allocating. A
+    /// refusal is counted as a verification; a key that passes is counted by `verify`.
     pub fn check_format(&self, key: &str) -> Result<(), Error> {
+        let checked = self.parse_format(key);
+        if let Err(e) = &checked {
+            metrics::record_verification(Err(e.code()));
+        }
+        checked
+    }
+
+    fn parse_format(&self, key: &str) -> Result<(), Error> {
         self.inner.config.format.parse(key).map(drop).map_err(|e| invalid(Some(e)))
     }
 
@@ -324,6 +350,15 @@ impl Verifier {
             }
         }
         if absent { Lookup::Miss } else { Lookup::KnownUnknown }
+    }
+
+    /// [`Verifier::resolve`], then the cache's size, which only a miss (or an invalidation)
+    /// changes; the store was read anyway, so bringing moka's count up to date costs little.
+    async fn resolve_counted(&self, candidates: &[KeyHash]) -> Result<Arc<ResolvedKey>, Error> {
+        let resolved = self.resolve(candidates).await;
+        self.inner.cache.run_pending_tasks().await;
+        ::metrics::gauge!(metrics::CACHE_ENTRIES).set(self.inner.cache.entry_count() as f64);
+        resolved
     }
 
     async fn resolve(&self, candidates: &[KeyHash]) -> Result<Arc<ResolvedKey>, Error> {
@@ -401,5 +436,20 @@ impl Verifier {
             stale.insert(digest, resolved.clone()).await;
         }
         Ok(CacheEntry::Key(resolved))
+    }
+}
+
+/// Counts the decision of each subject the limiter looked at: the one whose window ran out is
+/// `limited`, the others `allowed`.
+fn record_rate_limit(status: &RateLimitStatus) {
+    for subject in ["key", "workspace"] {
+        let mut windows = status.windows.iter().filter(|w| w.subject_kind == subject).peekable();
+        if windows.peek().is_none() {
+            continue;
+        }
+        let limited = !status.allowed() && windows.any(|w| w.remaining == 0);
+        let decision = if limited { "limited" } else { "allowed" };
+        ::metrics::counter!(metrics::RATE_LIMIT_DECISIONS, "subject" => subject, "decision" => decision)
+            .increment(1);
     }
 }

@@ -31,8 +31,17 @@ pub struct Presented<'a> {
 
 impl<'a> Presented<'a> {
     /// Picks the key out of the request. Refuses keys in the URL with `API_KEY_IN_URL` (400) and
-    /// requests without a key with `MISSING_API_KEY` (401).
+    /// requests without a key with `MISSING_API_KEY` (401). A refusal is counted as a
+    /// verification (see [`metrics`](crate::metrics)).
     pub fn key(&self, config: &VerifierConfig) -> Result<&'a str, Error> {
+        let picked = self.pick(config);
+        if let Err(e) = &picked {
+            crate::metrics::record_verification(Err(e.code()));
+        }
+        picked
+    }
+
+    fn pick(&self, config: &VerifierConfig) -> Result<&'a str, Error> {
         if let Some(q) = self.query
             && query_has_key(q, config.format.prefix())
         {

@@ -9,6 +9,8 @@ pub(crate) struct Running {
     child: Child,
     pub(crate) addr: String,
     pub(crate) stdout: Vec<String>,
+    /// The log lines up to and with the one saying it listens.
+    pub(crate) started: Vec<String>,
     stderr: std::sync::mpsc::Receiver<String>,
 }
 
@@ -23,15 +25,25 @@ pub(crate) fn keyward() -> Command {
     command
 }
 
-/// Starts `keyward serve` in `dir` on a free port; returns once it listens.
+/// Starts `keyward serve` in `dir` on a free port, logging JSON; returns once it listens.
 pub(crate) fn start(dir: &std::path::Path) -> Running {
-    start_with(dir, &[])
+    start_with(dir, &["--log-format", "json"])
 }
 
-/// Starts `keyward serve` with `args` in `dir` on a free port; returns once it listens.
+/// The `addr` field of a log line, JSON or text.
+pub(crate) fn logged_addr(line: &str) -> String {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        return v["fields"]["addr"].as_str().unwrap().to_owned();
+    }
+    let at = line.find("addr=").unwrap_or_else(|| panic!("no addr in {line}")) + "addr=".len();
+    line[at..].split_whitespace().next().unwrap().to_owned()
+}
+
+/// Starts `keyward serve --bind 127.0.0.1:0 <args>` in `dir`; returns once it listens.
 pub(crate) fn start_with(dir: &std::path::Path, args: &[&str]) -> Running {
     let mut child = keyward()
-        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
         .current_dir(dir)
         .env("KEYWARD_LOG", "debug")
@@ -52,12 +64,12 @@ pub(crate) fn start_with(dir: &std::path::Path, args: &[&str]) -> Running {
     let mut addr = None;
     let mut logs = Vec::new();
     while let Ok(line) = log_rx.recv_timeout(Duration::from_secs(30)) {
+        logs.push(line);
+        let line = logs.last().unwrap();
         if line.contains("keyward listening") {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            addr = Some(v["fields"]["addr"].as_str().unwrap().to_owned());
+            addr = Some(logged_addr(line));
             break;
         }
-        logs.push(line);
     }
     let addr = addr.unwrap_or_else(|| panic!("server did not start: {logs:?}"));
     // stdout is complete once the server listens: the root key is printed before.
@@ -75,10 +87,10 @@ pub(crate) fn start_with(dir: &std::path::Path, args: &[&str]) -> Running {
     while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
         stdout.push(l.trim_end().to_owned());
     }
-    Running { child, addr, stdout, stderr: log_rx }
+    Running { child, addr, stdout, started: logs, stderr: log_rx }
 }
 
-/// Stops the server with SIGTERM; returns its log lines.
+/// Stops the server with SIGTERM; returns its log lines after those it started with.
 pub(crate) fn terminate(mut r: Running) -> Vec<String> {
     let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
     assert!(status.success());

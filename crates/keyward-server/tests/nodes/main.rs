@@ -7,6 +7,7 @@
 
 mod binary;
 mod concurrency;
+mod health;
 mod limits;
 mod outage;
 mod propagation;

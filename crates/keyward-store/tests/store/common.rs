@@ -39,3 +39,19 @@ impl SqliteFile {
         self.dir.path().join("keyward.db")
     }
 }
+
+/// A Prometheus recorder for the whole test process, installed once: for what other threads
+/// record (the change feed's task). Tests read only series labelled with names of their own.
+#[cfg(feature = "postgres")]
+pub(crate) fn global_metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("the only recorder")
+    })
+}
+
+/// The value of the series `series` (name and labels as rendered), or `None` when absent.
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

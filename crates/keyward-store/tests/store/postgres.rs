@@ -13,6 +13,8 @@ use keyward_core::{
     UsageBatch, Verifier, WorkspacePatch,
 };
 use keyward_store::testing::{PgTestSchema, PgTestStore};
+
+use crate::common::{global_metrics, metric};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, PgStore, PgStoreOptions};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
@@ -81,6 +83,18 @@ async fn tables_live_in_their_own_schema_and_migrations_apply_once() {
     assert_eq!(other.get_key(key.id).await.expect("get"), None);
     assert!(other.list_workspaces().await.expect("list").is_empty());
     assert_ne!(other.channel(), store.channel());
+
+    // What readiness checks read: nothing unapplied, until a migration's record goes missing.
+    let limit = Duration::from_secs(1);
+    assert_eq!(store.unapplied_migrations(limit).await.expect("read"), Vec::<i64>::new());
+    let last: i64 = sqlx::query_scalar(
+        "DELETE FROM _keyward_migrations WHERE version = \
+         (SELECT MAX(version) FROM _keyward_migrations) RETURNING version",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("forget the last migration");
+    assert_eq!(store.unapplied_migrations(limit).await.expect("read"), vec![last]);
 }
 
 #[tokio::test]
@@ -378,7 +392,14 @@ async fn the_feed_reconnects_and_then_clears_the_cache() {
         reconnect_max: Duration::from_millis(200),
         ..ChangeFeedConfig::default()
     };
+    let prometheus = global_metrics();
     let feed = ChangeFeed::start_with(&proxied, verifier.clone(), config).await.expect("feed");
+    let status = feed.status();
+    // This test's series: the channel is the schema's.
+    let series = |name: &str| format!("{name}{{channel=\"{}\"}}", feed.channel());
+    let read = |name: &str| metric(&prometheus.render(), &series(name));
+    assert_eq!(read("keyward_change_feed_connected"), Some(1.0));
+    let heard = read("keyward_change_feed_confirmed_timestamp_seconds").expect("confirmed");
 
     let sys = Actor::system();
     let ws = writer.create_workspace(NewWorkspace::live("Acme"), &sys).await.expect("ws");
@@ -389,6 +410,9 @@ async fn the_feed_reconnects_and_then_clears_the_cache() {
 
     proxy.cut();
     wait_for("the feed to notice", Duration::from_secs(5), async || !feed.is_connected()).await;
+    assert!(!status.is_connected(), "the status handle sees what the feed sees");
+    assert_eq!(read("keyward_change_feed_connected"), Some(0.0));
+    assert_eq!(read("keyward_change_feed_reconnections_total"), None);
     // Revoked while the feed is away: its notification is lost.
     writer.revoke_key(ws.id, created.key.id, &sys).await.expect("revoke");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -396,7 +420,9 @@ async fn the_feed_reconnects_and_then_clears_the_cache() {
 
     proxy.restore();
     wait_for("the feed to reconnect", Duration::from_secs(5), async || feed.connections() == 2).await;
-    assert!(feed.is_connected());
+    assert!(feed.is_connected() && status.is_connected());
+    assert_eq!(read("keyward_change_feed_connected"), Some(1.0));
+    assert_eq!(read("keyward_change_feed_reconnections_total"), Some(1.0));
     let err = verifier.verify(&plain, &req).await.expect_err("the cache was cleared on reconnecting");
     assert_eq!(err.code(), keyward_core::ErrorCode::KeyRevoked);
 
@@ -409,6 +435,9 @@ async fn the_feed_reconnects_and_then_clears_the_cache() {
         verifier.verify(&plain2, &req).await.is_err()
     })
     .await;
+    let received = read("keyward_change_feed_notifications_total").expect("notifications counted");
+    assert_eq!(received, feed.notifications() as f64);
+    assert!(read("keyward_change_feed_confirmed_timestamp_seconds").expect("confirmed") > heard);
 }
 
 /// Nodes flushing usage for the same keys at once wait for each other, never deadlock, and

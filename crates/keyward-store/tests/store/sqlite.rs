@@ -49,7 +49,10 @@ async fn migrations_apply_on_open_and_reopening_is_idempotent() {
             .fetch_all(store.pool())
             .await
             .expect("tables");
-    assert_eq!(tables, ["api_keys", "audit_events", "plans", "usage_daily", "workspaces"]);
+    assert_eq!(
+        tables,
+        ["api_keys", "audit_events", "changes", "plans", "sqlite_sequence", "usage_daily", "workspaces"]
+    );
     let applied = migrations_applied(&store).await;
     assert!(applied >= 1);
 
@@ -292,4 +295,47 @@ async fn the_change_log_carries_changes_to_other_handles_on_the_file() {
         behind.sync().await.expect("poll");
     }
     assert_eq!(behind.full_clears(), 1, "and it caught up without clearing again");
+}
+
+#[tokio::test]
+async fn store_calls_record_their_latency_and_their_errors() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    // This test's thread only: the calls are awaited here.
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let file = sqlite_file().await;
+    file.inner.list_plans().await.expect("plans");
+    file.inner.close().await;
+    let e = file.inner.list_plans().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let text = prometheus.render();
+    let series = |s: &str| crate::common::metric(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+    assert_eq!(
+        series(r#"keyward_store_operation_duration_seconds_count{backend="sqlite",operation="list_plans"}"#),
+        2.0
+    );
+    assert_eq!(
+        series(r#"keyward_store_errors_total{backend="sqlite",operation="list_plans",kind="unavailable"}"#),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn unapplied_migrations_are_read_from_the_migrations_table() {
+    let file = sqlite_file().await;
+    let limit = StdDuration::from_secs(1);
+    assert_eq!(file.inner.unapplied_migrations(limit).await.expect("read"), Vec::<i64>::new());
+    let last: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(file.inner.pool())
+        .await
+        .expect("a migration");
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(last)
+        .execute(file.inner.pool())
+        .await
+        .expect("forget it");
+    assert_eq!(file.inner.unapplied_migrations(limit).await.expect("read"), vec![last]);
+    file.inner.close().await;
+    let e = file.inner.unapplied_migrations(limit).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
 }

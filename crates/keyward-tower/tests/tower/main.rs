@@ -4,6 +4,7 @@
 mod grpc;
 mod keepalive;
 mod limits;
+mod observability;
 mod outage;
 mod routing;
 mod support;
