@@ -42,37 +42,9 @@ PATH="$VENV:$PATH" "$VENV/openapi-python-client" generate \
     --path "$SPEC" --config "$WORK/generator.yml" --output-path "$WORK/client" --fail-on-warning
 "$VENV/pip" install --quiet --disable-pip-version-check "$WORK/client"
 
-echo "python-client-check: building keyward"
-cd "$ROOT"
-cargo build --quiet -p keyward-server --bin keyward
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-KEYWARD="$TARGET_DIR/debug/keyward"
-
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-BASE="http://127.0.0.1:$PORT"
-(cd "$WORK" && exec "$KEYWARD" serve --bind "127.0.0.1:$PORT" --database "sqlite://$WORK/k.db" >"$WORK/serve.out" 2>"$WORK/serve.err") &
-SERVER_PID=$!
-
-# The root key is the third line keyward prints on its first start.
-ROOT_KEY=""
-for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "keyward serve exited:" >&2
-        cat "$WORK/serve.err" >&2
-        exit 1
-    fi
-    ROOT_KEY="$(sed -n 3p "$WORK/serve.out")"
-    if [[ -n "$ROOT_KEY" ]] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1).close()" 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-if [[ -z "$ROOT_KEY" ]]; then
-    echo "keyward serve printed no root key" >&2
-    cat "$WORK/serve.err" >&2
-    exit 1
-fi
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
+start_keyward python-client-check
 
 echo "python-client-check: driving $BASE with the generated client"
 "$VENV/python" - "$BASE" "$ROOT_KEY" <<'PY'

@@ -52,37 +52,9 @@ if [[ ! -f "$VENV/.installed" ]]; then
 fi
 
 echo "schemathesis-check: building keyward"
-cd "$ROOT"
-cargo build --quiet -p keyward-server --bin keyward
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-KEYWARD="$TARGET_DIR/debug/keyward"
-
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-BASE="http://127.0.0.1:$PORT"
-(cd "$WORK" && KEYWARD_LOG=warn exec "$KEYWARD" serve --bind "127.0.0.1:$PORT" --database "sqlite://$WORK/k.db" \
-    >"$WORK/serve.out" 2>"$WORK/serve.err") &
-SERVER_PID=$!
-
-# The root key is the third line keyward prints on its first start.
-ROOT_KEY=""
-for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "keyward serve exited:" >&2
-        cat "$WORK/serve.err" >&2
-        exit 1
-    fi
-    ROOT_KEY="$(sed -n 3p "$WORK/serve.out" 2>/dev/null || true)"
-    if [[ -n "$ROOT_KEY" ]] && python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1).close()" 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-if [[ -z "$ROOT_KEY" ]]; then
-    echo "keyward serve printed no root key" >&2
-    cat "$WORK/serve.err" >&2
-    exit 1
-fi
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
+KEYWARD_LOG=warn start_keyward schemathesis-check
 
 echo "schemathesis-check: raising the root key's and its workspace's rate limits"
 # Prints the key id, workspace id and plan id the hooks protect.

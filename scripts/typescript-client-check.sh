@@ -63,38 +63,9 @@ echo "typescript-client-check: generating types from ${SPEC#"$ROOT/"}"
 echo "typescript-client-check: type-checking check.mts against them (tsc --strict)"
 "$BIN/tsc" -p "$WORK/tsconfig.json"
 
-echo "typescript-client-check: building keyward"
-cd "$ROOT"
-cargo build --quiet -p keyward-server --bin keyward
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-[[ "$TARGET_DIR" = /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
-KEYWARD="$TARGET_DIR/debug/keyward"
-
-PORT="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')"
-BASE="http://127.0.0.1:$PORT"
-(cd "$WORK" && exec "$KEYWARD" serve --bind "127.0.0.1:$PORT" --database "sqlite://$WORK/k.db" >"$WORK/serve.out" 2>"$WORK/serve.err") &
-SERVER_PID=$!
-
-# The root key is the third line keyward prints on its first start.
-ROOT_KEY=""
-for _ in $(seq 1 100); do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "keyward serve exited:" >&2
-        cat "$WORK/serve.err" >&2
-        exit 1
-    fi
-    ROOT_KEY="$(sed -n 3p "$WORK/serve.out")"
-    if [[ -n "$ROOT_KEY" ]] && grep -q "keyward listening" "$WORK/serve.err"; then
-        break
-    fi
-    ROOT_KEY=""
-    sleep 0.1
-done
-if [[ -z "$ROOT_KEY" ]]; then
-    echo "keyward serve did not start with a root key" >&2
-    cat "$WORK/serve.err" >&2
-    exit 1
-fi
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
+start_keyward typescript-client-check
 
 echo "typescript-client-check: driving $BASE with the generated client"
 KEYWARD_ROOT_KEY="$ROOT_KEY" node "$WORK/out/check.mjs" "$BASE"

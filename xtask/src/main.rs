@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
 //! * `test`: formatting, clippy, the docs build and every test (doc tests included).
-//! * `bench [--load-only | --no-load]`: the criterion benchmarks, then the loopback load benchmark.
+//! * `bench [--load-only | --no-load | --propagation-only]`: the criterion benchmarks, the loopback
+//!   load benchmark, then the change propagation benchmark (benches/propagation).
 //! * `codegen [--check]`: regenerates the checked-in generated files (the OpenAPI documents, then
 //!   the Rust client from the 3.0 one), or fails when they are stale.
 
@@ -22,8 +23,11 @@ enum Task {
     /// The criterion benchmarks, then the loopback load benchmark.
     Bench {
         /// Only the load benchmark.
-        #[arg(long, conflicts_with = "no_load")]
+        #[arg(long, conflicts_with_all = ["no_load", "propagation_only"])]
         load_only: bool,
+        /// Only the change propagation benchmark (benches/propagation).
+        #[arg(long, conflicts_with = "no_load")]
+        propagation_only: bool,
         /// Only the criterion benchmarks.
         #[arg(long)]
         no_load: bool,
@@ -42,7 +46,9 @@ fn main() -> Result<()> {
     let root = xtask::repo_root();
     match Task::parse() {
         Task::Test => test(&root),
-        Task::Bench { load_only, no_load, filter } => bench(&root, load_only, no_load, &filter),
+        Task::Bench { load_only, no_load, propagation_only, filter } => {
+            bench(&root, load_only, no_load, propagation_only, &filter)
+        }
         Task::Codegen { check } => codegen(&root, check),
     }
 }
@@ -98,18 +104,28 @@ fn skip_summary(log: &str) -> String {
     format!("skipped tests: {total} ({})", reasons.join(", "))
 }
 
-/// The criterion benchmarks (those matching `filter`), then the loopback load benchmark (bare
-/// axum vs tower-http bearer check vs KeywardLayer).
-fn bench(root: &Path, load_only: bool, no_load: bool, filter: &[String]) -> Result<()> {
-    if !load_only {
+/// The criterion benchmarks (those matching `filter`), the loopback load benchmark (bare axum vs
+/// tower-http bearer check vs KeywardLayer), then the change propagation benchmark.
+fn bench(
+    root: &Path,
+    load_only: bool,
+    no_load: bool,
+    propagation_only: bool,
+    filter: &[String],
+) -> Result<()> {
+    if !load_only && !propagation_only {
         let mut cmd = cargo(root, &["bench", "--workspace"]);
         if !filter.is_empty() {
             cmd.arg("--").args(filter);
         }
         run(cmd)?;
     }
-    if !no_load {
+    if !no_load && !propagation_only {
         load::run(root, 10)?;
+    }
+    if !load_only {
+        // Cross-connection revocation propagation per keyward::connect mode, and cache-hit cost.
+        run(cargo(root, &["run", "--profile", "bench", "--quiet", "-p", "keyward-propagation-bench"]))?;
     }
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! ```text
+//! cargo xtask bench --propagation-only    # or: cargo run --profile bench -p keyward-propagation-bench
+//! ```
+//!
+//! For each mode of `keyward::connect` (SQLite; PostgreSQL when `KEYWARD_TEST_POSTGRES_URL` is
+//! set): the management side revokes a key through its own connection to the database, as
+//! `keyward serve` or the CLI in another process does, and the connected verifier is polled
+//! every 0.2 ms until it refuses the key. Prints p50, p99 and the worst of `TRIALS` trials, then
+//! the cost of a cache hit in each mode (the same verifier code: the mode only changes how
+//! changes arrive).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use keyward::{
+    Actor, Connect, KeyService, NewKey, NewWorkspace, RateLimitPolicy, RateLimitWindow, Requirements,
+};
+
+const TRIALS: usize = 200;
+const HITS: u32 = 100_000;
+
+async fn run(mode: &str, manager: KeyService, connect: Connect) -> Result<()> {
+    let keyward = connect.build().await.with_context(|| format!("connecting ({mode})"))?;
+    // Limits out of the way: the polling below verifies thousands of times a second.
+    let roomy = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_000, period_secs: 1 }]);
+    let new = NewWorkspace { rate_limit: Some(roomy.clone()), ..NewWorkspace::live("bench") };
+    let ws = manager.create_workspace(new, &Actor::system()).await?;
+    let mut samples = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        let new = NewKey { rate_limit: Some(roomy.clone()), ..NewKey::new(ws.id, "k") };
+        let key = manager.create_key(new, &Actor::system()).await?;
+        let plain = key.secret.expose_secret();
+        keyward.verifier().verify(plain, &Requirements::default()).await.context("a fresh key verifies")?;
+        // Spread the changes over the poll interval: back to back, each would land just after a
+        // poll and measure the worst case every time.
+        tokio::time::sleep(Duration::from_micros((trial as u64 * 7_919) % 100_000)).await;
+        manager.revoke_key(ws.id, key.key.id, &Actor::system()).await?;
+        let start = Instant::now();
+        while keyward.verifier().verify(plain, &Requirements::default()).await.is_ok() {
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(10),
+                "{mode}: the revocation never arrived"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let at = |p: f64| samples[((p / 100.0) * (samples.len() - 1) as f64).round() as usize];
+    println!(
+        "propagation {mode:<8} {TRIALS} trials: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(at(50.0)),
+        ms(at(99.0)),
+        ms(samples[samples.len() - 1])
+    );
+
+    let hot = NewKey { rate_limit: Some(roomy), ..NewKey::new(ws.id, "hot") };
+    let key = manager.create_key(hot, &Actor::system()).await?;
+    let plain = key.secret.expose_secret();
+    let req = Requirements::default();
+    keyward.verifier().verify(plain, &req).await.context("the hot key verifies")?;
+    let start = Instant::now();
+    for _ in 0..HITS {
+        keyward.verifier().verify(plain, &req).await.context("an admitted cache hit")?;
+    }
+    let per = start.elapsed() / HITS;
+    println!("cache hit   {mode:<8} {:.2} us per verify", per.as_nanos() as f64 / 1000.0);
+    keyward.shutdown().await?;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
+    let manager = KeyService::new(Arc::new(keyward::store::SqliteStore::open(&url).await?));
+    run("sqlite", manager, Connect::new(&url)).await?;
+
+    match keyward_store::testing::PgTestSchema::from_env() {
+        Some(schema) => {
+            let manager = KeyService::new(Arc::new(schema.open().await));
+            run("postgres", manager, Connect::new(schema.url()).database_schema(schema.name())).await?;
+        }
+        None => println!("propagation postgres skipped: KEYWARD_TEST_POSTGRES_URL is not set"),
+    }
+    Ok(())
+}
