@@ -7,11 +7,124 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Map, Value};
 
+use crate::ResponseValue;
 use crate::types::{ErrorBody, ErrorCode, ErrorObject};
-use crate::{Error, ResponseValue};
 
 /// The error every generated operation returns.
 pub type ApiError = Error<ErrorBody>;
+
+/// A failed call. The variants are progenitor's (`cargo xtask codegen` points the generated
+/// code here instead of at `progenitor_client::Error`), so that `Display` is one line: `CODE:
+/// message (request <id>)` for a catalog error, instead of the status, every header and the
+/// body's `Debug` form.
+pub enum Error<E = ()> {
+    /// The request did not conform to the API's requirements (caught before sending).
+    InvalidRequest(String),
+    /// The server could not be reached, or the connection failed.
+    CommunicationError(reqwest::Error),
+    /// An unexpected response when upgrading the connection.
+    InvalidUpgrade(reqwest::Error),
+    /// A documented error response, with its parsed body.
+    ErrorResponse(ResponseValue<E>),
+    /// The body of an expected response could not be read.
+    ResponseBodyError(reqwest::Error),
+    /// An expected response whose body did not parse.
+    InvalidResponsePayload(bytes::Bytes, serde_json::Error),
+    /// A response the API description does not list; [`CatalogErrorExt::into_catalog`] reads
+    /// a catalog error out of it.
+    UnexpectedResponse(reqwest::Response),
+    /// An error from a hook.
+    Custom(String),
+}
+
+impl<E> Error<E> {
+    /// The HTTP status, when a response arrived.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::InvalidRequest(_) | Error::Custom(_) | Error::InvalidResponsePayload(..) => None,
+            Error::CommunicationError(e) | Error::InvalidUpgrade(e) | Error::ResponseBodyError(e) => {
+                e.status()
+            }
+            Error::ErrorResponse(rv) => Some(rv.status()),
+            Error::UnexpectedResponse(r) => Some(r.status()),
+        }
+    }
+}
+
+impl<E> From<progenitor_client::Error<E>> for Error<E> {
+    fn from(e: progenitor_client::Error<E>) -> Self {
+        use progenitor_client::Error as P;
+        match e {
+            P::InvalidRequest(s) => Error::InvalidRequest(s),
+            P::CommunicationError(e) => Error::CommunicationError(e),
+            P::InvalidUpgrade(e) => Error::InvalidUpgrade(e),
+            P::ErrorResponse(rv) => Error::ErrorResponse(rv),
+            P::ResponseBodyError(e) => Error::ResponseBodyError(e),
+            P::InvalidResponsePayload(b, e) => Error::InvalidResponsePayload(b, e),
+            P::UnexpectedResponse(r) => Error::UnexpectedResponse(r),
+            P::Custom(s) => Error::Custom(s),
+        }
+    }
+}
+
+impl<E> From<reqwest::Error> for Error<E> {
+    fn from(e: reqwest::Error) -> Self {
+        Error::CommunicationError(e)
+    }
+}
+
+impl<E> From<reqwest::header::InvalidHeaderValue> for Error<E> {
+    fn from(e: reqwest::header::InvalidHeaderValue) -> Self {
+        Error::InvalidRequest(e.to_string())
+    }
+}
+
+impl<E> From<std::convert::Infallible> for Error<E> {
+    fn from(x: std::convert::Infallible) -> Self {
+        match x {}
+    }
+}
+
+impl std::fmt::Display for Error<ErrorBody> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::ErrorResponse(body) => write!(f, "{}: {}", body.error.code, body.error.message)?,
+            Error::UnexpectedResponse(r) => write!(f, "unexpected response: HTTP {}", r.status().as_u16())?,
+            Error::CommunicationError(e) | Error::ResponseBodyError(e) | Error::InvalidUpgrade(e) => {
+                write!(f, "could not reach the server: {e}")?
+            }
+            Error::InvalidResponsePayload(_, e) => write!(f, "the response did not parse: {e}")?,
+            Error::InvalidRequest(s) => write!(f, "invalid request: {s}")?,
+            Error::Custom(s) => f.write_str(s)?,
+        }
+        if let Some(id) = self.request_id() {
+            write!(f, " (request {id})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Like `Display`, with the status; never the headers.
+impl<E: std::fmt::Debug> std::fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::ErrorResponse(rv) => f
+                .debug_struct("ErrorResponse")
+                .field("status", &rv.status())
+                .field("body", rv.as_ref())
+                .finish(),
+            Error::UnexpectedResponse(r) => f.debug_tuple("UnexpectedResponse").field(&r.status()).finish(),
+            Error::InvalidRequest(s) => f.debug_tuple("InvalidRequest").field(s).finish(),
+            Error::CommunicationError(e) => f.debug_tuple("CommunicationError").field(e).finish(),
+            Error::InvalidUpgrade(e) => f.debug_tuple("InvalidUpgrade").field(e).finish(),
+            Error::ResponseBodyError(e) => f.debug_tuple("ResponseBodyError").field(e).finish(),
+            Error::InvalidResponsePayload(_, e) => f.debug_tuple("InvalidResponsePayload").field(e).finish(),
+            Error::Custom(s) => f.debug_tuple("Custom").field(s).finish(),
+        }
+    }
+}
+
+impl std::error::Error for Error<ErrorBody> {}
 
 /// Reads keyward's catalog error out of a failed call.
 ///
@@ -107,96 +220,6 @@ impl CatalogErrorExt for ApiError {
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Error::ErrorResponse(ResponseValue::new(body, status, headers)),
             Err(e) => Error::InvalidResponsePayload(bytes, e),
-        }
-    }
-}
-
-/// A failed call, owned and printed on one line: `CODE: message (request <id>)`.
-///
-/// The generated operations return progenitor's [`Error`], whose `Display` dumps the status,
-/// every header and the body's `Debug` form; convert it with `?` into this type (or
-/// `map_err(CatalogError::from)`) for logs and `anyhow` chains.
-///
-/// ```no_run
-/// use keyward_client::{CatalogError, KeywardClient};
-///
-/// # async fn demo(client: KeywardClient) -> Result<(), CatalogError> {
-/// let key = client.get_key().id(uuid::Uuid::nil()).send().await?.into_inner();
-/// # let _ = key; Ok(()) }
-/// // Err(e) prints e.g.: NOT_FOUND: no such key (request 7f3c...-00002a)
-/// ```
-#[derive(Debug, Clone)]
-pub struct CatalogError {
-    status: Option<StatusCode>,
-    code: Option<ErrorCode>,
-    message: String,
-    details: Map<String, Value>,
-    request_id: Option<String>,
-    retry_after: Option<Duration>,
-}
-
-impl CatalogError {
-    /// The HTTP status, when a response arrived.
-    pub fn status(&self) -> Option<StatusCode> {
-        self.status
-    }
-    /// The stable code, when the server sent a catalog error.
-    pub fn code(&self) -> Option<ErrorCode> {
-        self.code
-    }
-    /// The message: the server's, or what went wrong on the way.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-    /// Structured details; empty when none.
-    pub fn details(&self) -> &Map<String, Value> {
-        &self.details
-    }
-    /// The request's id, when a response arrived.
-    pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
-    }
-    /// The server's `Retry-After`, for `429`s.
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
-impl std::fmt::Display for CatalogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.status) {
-            (Some(code), _) => write!(f, "{code}: {}", self.message)?,
-            (None, Some(status)) => write!(f, "HTTP {}: {}", status.as_u16(), self.message)?,
-            (None, None) => f.write_str(&self.message)?,
-        }
-        if let Some(id) = &self.request_id {
-            write!(f, " (request {id})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for CatalogError {}
-
-impl From<ApiError> for CatalogError {
-    fn from(e: ApiError) -> Self {
-        let message = match &e {
-            Error::ErrorResponse(body) => body.error.message.clone(),
-            Error::UnexpectedResponse(r) => format!("unexpected response {}", r.status()),
-            Error::CommunicationError(err) | Error::ResponseBodyError(err) | Error::InvalidUpgrade(err) => {
-                format!("could not reach the server: {err}")
-            }
-            Error::InvalidResponsePayload(_, err) => format!("the response did not parse: {err}"),
-            Error::InvalidRequest(s) => format!("invalid request: {s}"),
-            Error::Custom(s) => s.clone(),
-        };
-        Self {
-            status: e.http_status(),
-            code: e.code(),
-            details: e.details().cloned().unwrap_or_default(),
-            request_id: e.request_id().map(str::to_owned),
-            retry_after: e.retry_after(),
-            message,
         }
     }
 }

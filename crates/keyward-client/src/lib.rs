@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-pub use error::{ApiError, CatalogError, CatalogErrorExt};
+pub use error::{ApiError, CatalogErrorExt, Error};
 pub use generated::*;
 /// The hook trait the client implements (its `exec` sends with retries) and its argument.
 pub use progenitor_client::{ClientHooks, OperationInfo};
