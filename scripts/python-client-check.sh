@@ -16,12 +16,10 @@ RUFF_VERSION="0.17.6"
 SPEC="$ROOT/openapi/keyward.openapi-3.0.json"
 
 WORK="$(mktemp -d)"
-SERVER_PID=""
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_keyward
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,8 +40,6 @@ PATH="$VENV:$PATH" "$VENV/openapi-python-client" generate \
     --path "$SPEC" --config "$WORK/generator.yml" --output-path "$WORK/client" --fail-on-warning
 "$VENV/pip" install --quiet --disable-pip-version-check "$WORK/client"
 
-# shellcheck source=scripts/lib/serve.sh
-source "$ROOT/scripts/lib/serve.sh"
 start_keyward python-client-check
 
 echo "python-client-check: driving $BASE with the generated client"

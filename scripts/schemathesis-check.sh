@@ -30,12 +30,10 @@ CACHE="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
 VENV="$CACHE/schemathesis-$SCHEMATHESIS_VERSION"
 WORK="$(mktemp -d)"
 REPORTS="${SCHEMATHESIS_REPORT_DIR:-$WORK/reports}"
-SERVER_PID=""
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_keyward
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -52,8 +50,6 @@ if [[ ! -f "$VENV/.installed" ]]; then
 fi
 
 echo "schemathesis-check: building keyward"
-# shellcheck source=scripts/lib/serve.sh
-source "$ROOT/scripts/lib/serve.sh"
 KEYWARD_LOG=warn start_keyward schemathesis-check
 
 echo "schemathesis-check: raising the root key's and its workspace's rate limits"

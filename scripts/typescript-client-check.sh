@@ -27,12 +27,10 @@ CACHE="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
 LOCK_HASH="$(sha256sum "$CLIENT/package-lock.json" | cut -c1-16)"
 DEPS="$CACHE/ts-client-$LOCK_HASH"
 WORK=""
-SERVER_PID=""
+# shellcheck source=scripts/lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
 cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_keyward
     if [[ -n "$WORK" ]]; then
         rm -rf "$WORK"
     fi
@@ -63,8 +61,6 @@ echo "typescript-client-check: generating types from ${SPEC#"$ROOT/"}"
 echo "typescript-client-check: type-checking check.mts against them (tsc --strict)"
 "$BIN/tsc" -p "$WORK/tsconfig.json"
 
-# shellcheck source=scripts/lib/serve.sh
-source "$ROOT/scripts/lib/serve.sh"
 start_keyward typescript-client-check
 
 echo "typescript-client-check: driving $BASE with the generated client"

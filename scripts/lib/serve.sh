@@ -1,8 +1,18 @@
 # Sourced by the client checks (python-, typescript-, schemathesis-check.sh): builds keyward and
 # starts `keyward serve` on a fresh SQLite file in $WORK on a free local port, waiting until it
 # listens. Needs ROOT (the repository) and WORK (a scratch directory); sets KEYWARD, PORT, BASE,
-# SERVER_PID (the caller's cleanup kills it) and ROOT_KEY (printed once on first start). Leaves
-# the current directory at $ROOT. KEYWARD_LOG, when set, is passed on.
+# SERVER_PID and ROOT_KEY (printed once on first start). Leaves the current directory at $ROOT.
+# KEYWARD_LOG, when set, is passed on. The caller's EXIT trap calls stop_keyward.
+
+SERVER_PID=""
+
+# Stops the server start_keyward started, if any.
+stop_keyward() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
 
 start_keyward() {
     local label="$1"

@@ -45,17 +45,12 @@ pub fn request_id(incoming: Option<&[u8]>) -> String {
 /// [`KeyFormat`](crate::KeyFormat) accepts: a lowercase letter, then lowercase letters or digits.
 /// Matched case-insensitively, since a key's prefix is easily retyped in capitals.
 fn looks_like_key(v: &[u8]) -> bool {
-    let lower = v.to_ascii_lowercase();
     ["_live_", "_test_"].iter().any(|env| {
-        lower.windows(env.len()).enumerate().any(|(i, w)| {
-            w == env.as_bytes()
-                && i > 0
-                && lower[..i].last().is_some_and(|c| c.is_ascii_alphanumeric())
-                && lower[..i]
-                    .iter()
-                    .rev()
-                    .take_while(|c| c.is_ascii_alphanumeric())
-                    .any(u8::is_ascii_lowercase)
+        v.windows(env.len()).enumerate().any(|(i, w)| {
+            // The prefix before the environment: letters and digits, at least one letter.
+            w.eq_ignore_ascii_case(env.as_bytes())
+                && v[..i].last().is_some_and(u8::is_ascii_alphanumeric)
+                && v[..i].iter().rev().take_while(|c| c.is_ascii_alphanumeric()).any(u8::is_ascii_alphabetic)
         })
     })
 }
