@@ -11,6 +11,7 @@
 //! assert_eq!(stored.digest.to_hex().len(), 64);
 //! ```
 
+pub mod change;
 pub mod clock;
 pub mod error;
 pub mod format;
@@ -28,6 +29,7 @@ pub mod testing;
 pub mod usage;
 pub mod verifier;
 
+pub use change::{Change, ChangeListener};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
 pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
@@ -46,7 +48,8 @@ pub use service::{
     NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
-pub use usage::UsageRecorder;
+pub use usage::{Unwritten, UsageRecorder, UsageSink};
 pub use verifier::{
-    Presented, Requirements, StorePolicy, VerifiedKey, Verifier, VerifierBuilder, VerifierConfig,
+    KeyRecord, KeyResolver, Presented, Requirements, StorePolicy, VerifiedKey, Verifier, VerifierBuilder,
+    VerifierConfig, VerifierListener,
 };

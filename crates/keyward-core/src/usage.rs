@@ -26,8 +26,41 @@ use crate::store::{KeyStore, StoreError, UsageBatch};
 /// Default and maximum flush interval.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Where a [`UsageRecorder`] writes its batches: a [`KeyStore`], or e.g. a server that records
+/// them for a remote verifier.
+#[async_trait::async_trait]
+pub trait UsageSink: Send + Sync + fmt::Debug + 'static {
+    /// Writes `batch`. On an error, gives back the part it did not write, which the recorder
+    /// keeps and retries at the next flush: a sink that writes in parts loses nothing and
+    /// writes nothing twice.
+    async fn record_usage(&self, batch: UsageBatch) -> Result<(), Unwritten>;
+}
+
+/// What a [`UsageSink`] could not write, and why.
+#[derive(Debug)]
+pub struct Unwritten {
+    /// Why.
+    pub error: StoreError,
+    /// The part not written.
+    pub batch: UsageBatch,
+}
+
+#[derive(Debug)]
+struct StoreSink(Arc<dyn KeyStore>);
+
+#[async_trait::async_trait]
+impl UsageSink for StoreSink {
+    async fn record_usage(&self, batch: UsageBatch) -> Result<(), Unwritten> {
+        // One transaction: all of it or none.
+        match self.0.record_usage(&batch).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(Unwritten { error, batch }),
+        }
+    }
+}
+
 struct Shared {
-    store: Arc<dyn KeyStore>,
+    store: Arc<dyn UsageSink>,
     pending: Mutex<UsageBatch>,
     stop: Notify,
 }
@@ -49,6 +82,12 @@ impl UsageRecorder {
     /// Starts the background flusher on the current tokio runtime. `interval` is capped at
     /// [`DEFAULT_FLUSH_INTERVAL`].
     pub fn spawn(store: Arc<dyn KeyStore>, interval: Duration) -> Self {
+        Self::spawn_to(Arc::new(StoreSink(store)), interval)
+    }
+
+    /// [`UsageRecorder::spawn`], writing to `sink`.
+    pub fn spawn_to(sink: Arc<dyn UsageSink>, interval: Duration) -> Self {
+        let store = sink;
         let interval = interval.min(DEFAULT_FLUSH_INTERVAL).max(Duration::from_millis(1));
         let shared =
             Arc::new(Shared { store, pending: Mutex::new(UsageBatch::default()), stop: Notify::new() });
@@ -97,13 +136,13 @@ async fn flush(shared: &Shared) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
-    if let Err(e) = shared.store.record_usage(&batch).await {
+    let uses: u64 = batch.counts.values().sum();
+    if let Err(unwritten) = shared.store.record_usage(batch).await {
         ::metrics::counter!(metrics::USAGE_FLUSH_FAILURES).increment(1);
         // Put it back so nothing is lost; the next flush retries.
-        shared.pending.lock().unwrap_or_else(|e| e.into_inner()).merge(batch);
-        return Err(e);
+        shared.pending.lock().unwrap_or_else(|e| e.into_inner()).merge(unwritten.batch);
+        return Err(unwritten.error);
     }
-    let uses: u64 = batch.counts.values().sum();
     ::metrics::histogram!(metrics::USAGE_FLUSH_SIZE).record(uses as f64);
     Ok(())
 }

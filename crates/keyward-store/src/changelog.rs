@@ -4,8 +4,9 @@
 //! table, numbered, in the changing transaction: a key's digest, a workspace or a plan. A
 //! [`ChangeLogPoller`] reads the rows after the last number it saw, every
 //! [`ChangeLogConfig::interval`] (100 ms by default: one indexed read of nothing when nothing
-//! changed), and drops the matching entries from a [`Verifier`]'s cache, so that a key revoked
-//! by `keyward serve` or the CLI is refused by a service on the same file a moment later.
+//! changed), and hands each to a [`ChangeListener`]: a [`Verifier`](keyward_core::Verifier)
+//! drops the matching entries from its cache, so that a key revoked by `keyward serve` or the
+//! CLI is refused by a service on the same file a moment later.
 //!
 //! The log keeps the last 10,000 changes. A poller that fell further behind (or could not read
 //! the file for a while) clears the whole cache once it reads again; meanwhile the verifier's
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use keyward_core::{KeyDigest, StoreError, Verifier};
+use keyward_core::{Change, ChangeListener, KeyDigest, PlanId, StoreError};
 use sqlx::SqlitePool;
 use tokio::task::JoinHandle;
 
@@ -59,7 +60,7 @@ struct PollState {
 /// [module docs](self).
 pub struct ChangeLogPoller {
     state: Arc<PollState>,
-    inner: Arc<(SqlitePool, Verifier, ChangeLogConfig)>,
+    inner: Arc<(SqlitePool, Arc<dyn ChangeListener>, ChangeLogConfig)>,
     task: JoinHandle<()>,
 }
 
@@ -75,14 +76,14 @@ impl fmt::Debug for ChangeLogPoller {
 impl ChangeLogPoller {
     /// Starts polling with the default settings, from the log's current end: what the verifier
     /// caches from now on is read after this point.
-    pub async fn start(store: &SqliteStore, verifier: Verifier) -> Result<Self, StoreError> {
-        Self::start_with(store, verifier, ChangeLogConfig::default()).await
+    pub async fn start(store: &SqliteStore, listener: impl ChangeListener) -> Result<Self, StoreError> {
+        Self::start_with(store, listener, ChangeLogConfig::default()).await
     }
 
     /// Starts polling with `config`.
     pub async fn start_with(
         store: &SqliteStore,
-        verifier: Verifier,
+        listener: impl ChangeListener,
         config: ChangeLogConfig,
     ) -> Result<Self, StoreError> {
         let pool = store.pool().clone();
@@ -92,7 +93,8 @@ impl ChangeLogPoller {
             healthy: AtomicBool::new(true),
             ..PollState::default()
         });
-        let inner = Arc::new((pool, verifier, config));
+        let listener: Arc<dyn ChangeListener> = Arc::new(listener);
+        let inner = Arc::new((pool, listener, config));
         let task = tokio::spawn(poll(inner.clone(), state.clone()));
         Ok(Self { state, inner, task })
     }
@@ -100,8 +102,8 @@ impl ChangeLogPoller {
     /// Reads the log now, without waiting for the next poll: for a caller that knows another
     /// process just changed something.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let (pool, verifier, config) = &*self.inner;
-        poll_once(pool, verifier, config, &self.state)
+        let (pool, listener, config) = &*self.inner;
+        poll_once(pool, listener, config, &self.state)
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
@@ -146,13 +148,13 @@ async fn last_seq(pool: &SqlitePool) -> Result<i64, StoreError> {
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
-async fn poll(inner: Arc<(SqlitePool, Verifier, ChangeLogConfig)>, state: Arc<PollState>) {
-    let (pool, verifier, config) = &*inner;
+async fn poll(inner: Arc<(SqlitePool, Arc<dyn ChangeListener>, ChangeLogConfig)>, state: Arc<PollState>) {
+    let (pool, listener, config) = &*inner;
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match poll_once(pool, verifier, config, &state).await {
+        match poll_once(pool, listener, config, &state).await {
             Ok(()) => {
                 if !state.healthy.swap(true, Ordering::SeqCst) {
                     tracing::info!("change log readable again");
@@ -169,7 +171,7 @@ async fn poll(inner: Arc<(SqlitePool, Verifier, ChangeLogConfig)>, state: Arc<Po
 
 async fn poll_once(
     pool: &SqlitePool,
-    verifier: &Verifier,
+    listener: &Arc<dyn ChangeListener>,
     config: &ChangeLogConfig,
     state: &PollState,
 ) -> Result<(), sqlx::Error> {
@@ -193,15 +195,11 @@ async fn poll_once(
         };
         if missed {
             tracing::warn!(after, first, "the change log moved past this poller; clearing the whole cache");
-            verifier.invalidate_all();
+            listener.changed(&Change::Missed).await;
             state.full_clears.fetch_add(1, Ordering::SeqCst);
         } else {
             for (_, kind, reference) in &rows {
-                match (kind.as_str(), KeyDigest::from_hex(reference)) {
-                    ("key", Some(digest)) => verifier.invalidate(&digest).await,
-                    // A workspace or a plan may affect every cached key.
-                    _ => verifier.invalidate_all(),
-                }
+                listener.changed(&change(kind, reference)).await;
             }
         }
         let last = rows.last().map_or(after, |r| r.0);
@@ -211,4 +209,15 @@ async fn poll_once(
             return Ok(());
         }
     }
+}
+
+/// A row of the log as a change; one not understood may have changed anything.
+fn change(kind: &str, reference: &str) -> Change {
+    let parsed = match kind {
+        "key" => KeyDigest::from_hex(reference).map(Change::Key),
+        "workspace" => reference.parse().ok().map(Change::Workspace),
+        "plan" => Some(Change::Plan(PlanId::from(reference))),
+        _ => None,
+    };
+    parsed.unwrap_or(Change::Missed)
 }

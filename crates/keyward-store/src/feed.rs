@@ -2,8 +2,9 @@
 //!
 //! [`PgStore`]'s triggers announce every change a verifier may have cached, on the schema's
 //! channel, when the writing transaction commits: a key's digest, or `workspace:<id>` /
-//! `plan:<id>`. A [`ChangeFeed`] listens on that channel on a connection of its own and drops
-//! the matching entries from a [`Verifier`]'s cache, so that a key revoked through one node is
+//! `plan:<id>`. A [`ChangeFeed`] listens on that channel on a connection of its own and hands
+//! each change to a [`ChangeListener`]: a [`Verifier`](keyward_core::Verifier) drops the
+//! matching entries from its cache, so that a key revoked through one node is
 //! refused by every node a moment later.
 //!
 //! When its connection drops, the feed logs a warning, reconnects by itself with a capped
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use keyward_core::{KeyDigest, StoreError, Verifier, metrics};
+use keyward_core::{Change, ChangeListener, KeyDigest, PlanId, StoreError, metrics};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions};
 use tokio::task::JoinHandle;
 
@@ -94,7 +95,8 @@ impl ChangeFeedStatus {
     }
 }
 
-/// Listens for changes announced by any node and invalidates a [`Verifier`]'s cache. See the
+/// Listens for changes announced by any node and hands them to a [`ChangeListener`], e.g. a
+/// [`Verifier`](keyward_core::Verifier), which drops them from its cache. See the
 /// [module docs](self). Stops when dropped.
 ///
 /// Reports its state as metrics (see [`keyward_core::metrics`]): whether it is connected, the
@@ -120,28 +122,28 @@ struct Listening {
     connect: PgConnectOptions,
     channel: String,
     config: ChangeFeedConfig,
-    verifier: Verifier,
+    listener: Arc<dyn ChangeListener>,
     state: Arc<FeedState>,
 }
 
 impl ChangeFeed {
     /// Starts listening on `store`'s channel with the default settings. Returns once the feed
     /// listens; fails with `Unavailable` when the database cannot be reached now.
-    pub async fn start(store: &PgStore, verifier: Verifier) -> Result<ChangeFeed, StoreError> {
-        Self::start_with(store, verifier, ChangeFeedConfig::default()).await
+    pub async fn start(store: &PgStore, listener: impl ChangeListener) -> Result<ChangeFeed, StoreError> {
+        Self::start_with(store, listener, ChangeFeedConfig::default()).await
     }
 
     /// Starts listening with explicit settings.
     pub async fn start_with(
         store: &PgStore,
-        verifier: Verifier,
+        listener: impl ChangeListener,
         config: ChangeFeedConfig,
     ) -> Result<ChangeFeed, StoreError> {
         let listening = Listening {
             connect: store.connect_options().clone(),
             channel: store.channel().to_owned(),
             config,
-            verifier,
+            listener: Arc::new(listener),
             state: Arc::default(),
         };
         let listener = listening.connect().await?;
@@ -249,7 +251,7 @@ impl Listening {
             listener = self.reconnect().await;
             // Whatever was announced while away is lost: forget everything, now that every
             // later change will be heard.
-            self.verifier.invalidate_all();
+            self.listener.changed(&Change::Missed).await;
             self.connected(true);
             self.state.connections.fetch_add(1, Ordering::SeqCst);
             ::metrics::counter!(metrics::CHANGE_FEED_RECONNECTIONS, "channel" => self.channel.clone())
@@ -283,11 +285,7 @@ impl Listening {
         ::metrics::counter!(metrics::CHANGE_FEED_NOTIFICATIONS, "channel" => self.channel.clone())
             .increment(1);
         self.heard();
-        match KeyDigest::from_hex(n.payload()) {
-            Some(digest) => self.verifier.invalidate(&digest).await,
-            // Workspace and plan changes (and anything unknown) may affect any key.
-            None => self.verifier.invalidate_all(),
-        }
+        self.listener.changed(&change(n.payload())).await;
     }
 
     async fn reconnect(&self) -> PgListener {
@@ -309,4 +307,17 @@ impl Listening {
             }
         }
     }
+}
+
+/// A notification's payload as a change; one not understood may have changed anything.
+fn change(payload: &str) -> Change {
+    if let Some(digest) = KeyDigest::from_hex(payload) {
+        return Change::Key(digest);
+    }
+    let parsed = match payload.split_once(':') {
+        Some(("workspace", id)) => id.parse().ok().map(Change::Workspace),
+        Some(("plan", id)) => Some(Change::Plan(PlanId::from(id))),
+        _ => None,
+    };
+    parsed.unwrap_or(Change::Missed)
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use super::presented::VerifierConfig;
-use super::{CacheEntry, Inner, Invalidator, StorePolicy, Verifier};
+use super::source::Source;
+use super::{CacheEntry, Inner, KeyResolver, StorePolicy, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::format::KeyFormat;
 use crate::hash::{KeyDigest, KeyHasher};
@@ -18,7 +19,7 @@ use crate::usage::UsageRecorder;
 /// Builds a [`Verifier`].
 #[derive(Debug)]
 pub struct VerifierBuilder {
-    store: Arc<dyn KeyStore>,
+    source: Source,
     format: KeyFormat,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
@@ -111,10 +112,27 @@ impl VerifierBuilder {
     /// Builds the verifier; built from a service, subscribes it to the service's changes, so
     /// that a change made through the service is seen by the very next request.
     pub fn build(self) -> Verifier {
-        let cache = moka::future::Cache::builder()
+        let mut cache = moka::future::Cache::builder()
             .max_capacity(self.capacity)
-            .expire_after(Ttl { positive: self.ttl, negative: self.negative_ttl })
-            .build();
+            .expire_after(Ttl { positive: self.ttl, negative: self.negative_ttl });
+        let index = match self.source {
+            Source::Store(_) => None,
+            Source::Remote(_) => {
+                let index = Arc::new(dashmap::DashMap::<KeyDigest, KeyDigest>::new());
+                let kept = index.clone();
+                // An entry leaves the index with the cache entry it points to; a replaced entry
+                // was replaced under the same digest, which the index still points to.
+                cache = cache.eviction_listener(move |local: Arc<KeyDigest>, entry, cause| {
+                    if let (CacheEntry::Key(r), false) =
+                        (entry, cause == moka::notification::RemovalCause::Replaced)
+                    {
+                        kept.remove_if(&r.key.hash.digest, |_, l| l == &*local);
+                    }
+                });
+                Some(index)
+            }
+        };
+        let cache = cache.build();
         let stale = match self.policy {
             StorePolicy::FailClosed => None,
             StorePolicy::ServeStale(max) => {
@@ -125,7 +143,8 @@ impl VerifierBuilder {
             moka::future::Cache::builder().max_capacity(self.capacity).time_to_live(self.ttl).build();
         let verifier = Verifier {
             inner: Arc::new(Inner {
-                store: self.store,
+                source: self.source,
+                index,
                 config: VerifierConfig {
                     bearer_header: self.bearer_header,
                     api_key_header: self.api_key_header,
@@ -143,7 +162,7 @@ impl VerifierBuilder {
             }),
         };
         if let Some(service) = &self.service {
-            service.subscribe(Arc::new(Invalidator(Arc::downgrade(&verifier.inner))));
+            service.subscribe(verifier.listener());
         }
         verifier
     }
@@ -162,13 +181,25 @@ impl Verifier {
         }
     }
 
+    /// Starts building a verifier that holds no store: cache misses ask `resolver` (keyward's
+    /// remote mode asks a `keyward serve`), which also keeps the credits. Keys are cached under
+    /// their SHA-256 digest whatever the deployment's hashing, and changes are applied with
+    /// [`Verifier::invalidate`] by the digest the resolver's records carry.
+    pub fn remote(resolver: Arc<dyn KeyResolver>) -> VerifierBuilder {
+        Self::with_source(Source::Remote(resolver))
+    }
+
     /// Starts building a verifier over a store alone, for a service that only checks keys and
     /// never changes them: default key format, SHA-256 hashing and the system clock unless set.
     /// Changes made elsewhere reach its cache through the store's change propagation
     /// (`keyward_store::ChangeLogPoller`, `ChangeFeed`) or the cache TTL.
     pub fn from_store(store: Arc<dyn KeyStore>) -> VerifierBuilder {
+        Self::with_source(Source::Store(store))
+    }
+
+    fn with_source(source: Source) -> VerifierBuilder {
         VerifierBuilder {
-            store,
+            source,
             format: KeyFormat::default(),
             hasher: KeyHasher::sha256(),
             clock: Arc::new(SystemClock),

@@ -21,6 +21,7 @@ mod builder;
 mod checks;
 mod concurrency;
 mod presented;
+mod source;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,7 +35,10 @@ use checks::check_key;
 use concurrency::ConcurrencyPermit;
 use presented::invalid;
 pub use presented::{KEY_QUERY_PARAMS, Presented, VerifierConfig};
+use source::Source;
+pub use source::{KeyRecord, KeyResolver};
 
+use crate::change::{Change, ChangeListener};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode};
 use crate::hash::{KeyDigest, KeyHash, KeyHasher};
@@ -44,7 +48,7 @@ use crate::ratelimit::{LimitSubject, RateLimitStatus, RateLimiter};
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::ApiKeySecret;
 use crate::service::{KeyChangeListener, WorkspaceChange};
-use crate::store::{CreditOutcome, KeyStore, StoreError};
+use crate::store::{CreditOutcome, StoreError};
 use crate::usage::UsageRecorder;
 
 /// What the verifier does when the store cannot be reached.
@@ -71,6 +75,11 @@ pub(crate) struct ResolvedKey {
 }
 
 impl ResolvedKey {
+    fn new(record: KeyRecord) -> Self {
+        let workspace_policy = record.workspace.effective_rate_limit();
+        Self { key: record.key, workspace: record.workspace, plan: record.plan, workspace_policy }
+    }
+
     fn key_policy(&self) -> &RateLimitPolicy {
         self.key.rate_limit.as_ref().unwrap_or(&self.plan.key_rate_limit)
     }
@@ -146,7 +155,10 @@ impl VerifiedKey {
 }
 
 struct Inner {
-    store: Arc<dyn KeyStore>,
+    source: Source,
+    /// Remote mode: the cache digest of each cached key by the digest its source stores it
+    /// under, which is what changes name. Kept in step with the cache by its eviction listener.
+    index: Option<Arc<dashmap::DashMap<KeyDigest, KeyDigest>>>,
     config: VerifierConfig,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
@@ -176,8 +188,11 @@ impl fmt::Debug for Verifier {
     }
 }
 
+/// A verifier's cache as a listener that does not keep the verifier alive: what
+/// [`Verifier::listener`] gives a [`KeyService`](crate::KeyService) or a change feed. Does
+/// nothing once the verifier is dropped.
 #[derive(Debug)]
-struct Invalidator(std::sync::Weak<Inner>);
+pub struct VerifierListener(std::sync::Weak<Inner>);
 
 impl fmt::Debug for Inner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -186,7 +201,7 @@ impl fmt::Debug for Inner {
 }
 
 #[async_trait::async_trait]
-impl KeyChangeListener for Invalidator {
+impl KeyChangeListener for VerifierListener {
     async fn key_changed(&self, key: &ApiKey) {
         if let Some(inner) = self.0.upgrade() {
             inner.invalidate_digest(&key.hash.digest).await;
@@ -199,12 +214,44 @@ impl KeyChangeListener for Invalidator {
     }
 }
 
+#[async_trait::async_trait]
+impl ChangeListener for VerifierListener {
+    async fn changed(&self, change: &Change) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.apply(change).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeListener for Verifier {
+    async fn changed(&self, change: &Change) {
+        self.inner.apply(change).await;
+    }
+}
+
 impl Inner {
-    async fn invalidate_digest(&self, digest: &KeyDigest) {
+    async fn apply(&self, change: &Change) {
+        match change {
+            Change::Key(digest) => self.invalidate_digest(digest).await,
+            // A workspace or a plan may affect every cached key.
+            Change::Workspace(_) | Change::Plan(_) | Change::Missed => self.invalidate_all(),
+        }
+    }
+
+    /// Drops the key stored under `stored` (the store's digest).
+    async fn invalidate_digest(&self, stored: &KeyDigest) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate(digest).await;
+        let local = match &self.index {
+            None => *stored,
+            Some(index) => match index.get(stored) {
+                Some(local) => *local,
+                None => return,
+            },
+        };
+        self.cache.invalidate(&local).await;
         if let Some(stale) = &self.stale {
-            stale.invalidate(digest).await;
+            stale.invalidate(&local).await;
         }
     }
 
@@ -225,9 +272,43 @@ impl Verifier {
         &self.inner.config
     }
 
-    /// Forgets a cached key, e.g. when another node announced a change.
+    /// Forgets a cached key, e.g. when another node announced a change. `digest` is the one
+    /// the store keeps (the record's `hash`), in remote mode too.
     pub async fn invalidate(&self, digest: &KeyDigest) {
         self.inner.invalidate_digest(digest).await;
+    }
+
+    /// This verifier's cache as a listener that does not keep the verifier alive, for a
+    /// [`KeyService`](crate::KeyService) to [subscribe](crate::KeyService::subscribe) so that
+    /// changes made through it reach the cache before the change's call returns.
+    pub fn listener(&self) -> Arc<VerifierListener> {
+        Arc::new(VerifierListener(Arc::downgrade(&self.inner)))
+    }
+
+    /// The record behind `key`, whatever its status, through the cache (a miss reads the
+    /// source, and concurrent misses for one key collapse into one read); `None` when the key
+    /// is malformed or unknown. Checks nothing and counts nothing: for a server that answers
+    /// remote verifiers, which decide for themselves.
+    pub async fn lookup(&self, key: &str) -> Result<Option<KeyRecord>, Error> {
+        if self.parse_format(key).is_err() {
+            return Ok(None);
+        }
+        let candidates = self.inner.hasher.candidates(&ApiKeySecret::from(key));
+        let found = match self.cached(&candidates).await {
+            Lookup::Hit(r) => Ok(r),
+            Lookup::KnownUnknown => return Ok(None),
+            Lookup::Miss => self.resolve(&candidates, key).await,
+        };
+        match found {
+            Ok(r) if r.key.deleted_at.is_none() => Ok(Some(KeyRecord {
+                key: r.key.clone(),
+                workspace: r.workspace.clone(),
+                plan: r.plan.clone(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if e.code() == ErrorCode::InvalidApiKey => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Forgets every cached key and workspace.
@@ -266,7 +347,7 @@ impl Verifier {
             Lookup::Hit(r) => r,
             Lookup::KnownUnknown => return Err(invalid(None)),
             // The store path is rare and large; boxing it keeps this future small for the hits.
-            Lookup::Miss => Box::pin(self.resolve_counted(&candidates)).await?,
+            Lookup::Miss => Box::pin(self.resolve_counted(&candidates, key)).await?,
         };
         let now = inner.clock.now();
         check_key(&resolved, req, now)?;
@@ -303,7 +384,7 @@ impl Verifier {
         if req.cost > 0 && resolved.key.credits.is_some() {
             // During a rotation's grace period the old key spends its successor's credits.
             let account = resolved.key.rotated_to.unwrap_or(resolved.key.id);
-            match inner.store.consume_credits(account, i64::from(req.cost)).await {
+            match inner.source.consume_credits(account, i64::from(req.cost)).await {
                 Ok(CreditOutcome::Remaining(n)) => credits_remaining = Some(n),
                 Ok(CreditOutcome::Unlimited) => {}
                 Ok(CreditOutcome::Insufficient(n)) => {
@@ -354,14 +435,16 @@ impl Verifier {
 
     /// [`Verifier::resolve`], then the cache's size, which only a miss (or an invalidation)
     /// changes; the store was read anyway, so bringing moka's count up to date costs little.
-    async fn resolve_counted(&self, candidates: &[KeyHash]) -> Result<Arc<ResolvedKey>, Error> {
-        let resolved = self.resolve(candidates).await;
+    async fn resolve_counted(&self, candidates: &[KeyHash], key: &str) -> Result<Arc<ResolvedKey>, Error> {
+        let resolved = self.resolve(candidates, key).await;
         self.inner.cache.run_pending_tasks().await;
         ::metrics::gauge!(metrics::CACHE_ENTRIES).set(self.inner.cache.entry_count() as f64);
         resolved
     }
 
-    async fn resolve(&self, candidates: &[KeyHash]) -> Result<Arc<ResolvedKey>, Error> {
+    /// Reads the key from the source, for the candidates the cache does not know; `key` (the
+    /// plaintext) goes only to a remote source, which hashes it itself.
+    async fn resolve(&self, candidates: &[KeyHash], key: &str) -> Result<Arc<ResolvedKey>, Error> {
         let inner = &*self.inner;
         let mut store_error = None;
         for hash in candidates.iter() {
@@ -374,7 +457,7 @@ impl Verifier {
             }
             let loaded = loop {
                 let epoch = inner.epoch.load(Ordering::Acquire);
-                let loaded = inner.cache.try_get_with(digest, self.load(digest)).await;
+                let loaded = inner.cache.try_get_with(digest, self.load(digest, key)).await;
                 if inner.epoch.load(Ordering::Acquire) == epoch {
                     break loaded;
                 }
@@ -402,21 +485,41 @@ impl Verifier {
         }
     }
 
-    async fn load(&self, digest: KeyDigest) -> Result<CacheEntry, StoreError> {
+    async fn load(&self, digest: KeyDigest, key: &str) -> Result<CacheEntry, StoreError> {
         let inner = &*self.inner;
-        let Some(key) = inner.store.find_key_by_digest(&digest).await? else {
-            return Ok(CacheEntry::NoKey);
+        let record = match &inner.source {
+            Source::Store(store) => self.load_stored(store.as_ref(), &digest).await?,
+            Source::Remote(resolver) => resolver.resolve(&ApiKeySecret::from(key)).await?,
+        };
+        let Some(record) = record else { return Ok(CacheEntry::NoKey) };
+        let resolved = Arc::new(ResolvedKey::new(record));
+        if let Some(index) = &inner.index {
+            index.insert(resolved.key.hash.digest, digest);
+        }
+        if let Some(stale) = &inner.stale {
+            stale.insert(digest, resolved.clone()).await;
+        }
+        Ok(CacheEntry::Key(resolved))
+    }
+
+    /// The key stored under `digest`, with its workspace and plan (cached by workspace).
+    async fn load_stored(
+        &self,
+        store: &dyn crate::store::KeyStore,
+        digest: &KeyDigest,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let inner = &*self.inner;
+        let Some(key) = store.find_key_by_digest(digest).await? else {
+            return Ok(None);
         };
         let ws_plan = match inner.workspaces.get(&key.workspace_id).await {
             Some(wp) => wp,
             None => {
-                let ws = inner
-                    .store
+                let ws = store
                     .get_workspace(key.workspace_id)
                     .await?
                     .ok_or_else(|| StoreError::Other(format!("key {} has no workspace", key.id)))?;
-                let plan = inner
-                    .store
+                let plan = store
                     .get_plan(&ws.plan_id)
                     .await?
                     .ok_or_else(|| StoreError::Other(format!("workspace {} has no plan", ws.id)))?;
@@ -425,17 +528,7 @@ impl Verifier {
                 wp
             }
         };
-        let workspace_policy = ws_plan.0.effective_rate_limit();
-        let resolved = Arc::new(ResolvedKey {
-            key,
-            workspace: ws_plan.0.clone(),
-            plan: ws_plan.1.clone(),
-            workspace_policy,
-        });
-        if let Some(stale) = &inner.stale {
-            stale.insert(digest, resolved.clone()).await;
-        }
-        Ok(CacheEntry::Key(resolved))
+        Ok(Some(KeyRecord { key, workspace: ws_plan.0.clone(), plan: ws_plan.1.clone() }))
     }
 }
 
