@@ -273,6 +273,52 @@ pub mod types {
             Default::default()
         }
     }
+    ///What spending credits did.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum CreditOutcomeKind {
+        #[serde(rename = "spent")]
+        Spent,
+        #[serde(rename = "unlimited")]
+        Unlimited,
+        #[serde(rename = "insufficient")]
+        Insufficient,
+    }
+    impl ::std::fmt::Display for CreditOutcomeKind {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Spent => f.write_str("spent"),
+                Self::Unlimited => f.write_str("unlimited"),
+                Self::Insufficient => f.write_str("insufficient"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for CreditOutcomeKind {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "spent" => Ok(Self::Spent),
+                "unlimited" => Ok(Self::Unlimited),
+                "insufficient" => Ok(Self::Insufficient),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for CreditOutcomeKind {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for CreditOutcomeKind {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///`{"error": {...}}`, the one error shape of every keyward response.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct ErrorBody {
@@ -539,6 +585,21 @@ pub mod types {
             value.parse()
         }
     }
+    ///A key's latest use.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct LastUse {
+        ///When it was last used.
+        pub at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The key.
+        #[serde(rename = "keyId")]
+        pub key_id: ::uuid::Uuid,
+    }
+    impl LastUse {
+        pub fn builder() -> builder::LastUse {
+            Default::default()
+        }
+    }
     ///A list of plans.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct PlanList {
@@ -618,6 +679,43 @@ pub mod types {
             Default::default()
         }
     }
+    ///Body of `POST /v1/verifier/resolve`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ResolveRequest {
+        ///The key as presented to your service.
+        pub key: ::std::string::String,
+    }
+    impl ResolveRequest {
+        pub fn builder() -> builder::ResolveRequest {
+            Default::default()
+        }
+    }
+    ///A presented key's record, for the remote verifier to decide on and cache.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct ResolvedKey {
+        ///The digest the key is stored under (64 hex digits): the change stream's `key` events
+        ///name it.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub digest: ::std::option::Option<::std::string::String>,
+        ///Whether the key exists and the caller may see it. A malformed, unknown or deleted key,
+        ///or one of a workspace the caller may not act on, is `false`, with nothing else set.
+        pub found: bool,
+        ///The key, whatever its status (the verifier refuses inactive, revoked, expired keys).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub key: ::std::option::Option<ApiKeyView>,
+        ///The workspace's plan.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub plan: ::std::option::Option<PlanView>,
+        ///The key's workspace.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub workspace: ::std::option::Option<WorkspaceView>,
+    }
+    impl ResolvedKey {
+        pub fn builder() -> builder::ResolvedKey {
+            Default::default()
+        }
+    }
     ///Body of `POST /v1/keys/{id}/rotate`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
     #[serde(deny_unknown_fields)]
@@ -651,6 +749,35 @@ pub mod types {
     }
     impl SavePlanRequest {
         pub fn builder() -> builder::SavePlanRequest {
+            Default::default()
+        }
+    }
+    ///Body of `POST /v1/verifier/credits`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct SpendCreditsRequest {
+        ///Credits to take.
+        pub amount: ::std::num::NonZeroU32,
+        ///The key whose credits are spent (during a rotation's grace period: its successor).
+        #[serde(rename = "keyId")]
+        pub key_id: ::uuid::Uuid,
+    }
+    impl SpendCreditsRequest {
+        pub fn builder() -> builder::SpendCreditsRequest {
+            Default::default()
+        }
+    }
+    ///Answer of `POST /v1/verifier/credits`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct SpendCreditsResponse {
+        ///What happened.
+        pub outcome: CreditOutcomeKind,
+        ///Credits left; `null` for `unlimited`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub remaining: ::std::option::Option<u64>,
+    }
+    impl SpendCreditsResponse {
+        pub fn builder() -> builder::SpendCreditsResponse {
             Default::default()
         }
     }
@@ -741,6 +868,52 @@ pub mod types {
     }
     impl UpdateWorkspaceRequest {
         pub fn builder() -> builder::UpdateWorkspaceRequest {
+            Default::default()
+        }
+    }
+    ///Body of `POST /v1/verifier/usage`: what a remote verifier counted since its last report.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct UsageBatchRequest {
+        ///Requests per key per day, added to what is recorded.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub counts: ::std::vec::Vec<UsageCount>,
+        ///Latest use per key; an older time than the recorded one changes nothing.
+        #[serde(rename = "lastUsed", default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub last_used: ::std::vec::Vec<LastUse>,
+    }
+    impl UsageBatchRequest {
+        pub fn builder() -> builder::UsageBatchRequest {
+            Default::default()
+        }
+    }
+    ///Answer of `POST /v1/verifier/usage`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct UsageBatchResponse {
+        ///Entries recorded.
+        pub recorded: u32,
+        ///Entries of keys that no longer exist (deleted since they were used), skipped.
+        pub skipped: u32,
+    }
+    impl UsageBatchResponse {
+        pub fn builder() -> builder::UsageBatchResponse {
+            Default::default()
+        }
+    }
+    ///Requests one key made on one UTC day.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct UsageCount {
+        ///Requests that day.
+        pub count: ::std::num::NonZeroU32,
+        ///The UTC day.
+        pub day: ::chrono::naive::NaiveDate,
+        ///The key.
+        #[serde(rename = "keyId")]
+        pub key_id: ::uuid::Uuid,
+    }
+    impl UsageCount {
+        pub fn builder() -> builder::UsageCount {
             Default::default()
         }
     }
@@ -1926,6 +2099,50 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct LastUse {
+            at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            key_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for LastUse {
+            fn default() -> Self {
+                Self {
+                    at: Err("no value supplied for at".to_string()),
+                    key_id: Err("no value supplied for key_id".to_string()),
+                }
+            }
+        }
+        impl LastUse {
+            pub fn at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for at: {e}"));
+                self
+            }
+            pub fn key_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key_id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for key_id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LastUse> for super::LastUse {
+            type Error = super::error::ConversionError;
+            fn try_from(value: LastUse) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { at: value.at?, key_id: value.key_id? })
+            }
+        }
+        impl ::std::convert::From<super::LastUse> for LastUse {
+            fn from(value: super::LastUse) -> Self {
+                Self { at: Ok(value.at), key_id: Ok(value.key_id) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct PlanList {
             data: ::std::result::Result<::std::vec::Vec<super::PlanView>, ::std::string::String>,
         }
@@ -2222,6 +2439,129 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct ResolveRequest {
+            key: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for ResolveRequest {
+            fn default() -> Self {
+                Self { key: Err("no value supplied for key".to_string()) }
+            }
+        }
+        impl ResolveRequest {
+            pub fn key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key =
+                    value.try_into().map_err(|e| format!("error converting supplied value for key: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ResolveRequest> for super::ResolveRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ResolveRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { key: value.key? })
+            }
+        }
+        impl ::std::convert::From<super::ResolveRequest> for ResolveRequest {
+            fn from(value: super::ResolveRequest) -> Self {
+                Self { key: Ok(value.key) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ResolvedKey {
+            digest:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            found: ::std::result::Result<bool, ::std::string::String>,
+            key: ::std::result::Result<::std::option::Option<super::ApiKeyView>, ::std::string::String>,
+            plan: ::std::result::Result<::std::option::Option<super::PlanView>, ::std::string::String>,
+            workspace:
+                ::std::result::Result<::std::option::Option<super::WorkspaceView>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ResolvedKey {
+            fn default() -> Self {
+                Self {
+                    digest: Ok(Default::default()),
+                    found: Err("no value supplied for found".to_string()),
+                    key: Ok(Default::default()),
+                    plan: Ok(Default::default()),
+                    workspace: Ok(Default::default()),
+                }
+            }
+        }
+        impl ResolvedKey {
+            pub fn digest<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.digest =
+                    value.try_into().map_err(|e| format!("error converting supplied value for digest: {e}"));
+                self
+            }
+            pub fn found<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.found =
+                    value.try_into().map_err(|e| format!("error converting supplied value for found: {e}"));
+                self
+            }
+            pub fn key<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::ApiKeyView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key =
+                    value.try_into().map_err(|e| format!("error converting supplied value for key: {e}"));
+                self
+            }
+            pub fn plan<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::PlanView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.plan =
+                    value.try_into().map_err(|e| format!("error converting supplied value for plan: {e}"));
+                self
+            }
+            pub fn workspace<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::WorkspaceView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.workspace = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for workspace: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ResolvedKey> for super::ResolvedKey {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ResolvedKey) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    digest: value.digest?,
+                    found: value.found?,
+                    key: value.key?,
+                    plan: value.plan?,
+                    workspace: value.workspace?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ResolvedKey> for ResolvedKey {
+            fn from(value: super::ResolvedKey) -> Self {
+                Self {
+                    digest: Ok(value.digest),
+                    found: Ok(value.found),
+                    key: Ok(value.key),
+                    plan: Ok(value.plan),
+                    workspace: Ok(value.workspace),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct RotateKeyRequest {
             grace_seconds: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
         }
@@ -2337,6 +2677,99 @@ pub mod types {
                     max_keys: Ok(value.max_keys),
                     name: Ok(value.name),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SpendCreditsRequest {
+            amount: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+            key_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for SpendCreditsRequest {
+            fn default() -> Self {
+                Self {
+                    amount: Err("no value supplied for amount".to_string()),
+                    key_id: Err("no value supplied for key_id".to_string()),
+                }
+            }
+        }
+        impl SpendCreditsRequest {
+            pub fn amount<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.amount =
+                    value.try_into().map_err(|e| format!("error converting supplied value for amount: {e}"));
+                self
+            }
+            pub fn key_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key_id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for key_id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SpendCreditsRequest> for super::SpendCreditsRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SpendCreditsRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { amount: value.amount?, key_id: value.key_id? })
+            }
+        }
+        impl ::std::convert::From<super::SpendCreditsRequest> for SpendCreditsRequest {
+            fn from(value: super::SpendCreditsRequest) -> Self {
+                Self { amount: Ok(value.amount), key_id: Ok(value.key_id) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SpendCreditsResponse {
+            outcome: ::std::result::Result<super::CreditOutcomeKind, ::std::string::String>,
+            remaining: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+        }
+        impl ::std::default::Default for SpendCreditsResponse {
+            fn default() -> Self {
+                Self {
+                    outcome: Err("no value supplied for outcome".to_string()),
+                    remaining: Ok(Default::default()),
+                }
+            }
+        }
+        impl SpendCreditsResponse {
+            pub fn outcome<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::CreditOutcomeKind>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outcome =
+                    value.try_into().map_err(|e| format!("error converting supplied value for outcome: {e}"));
+                self
+            }
+            pub fn remaining<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.remaining = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for remaining: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SpendCreditsResponse> for super::SpendCreditsResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SpendCreditsResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { outcome: value.outcome?, remaining: value.remaining? })
+            }
+        }
+        impl ::std::convert::From<super::SpendCreditsResponse> for SpendCreditsResponse {
+            fn from(value: super::SpendCreditsResponse) -> Self {
+                Self { outcome: Ok(value.outcome), remaining: Ok(value.remaining) }
             }
         }
         #[derive(Clone, Debug)]
@@ -2714,6 +3147,152 @@ pub mod types {
         impl ::std::convert::From<super::UpdateWorkspaceRequest> for UpdateWorkspaceRequest {
             fn from(value: super::UpdateWorkspaceRequest) -> Self {
                 Self { name: Ok(value.name), plan_id: Ok(value.plan_id), rate_limit: Ok(value.rate_limit) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UsageBatchRequest {
+            counts: ::std::result::Result<::std::vec::Vec<super::UsageCount>, ::std::string::String>,
+            last_used: ::std::result::Result<::std::vec::Vec<super::LastUse>, ::std::string::String>,
+        }
+        impl ::std::default::Default for UsageBatchRequest {
+            fn default() -> Self {
+                Self { counts: Ok(Default::default()), last_used: Ok(Default::default()) }
+            }
+        }
+        impl UsageBatchRequest {
+            pub fn counts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::UsageCount>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.counts =
+                    value.try_into().map_err(|e| format!("error converting supplied value for counts: {e}"));
+                self
+            }
+            pub fn last_used<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::LastUse>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last_used = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for last_used: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageBatchRequest> for super::UsageBatchRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UsageBatchRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { counts: value.counts?, last_used: value.last_used? })
+            }
+        }
+        impl ::std::convert::From<super::UsageBatchRequest> for UsageBatchRequest {
+            fn from(value: super::UsageBatchRequest) -> Self {
+                Self { counts: Ok(value.counts), last_used: Ok(value.last_used) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UsageBatchResponse {
+            recorded: ::std::result::Result<u32, ::std::string::String>,
+            skipped: ::std::result::Result<u32, ::std::string::String>,
+        }
+        impl ::std::default::Default for UsageBatchResponse {
+            fn default() -> Self {
+                Self {
+                    recorded: Err("no value supplied for recorded".to_string()),
+                    skipped: Err("no value supplied for skipped".to_string()),
+                }
+            }
+        }
+        impl UsageBatchResponse {
+            pub fn recorded<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.recorded = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for recorded: {e}"));
+                self
+            }
+            pub fn skipped<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.skipped =
+                    value.try_into().map_err(|e| format!("error converting supplied value for skipped: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageBatchResponse> for super::UsageBatchResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UsageBatchResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { recorded: value.recorded?, skipped: value.skipped? })
+            }
+        }
+        impl ::std::convert::From<super::UsageBatchResponse> for UsageBatchResponse {
+            fn from(value: super::UsageBatchResponse) -> Self {
+                Self { recorded: Ok(value.recorded), skipped: Ok(value.skipped) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UsageCount {
+            count: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
+            day: ::std::result::Result<::chrono::naive::NaiveDate, ::std::string::String>,
+            key_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for UsageCount {
+            fn default() -> Self {
+                Self {
+                    count: Err("no value supplied for count".to_string()),
+                    day: Err("no value supplied for day".to_string()),
+                    key_id: Err("no value supplied for key_id".to_string()),
+                }
+            }
+        }
+        impl UsageCount {
+            pub fn count<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.count =
+                    value.try_into().map_err(|e| format!("error converting supplied value for count: {e}"));
+                self
+            }
+            pub fn day<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::naive::NaiveDate>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.day =
+                    value.try_into().map_err(|e| format!("error converting supplied value for day: {e}"));
+                self
+            }
+            pub fn key_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.key_id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for key_id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UsageCount> for super::UsageCount {
+            type Error = super::error::ConversionError;
+            fn try_from(value: UsageCount) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { count: value.count?, day: value.day?, key_id: value.key_id? })
+            }
+        }
+        impl ::std::convert::From<super::UsageCount> for UsageCount {
+            fn from(value: super::UsageCount) -> Self {
+                Self { count: Ok(value.count), day: Ok(value.day), key_id: Ok(value.key_id) }
             }
         }
         #[derive(Clone, Debug)]
@@ -3619,6 +4198,90 @@ impl Client {
     ///```
     pub fn status(&self) -> builder::Status<'_> {
         builder::Status::new(self)
+    }
+    ///Takes credits from a key, atomically, for a request a remote verifier let through. Needs
+    ///`keys:verify`
+    ///
+    ///Sends a `POST` request to `/v1/verifier/credits`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.spend_credits()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn spend_credits(&self) -> builder::SpendCredits<'_> {
+        builder::SpendCredits::new(self)
+    }
+    ///Server-Sent Events: every change to keys, workspaces and plans from now on, made through
+    ///any node, the CLI or the database, so that a remote verifier drops what it cached
+    ///
+    ///- `ready` (data `{}`) first: the stream listens; whatever the verifier cached before may be
+    ///  stale, so it forgets everything.
+    ///- `key` (data `{"digest": "<64 hex digits>"}`): the key stored under that digest (see
+    ///  `POST /v1/verifier/resolve`) changed.
+    ///- `reset` (data `{"reason": "workspace" | "plan" | "missed"}`): anything may have changed;
+    ///  forget everything.
+    ///
+    ///Events name digests only, never keys or their owners. An idle stream carries a comment
+    ///every 15 seconds. Needs `keys:verify`.
+    ///
+    ///Sends a `GET` request to `/v1/verifier/events`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.verifier_events()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn verifier_events(&self) -> builder::VerifierEvents<'_> {
+        builder::VerifierEvents::new(self)
+    }
+    ///The record behind a presented key, whatever its status, for a remote verifier to decide on
+    ///and cache. Spends nothing and records no use: the verifier limits rates itself and reports
+    ///usage with `POST /v1/verifier/usage`. Needs `keys:verify`
+    ///
+    ///Sends a `POST` request to `/v1/verifier/resolve`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.resolve_key()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn resolve_key(&self) -> builder::ResolveKey<'_> {
+        builder::ResolveKey::new(self)
+    }
+    ///Records the uses a remote verifier counted: requests per key per day, added to the key's
+    ///daily usage, and each key's latest use (`lastUsedAt`). At most 500 entries of each kind,
+    ///within the 64 KiB body limit.
+    ///Keys deleted since are skipped; a key the caller may not see refuses the whole report.
+    ///Needs `keys:verify`
+    ///
+    ///Sends a `POST` request to `/v1/verifier/usage`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.report_usage()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn report_usage(&self) -> builder::ReportUsage<'_> {
+        builder::ReportUsage::new(self)
     }
     ///Checks a key presented to another service: whether it may make a request with the given
     ///scopes, resource and cost. Spends the key's rate limit and credits like a protected request.
@@ -4925,6 +5588,317 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::spend_credits`]
+    ///
+    ///[`Client::spend_credits`]: super::Client::spend_credits
+    #[derive(Debug, Clone)]
+    pub struct SpendCredits<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::SpendCreditsRequest, String>,
+    }
+    impl<'a> SpendCredits<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::SpendCreditsRequest>,
+            <V as std::convert::TryInto<types::SpendCreditsRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `SpendCreditsRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::SpendCreditsRequest) -> types::builder::SpendCreditsRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/verifier/credits`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::SpendCreditsResponse>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::SpendCreditsRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/verifier/credits", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "spend_credits" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::verifier_events`]
+    ///
+    ///[`Client::verifier_events`]: super::Client::verifier_events
+    #[derive(Debug, Clone)]
+    pub struct VerifierEvents<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> VerifierEvents<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/verifier/events`
+        pub async fn send(self) -> Result<ResponseValue<ByteStream>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/verifier/events", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client.client.get(url).headers(header_map).build()?;
+            let info = OperationInfo { operation_id: "verifier_events" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::stream(response)),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::resolve_key`]
+    ///
+    ///[`Client::resolve_key`]: super::Client::resolve_key
+    #[derive(Debug, Clone)]
+    pub struct ResolveKey<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::ResolveRequest, String>,
+    }
+    impl<'a> ResolveKey<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ResolveRequest>,
+            <V as std::convert::TryInto<types::ResolveRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `ResolveRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::ResolveRequest) -> types::builder::ResolveRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/verifier/resolve`
+        pub async fn send(self) -> Result<ResponseValue<types::ResolvedKey>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ResolveRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/verifier/resolve", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "resolve_key" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::report_usage`]
+    ///
+    ///[`Client::report_usage`]: super::Client::report_usage
+    #[derive(Debug, Clone)]
+    pub struct ReportUsage<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::UsageBatchRequest, String>,
+    }
+    impl<'a> ReportUsage<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::UsageBatchRequest>,
+            <V as std::convert::TryInto<types::UsageBatchRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `UsageBatchRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::UsageBatchRequest) -> types::builder::UsageBatchRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/verifier/usage`
+        pub async fn send(self) -> Result<ResponseValue<types::UsageBatchResponse>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::UsageBatchRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/verifier/usage", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "report_usage" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

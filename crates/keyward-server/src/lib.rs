@@ -26,6 +26,7 @@ pub mod metrics;
 mod observe;
 mod openapi;
 mod openapi30;
+mod relay;
 mod routes;
 pub mod serve;
 
@@ -44,6 +45,7 @@ use tower_http::trace::TraceLayer;
 
 pub use health::Readiness;
 pub use openapi::{openapi, openapi_json};
+pub use relay::ChangeRelay;
 
 /// Largest accepted request body: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -57,16 +59,20 @@ pub struct AppState {
     pub verifier: Verifier,
     /// What `GET /readyz` checks.
     pub readiness: Readiness,
+    /// Every change this node hears of, for `GET /v1/verifier/events`: those made through the
+    /// service; start the change log poller or feed with it too for everyone else's.
+    pub relay: ChangeRelay,
     /// The recorder `GET /metrics` renders; `None` serves no `/metrics`.
     pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
     /// State over a service and a verifier built from it; `/readyz` checks that the service's
-    /// store answers, and there is no `/metrics`.
+    /// store answers, and there is no `/metrics`. The relay hears of the service's changes.
     pub fn new(service: KeyService, verifier: Verifier) -> Self {
         let readiness = Readiness::store(service.store().clone());
-        Self { service, verifier, readiness, metrics: None }
+        let relay = ChangeRelay::for_service(&service);
+        Self { service, verifier, readiness, relay, metrics: None }
     }
 
     /// Checks `readiness` at `/readyz`.

@@ -38,6 +38,7 @@ An unknown path answers 404 `NOT_FOUND` and a method a path does not support ans
     tags(
         (name = "status", description = "The calling key"),
         (name = "verify", description = "Key verification for services in other languages"),
+        (name = "verifier", description = "Remote verifiers: services that check keys through this server, caching them and hearing of changes on an event stream"),
         (name = "keys", description = "The key lifecycle"),
         (name = "usage", description = "Requests per key per day"),
         (name = "workspaces", description = "Tenants"),

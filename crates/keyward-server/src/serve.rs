@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyward_core::{
-    Actor, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace, ScopeSet,
-    SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
+    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace,
+    ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};
@@ -272,24 +272,25 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         None => None,
     };
     let verifier = verifier.build();
+    let mut state = AppState::new(service, verifier.clone());
+    // Other processes' and nodes' changes reach this node's cache, then its remote verifiers.
+    let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(verifier), Arc::new(state.relay.clone())];
     let feed = match &database {
         Database::Postgres(pg) => Some(
-            ChangeFeed::start_with(pg, verifier.clone(), config.change_feed.clone())
+            ChangeFeed::start_with(pg, listeners.clone(), config.change_feed.clone())
                 .await
                 .context("starting the change feed")?,
         ),
         Database::Sqlite(_) => None,
     };
     let poller = match &database {
-        Database::Sqlite(sqlite) => Some(
-            ChangeLogPoller::start(sqlite, verifier.clone())
-                .await
-                .context("starting the change log poller")?,
-        ),
+        Database::Sqlite(sqlite) => {
+            Some(ChangeLogPoller::start(sqlite, listeners).await.context("starting the change log poller")?)
+        }
         Database::Postgres(_) => None,
     };
     let readiness = Readiness::database(database.clone(), feed.as_ref().map(ChangeFeed::status));
-    let mut state = AppState::new(service, verifier).with_readiness(readiness);
+    state = state.with_readiness(readiness);
     if let Some(handle) = metrics {
         state = state.with_metrics(handle);
     }
@@ -341,9 +342,12 @@ pub async fn run(
         TcpListener::bind(config.bind).await.with_context(|| format!("binding {}", config.bind))?;
     // Both listeners stop on the one signal.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = node.state.relay.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
+        // Event streams never end by themselves; the graceful shutdown would wait for them.
+        relay.close();
     });
     let on_stop = move || {
         let mut stopped = stopped.clone();

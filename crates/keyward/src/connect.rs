@@ -8,9 +8,17 @@
 //! |---|---|---|
 //! | `sqlite://path` (the file `keyward serve` uses) | the file's change log, polled every 100 ms | written behind to the file |
 //! | `postgres://...` | `LISTEN`/`NOTIFY` | written behind to the database |
+//! | `http(s)://<keyward serve>` + a service key (feature `remote`) | the server's event stream | sent back to the server in batches |
 //!
 //! While propagation is down the cache TTL (60 s by default) bounds staleness, and the store
-//! policy ([`StorePolicy`]) says what happens when the database cannot be read.
+//! policy ([`StorePolicy`]) says what happens when the database (or, in remote mode, the
+//! server) cannot be read.
+//!
+//! In remote mode the service holds no database credentials, only a key with scope
+//! `keys:verify` (an internal key, one that also holds `workspaces:admin`, verifies the keys
+//! of every workspace; any other only those of its own workspace), given with
+//! [`Connect::service_key`] or in `KEYWARD_SERVICE_KEY`. See `keyward::remote` for how it works;
+//! rate limits are local unless [`Connect::redis`] is set.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keyward::ConnectError> {
@@ -31,7 +39,9 @@ use keyward_core::{KeyFormat, KeyHasher, KeyStore, StoreError, StorePolicy, Usag
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The URL names no backend this build supports.
-    #[error("unsupported keyward URL {0:?}: use sqlite://path or postgres://... (with the matching feature)")]
+    #[error(
+        "unsupported keyward URL {0:?}: use sqlite://path, postgres://... or http(s)://server (with the matching feature)"
+    )]
     UnsupportedUrl(String),
     /// The database could not be opened.
     #[error("opening the key store: {0}")]
@@ -39,6 +49,14 @@ pub enum ConnectError {
     /// The Redis URL is not valid.
     #[error("the Redis rate limiter: {0}")]
     Redis(String),
+    /// Remote mode without a service key.
+    #[error(
+        "an http(s):// keyward URL needs a service key with scope keys:verify: Connect::service_key or KEYWARD_SERVICE_KEY"
+    )]
+    MissingServiceKey,
+    /// The keyward server could not be reached, or refused the service key.
+    #[error("the keyward server: {0}")]
+    Remote(String),
 }
 
 /// Settings for [`Connect::build`]; [`connect`] uses the defaults.
@@ -56,6 +74,21 @@ pub struct Connect {
     schema: Option<String>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis: Option<String>,
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    service_key: Option<ServiceKey>,
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    remote_timeout: Duration,
+}
+
+/// A service key; its `Debug` never shows it.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+struct ServiceKey(String);
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Connects to the keys at `url` with the default settings. See the [module docs](self).
@@ -78,6 +111,11 @@ impl Connect {
             poll_interval: Duration::from_millis(100),
             schema: None,
             redis: None,
+            service_key: std::env::var("KEYWARD_SERVICE_KEY")
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(ServiceKey),
+            remote_timeout: Duration::from_secs(5),
         }
     }
     /// How long a verified key stays cached (60 s); bounds staleness while propagation is down.
@@ -133,30 +171,93 @@ impl Connect {
         self
     }
 
-    /// Opens the store, starts change propagation and usage recording, and builds the verifier.
+    /// Remote mode: the key (scope `keys:verify`) the service asks the server with; read from
+    /// `KEYWARD_SERVICE_KEY` when not set.
+    #[cfg(feature = "remote")]
+    pub fn service_key(mut self, key: &str) -> Self {
+        self.service_key = Some(ServiceKey(key.trim().to_owned()));
+        self
+    }
+    /// Remote mode: the longest a call to the server may take, connecting included (5 s); a
+    /// cache miss the server does not answer in time is handled by the store policy.
+    #[cfg(feature = "remote")]
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.remote_timeout = timeout;
+        self
+    }
+
+    /// Opens the store (or checks the server and the service key), starts change propagation
+    /// and usage recording, and builds the verifier.
     pub async fn build(self) -> Result<Keyward, ConnectError> {
+        #[cfg(feature = "remote")]
+        if self.url.starts_with("http://") || self.url.starts_with("https://") {
+            return self.build_remote().await;
+        }
         let (store, propagation) = self.open().await?;
         let usage = UsageRecorder::spawn(store.clone(), self.usage_flush);
-        let builder = Verifier::from_store(store)
+        let builder =
+            self.configured(Verifier::from_store(store)).hasher(self.hasher.clone()).usage(usage.clone());
+        let verifier = self.limited(builder)?.build();
+        let propagation = propagation.start(&verifier, self.poll_interval).await?;
+        Ok(Keyward { verifier, usage, propagation })
+    }
+
+    /// The cache and store-policy settings every mode shares.
+    fn configured(&self, builder: keyward_core::VerifierBuilder) -> keyward_core::VerifierBuilder {
+        builder
             .format(self.format.clone())
-            .hasher(self.hasher.clone())
             .cache_ttl(self.cache_ttl)
             .negative_ttl(self.negative_ttl)
             .cache_capacity(self.cache_capacity)
             .store_policy(self.store_policy)
-            .usage(usage.clone());
+    }
+
+    /// The Redis limiter when one is set; local limits otherwise.
+    fn limited(
+        &self,
+        builder: keyward_core::VerifierBuilder,
+    ) -> Result<keyward_core::VerifierBuilder, ConnectError> {
         #[cfg(feature = "redis")]
-        let builder = match &self.redis {
-            Some(url) => {
-                let limiter = keyward_redis::RedisRateLimiter::new(url)
-                    .map_err(|e| ConnectError::Redis(e.to_string()))?;
-                builder.rate_limiter(Arc::new(limiter))
-            }
-            None => builder,
-        };
-        let verifier = builder.build();
-        let propagation = propagation.start(&verifier, self.poll_interval).await?;
-        Ok(Keyward { verifier, usage, propagation })
+        if let Some(url) = &self.redis {
+            let limiter =
+                keyward_redis::RedisRateLimiter::new(url).map_err(|e| ConnectError::Redis(e.to_string()))?;
+            return Ok(builder.rate_limiter(Arc::new(limiter)));
+        }
+        Ok(builder)
+    }
+
+    #[cfg(feature = "remote")]
+    async fn build_remote(self) -> Result<Keyward, ConnectError> {
+        let key = self.service_key.clone().ok_or(ConnectError::MissingServiceKey)?;
+        let base = self.url.trim_end_matches('/').to_owned();
+        let client = keyward_client::KeywardClient::builder(&base, &key.0)
+            .timeout(self.remote_timeout)
+            .build()
+            .map_err(|e| ConnectError::Remote(e.to_string()))?;
+        // Fail now, with a clear reason, rather than at the first request.
+        let status =
+            client.status().send().await.map_err(|e| ConnectError::Remote(e.to_string()))?.into_inner();
+        if !status.scopes.iter().any(|s| {
+            s.parse::<keyward_core::ScopeSet>()
+                .is_ok_and(|s| s.allows(&"keys:verify".parse().expect("a valid scope")))
+        }) {
+            return Err(ConnectError::Remote("the service key lacks scope keys:verify".into()));
+        }
+        let remote = Arc::new(crate::remote::Remote::new(client));
+        let usage = UsageRecorder::spawn_to(remote.clone(), self.usage_flush);
+        let builder = self.configured(Verifier::remote(remote)).usage(usage.clone());
+        let verifier = self.limited(builder)?.build();
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.0))
+            .map_err(|_| ConnectError::Remote("the service key is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.remote_timeout)
+            .default_headers([(reqwest::header::AUTHORIZATION, auth)].into_iter().collect())
+            .build()
+            .map_err(|e| ConnectError::Remote(e.to_string()))?;
+        let stream =
+            crate::remote::EventStream::start(http, format!("{base}/v1/verifier/events"), verifier.clone());
+        Ok(Keyward { verifier, usage, propagation: Propagation::Remote { stream } })
     }
 
     async fn open(&self) -> Result<(Arc<dyn KeyStore>, Opened), ConnectError> {
@@ -184,6 +285,8 @@ enum Opened {
 }
 
 impl Opened {
+    // With neither store built (remote mode alone) there is nothing to start.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused_variables, unreachable_code))]
     async fn start(self, verifier: &Verifier, poll: Duration) -> Result<Propagation, ConnectError> {
         #[cfg(not(feature = "sqlite"))]
         let _ = poll;
@@ -210,6 +313,8 @@ enum Propagation {
     Sqlite { poller: keyward_store::ChangeLogPoller, store: keyward_store::SqliteStore },
     #[cfg(feature = "postgres")]
     Postgres { feed: keyward_store::ChangeFeed, store: keyward_store::PgStore },
+    #[cfg(feature = "remote")]
+    Remote { stream: crate::remote::EventStream },
 }
 
 /// A verifier connected to the keys a `keyward serve` manages. See the [module docs](self).
@@ -241,6 +346,8 @@ impl Keyward {
             Propagation::Sqlite { poller, .. } => poller.is_healthy(),
             #[cfg(feature = "postgres")]
             Propagation::Postgres { feed, .. } => feed.is_connected(),
+            #[cfg(feature = "remote")]
+            Propagation::Remote { stream } => stream.is_connected(),
         }
     }
 
@@ -258,6 +365,8 @@ impl Keyward {
                 feed.stop();
                 store.close().await;
             }
+            #[cfg(feature = "remote")]
+            Propagation::Remote { stream } => drop(stream),
         }
         flushed
     }

@@ -7,8 +7,9 @@
 //! actix-web middleware.
 //!
 //! This crate re-exports the parts behind features: `sqlite` (default), `postgres`, `tower`
-//! (default; also what tonic services use), `axum`, `actix`, `redis`. Each store feature builds
-//! only its own database driver.
+//! (default; also what tonic services use), `axum`, `actix`, `redis`, `remote` (verify through a
+//! `keyward serve`, no database; `rustls` for https). Each store feature builds only its own
+//! database driver. [`connect`] turns a URL into a ready verifier and layer.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", feature = "tower"))]
@@ -28,10 +29,12 @@
 
 pub use keyward_core::*;
 
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "remote"))]
 pub mod connect;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "remote"))]
 pub use connect::{Connect, ConnectError, Keyward, connect};
+#[cfg(feature = "remote")]
+pub mod remote;
 
 /// Stores: SQLite (`sqlite`) and PostgreSQL with its change feed (`postgres`).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

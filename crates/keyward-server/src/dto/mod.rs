@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 pub(crate) mod keys;
 pub(crate) mod status;
+pub(crate) mod verifier;
 pub(crate) mod workspaces;
 
 use serde::{Deserialize, Deserializer};

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod keys;
 pub(crate) mod status;
+pub(crate) mod verifier;
 pub(crate) mod workspaces;
 
 use keyward_core::Error;
@@ -18,6 +19,10 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(doc)
         .routes(routes!(status::status))
         .routes(routes!(status::verify))
+        .routes(routes!(verifier::resolve_key))
+        .routes(routes!(verifier::verifier_events))
+        .routes(routes!(verifier::spend_credits))
+        .routes(routes!(verifier::report_usage))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::activate_key))

@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | head | accept, or the first byte after an idle spell | the request reaches the app | `header_read_timeout` |
 //! | handling | the request reaches the app | the app answers | the body's own deadline, the store's timeouts |
-//! | responding | the app answers | the response body is written | `keep_alive_timeout` |
+//! | responding | the app answers, or the body's last part was ready | the response body is written | `keep_alive_timeout` |
 //! | idle | the response is written | the next byte | `keep_alive_timeout` |
 //!
 //! A connection whose phase outlasts its bound is dropped. A request body must arrive whole
@@ -221,6 +221,18 @@ impl Clock {
         self.state.send_modify(|s| *s = ClockState { phase: Phase::Responding, since: Instant::now(), ..*s });
     }
 
+    /// A part of the response body is ready: a streamed response (e.g. Server-Sent Events)
+    /// lives as long as its parts keep coming, each within the bound of the last.
+    fn progressed(&self) {
+        self.state.send_if_modified(|s| {
+            let responding = s.phase == Phase::Responding;
+            if responding {
+                s.since = Instant::now();
+            }
+            responding
+        });
+    }
+
     fn done(&self) {
         self.state.send_modify(|s| {
             s.in_flight = s.in_flight.saturating_sub(1);
@@ -356,7 +368,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
                 response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             }
             clock.responding();
-            Ok(response.map(|body| ClockedBody { body, _in_flight: in_flight }))
+            Ok(response.map(|body| ClockedBody { body, in_flight }))
         })
     }
 }
@@ -463,7 +475,7 @@ pin_project! {
     struct ClockedBody {
         #[pin]
         body: Body,
-        _in_flight: InFlight,
+        in_flight: InFlight,
     }
 }
 
@@ -475,7 +487,12 @@ impl http_body::Body for ClockedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &frame {
+            this.in_flight.0.progressed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -42,8 +42,13 @@ pub(crate) fn logged_addr(line: &str) -> String {
 
 /// Starts `keyward serve --bind 127.0.0.1:0 <args>` in `dir`; returns once it listens.
 pub(crate) fn start_with(dir: &std::path::Path, args: &[&str]) -> Running {
+    start_on(dir, "127.0.0.1:0", args)
+}
+
+/// Starts `keyward serve --bind <bind> <args>` in `dir`; returns once it listens.
+pub(crate) fn start_on(dir: &std::path::Path, bind: &str, args: &[&str]) -> Running {
     let mut child = keyward()
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--bind", bind])
         .args(args)
         .current_dir(dir)
         .env("KEYWARD_LOG", "debug")

@@ -1,7 +1,7 @@
 //! One connected product: `keyward serve` in its own process on an SQLite file, and a service in
-//! this one protected by the layer that `keyward::connect` builds on the same file. Whatever
-//! the server changes, the service sees within the propagation bound; what the service does,
-//! the server reports.
+//! this one protected by the layer that `keyward::connect` builds, on the same file or through
+//! the server (remote mode, with a service key). Whatever the server changes, the service sees
+//! within the propagation bound; what the service does, the server reports.
 
 use std::time::{Duration, Instant};
 
@@ -11,12 +11,15 @@ use keyward::tower::VerifiedApiKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::binary::{start, terminate};
+use crate::binary::{start, start_on, terminate};
 
 /// The service: `/orders` needs `orders:read`; `/health` is open.
 async fn service(url: &str) -> (String, keyward::Keyward) {
-    let keyward =
-        keyward::Connect::new(url).usage_flush(Duration::from_millis(50)).build().await.expect("connect");
+    service_with(keyward::Connect::new(url)).await
+}
+
+async fn service_with(connect: keyward::Connect) -> (String, keyward::Keyward) {
+    let keyward = connect.usage_flush(Duration::from_millis(50)).build().await.expect("connect");
     let app = Router::new()
         .route(
             "/orders",
@@ -68,8 +71,28 @@ async fn until(http: &reqwest::Client, service: &str, key: &str, want: StatusCod
     }
 }
 
+/// Waits until the service's change propagation runs.
+async fn propagating(keyward: &keyward::Keyward) {
+    let start = Instant::now();
+    while !keyward.propagating() {
+        assert!(start.elapsed() < Duration::from_secs(5), "propagation never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_the_server_changes_the_service_sees_and_what_the_service_does_the_server_reports() {
+async fn what_the_server_changes_the_service_on_the_file_sees_and_what_it_does_the_server_reports() {
+    follows(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_changes_the_remote_service_sees_and_what_it_does_the_server_reports() {
+    follows(true).await;
+}
+
+/// The whole life of a key through the server, seen by a service on the same file, or (with
+/// `remote`) by one holding only a service key.
+async fn follows(remote: bool) {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let admin = Admin {
@@ -77,8 +100,13 @@ async fn what_the_server_changes_the_service_sees_and_what_the_service_does_the_
         root: server.stdout[2].clone(),
         http: reqwest::Client::new(),
     };
-    let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
-    let (svc, keyward) = service(&url).await;
+    let (svc, keyward) = if remote {
+        let (_, service_key) = admin.key(json!({"name": "orders service", "scopes": ["keys:verify"]})).await;
+        service_with(keyward::Connect::new(&admin.base).service_key(&service_key)).await
+    } else {
+        service(&format!("sqlite://{}", dir.path().join("keyward.db").display())).await
+    };
+    propagating(&keyward).await;
     let http = reqwest::Client::new();
 
     // A key made through the server works in the service, for what its scopes allow.
@@ -122,10 +150,16 @@ async fn what_the_server_changes_the_service_sees_and_what_the_service_does_the_
         detail["recentUsage"].as_array().unwrap().iter().map(|d| d["count"].as_u64().unwrap()).sum();
     assert!(used >= 1, "{detail}");
 
-    // The service keeps following across a server restart.
+    // The service keeps following across a server restart (remote: at the same address).
+    let addr = server.addr.clone();
     terminate(server);
-    let server = start(dir.path());
+    let server =
+        if remote { start_on(dir.path(), &addr, &["--log-format", "json"]) } else { start(dir.path()) };
     let admin = Admin { base: format!("http://{}", server.addr), ..admin };
+    if remote {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        propagating(&keyward).await;
+    }
     admin.call(post, &format!("/v1/keys/{new_id}/revoke"), None).await;
     let took = until(&http, &svc, &new_key, StatusCode::UNAUTHORIZED).await;
     assert!(took < Duration::from_secs(1), "revocation seen in {took:?}");

@@ -11,4 +11,5 @@ mod security;
 mod spec;
 mod support;
 mod transport;
+mod verifier;
 mod workspaces;
