@@ -327,3 +327,41 @@ async fn behind_https_the_cookie_is_secure() {
     let session = sign_in(&s, &s.root).await;
     assert!(session.set_cookie.split(';').any(|f| f.trim() == "Secure"), "{}", session.set_cookie);
 }
+
+#[tokio::test]
+async fn a_key_whose_plan_has_no_api_access_cannot_sign_in() {
+    let s = Server::start().await;
+    let plan = s
+        .call(
+            Method::PUT,
+            "/v1/plans/noapi",
+            Some(&s.root),
+            Some(json!({"name": "Free", "apiAccess": false})),
+        )
+        .await;
+    assert_eq!(plan.status, StatusCode::OK, "{}", plan.body);
+    let ws = s.post("/v1/workspaces", &s.root, json!({"name": "other"})).await;
+    assert_eq!(ws.status, StatusCode::CREATED, "{}", ws.body);
+    let ws = ws.body["id"].as_str().unwrap().to_owned();
+    let created: Value = client()
+        .post(format!("{}/v1/keys", s.base))
+        .bearer_auth(&s.root)
+        .header("x-workspace-id", &ws)
+        .json(&json!({"name": "theirs", "scopes": ["keys:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["secret"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    sign_in(&s, &secret).await;
+
+    let moved = s
+        .call(Method::PATCH, &format!("/v1/workspaces/{ws}"), Some(&s.root), Some(json!({"planId": "noapi"})))
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let r = s.call(Method::POST, "/dashboard/session", None, Some(json!({ "key": secret }))).await;
+    r.assert_error(403, "FEATURE_NOT_IN_PLAN");
+    assert!(!r.headers.contains_key(SET_COOKIE));
+}
