@@ -120,6 +120,12 @@ try {
   const edit = page.getByRole('dialog', { name: 'Edit Key' });
   await edit.getByLabel('Name').fill('CI Pipeline (edited)');
   await edit.getByLabel('Scopes').fill('keys:read');
+  // A refusal is shown in the dialog as the catalog message with its request id.
+  await edit.getByLabel('Sites / resources').fill('x'.repeat(201));
+  await edit.getByRole('button', { name: 'Save' }).click();
+  await edit.getByRole('alert').filter({ hasText: /VALIDATION_FAILED, request id \S+/ }).waitFor();
+  await screenshot(page, 'edit-refused');
+  await edit.getByLabel('Sites / resources').fill('');
   await edit.getByRole('button', { name: 'Save' }).click();
   await edit.waitFor({ state: 'detached' });
   await row().filter({ hasText: 'CI Pipeline (edited)' }).waitFor();
@@ -267,6 +273,7 @@ try {
   const csrf = await page.evaluate(async () => (await (await fetch('/dashboard/session')).json()).csrfToken);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to keyward' }).waitFor();
+  await page.getByText('Signed out: the session has ended on the server.').waitFor();
   const after = await fetch(`${BASE}/v1/status`, { headers: { Cookie: `kw_session=${session.value}`, 'X-Keyward-Csrf': csrf } });
   assert.equal(after.status, 401, 'the old session cookie no longer works');
   await screenshot(page, 'signed-out');

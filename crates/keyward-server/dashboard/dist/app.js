@@ -1019,14 +1019,16 @@ var ROUTES = [
   { hash: "#/audit", label: "Audit Log" },
   { hash: "#/workspaces", label: "Workspaces" }
 ];
-function signInScreen(reason) {
+function signInScreen(reason, info) {
   const input = h("input", { id: "sign-in-key", name: "key", type: "password", required: true, autocomplete: "off", spellcheck: "false", placeholder: "kw_live_…" });
   const error = h("p", { class: "error", role: "alert", id: "sign-in-error", hidden: true });
+  const status = h("p", { class: "notice", role: "status" }, info ?? "");
   const button = h("button", { type: "submit", class: "primary" }, "Sign in");
   const form = h(
     "form",
     { class: "sign-in", "aria-labelledby": "sign-in-title" },
     h("h1", { id: "sign-in-title" }, "Sign in to keyward"),
+    status,
     h("p", {}, "Sign in with an API key. The key is exchanged for a session that ends when you sign out, after 30 minutes without use, or after 8 hours; the browser keeps only a session cookie it cannot read, never the key."),
     h("label", { for: "sign-in-key" }, "API key"),
     input,
@@ -1085,12 +1087,10 @@ function switchWorkspace(id) {
 async function shell() {
   const session2 = currentSession();
   if (!session2) return signInScreen();
+  notice.textContent = "";
   const out = h("button", { type: "button", id: "sign-out" }, "Sign out");
   out.addEventListener("click", () => {
-    signOut().catch(() => void 0).then(() => {
-      signInScreen();
-      say("Signed out.");
-    });
+    signOut().catch(() => void 0).then(() => signInScreen(void 0, "Signed out: the session has ended on the server."));
   });
   const nav = h("nav", { "aria-label": "Dashboard", class: "tabsnav" }, ROUTES.map((r) => h("a", { href: r.hash, "data-route": r.hash }, r.label)));
   const header = h(

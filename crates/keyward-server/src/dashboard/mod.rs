@@ -114,6 +114,12 @@ pub(crate) async fn session_credentials(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // The session token stands for a key: kept out of anything that prints headers.
+    for name in [COOKIE, HeaderName::from_static(CSRF_HEADER)] {
+        if let Some(value) = req.headers_mut().get_mut(name) {
+            value.set_sensitive(true);
+        }
+    }
     let headers = req.headers();
     if !headers.contains_key(AUTHORIZATION) && !headers.contains_key("x-api-key") {
         let csrf = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
