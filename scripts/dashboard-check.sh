@@ -36,10 +36,9 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 echo "dashboard-check: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 
-CACHE="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
-LOCK_HASH="$(sha256sum "$CHECK/package-lock.json" | cut -c1-16)"
-DEPS="$CACHE/dashboard-check-$LOCK_HASH"
 WORK=""
+# shellcheck source=scripts/lib/npm.sh
+source "$ROOT/scripts/lib/npm.sh"
 # shellcheck source=scripts/lib/serve.sh
 source "$ROOT/scripts/lib/serve.sh"
 cleanup() {
@@ -50,16 +49,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The marker is written last, so an interrupted install is never taken for a finished one.
-if [[ ! -f "$DEPS/.installed" ]]; then
-    echo "dashboard-check: npm ci (scripts/dashboard/package-lock.json) into $DEPS"
-    rm -rf "$DEPS"
-    mkdir -p "$DEPS"
-    cp "$CHECK/package.json" "$CHECK/package-lock.json" "$DEPS/"
-    # No install scripts run: playwright-core needs none (it would not download a browser anyway).
-    (cd "$DEPS" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-    touch "$DEPS/.installed"
-fi
+npm_deps dashboard-check "$CHECK" dashboard-check
 echo "dashboard-check: playwright-core $(node -p 'require(process.argv[1]).version' "$DEPS/node_modules/playwright-core/package.json")"
 
 # Inside $DEPS, so that node finds playwright-core in its node_modules.

@@ -241,6 +241,7 @@ try {
   await page.reload();
   await page.getByRole('link', { name: 'Workspaces' }).click();
   await page.locator('#workspace-summary').getByText('default', { exact: true }).first().waitFor();
+  await page.locator('#workspace-summary').getByText('2 (no limit)').waitFor();
   await screenshot(page, 'workspaces');
   await page.getByLabel('Workspace', { exact: true }).selectOption(free.id);
   await page.getByRole('link', { name: 'API Keys' }).click();

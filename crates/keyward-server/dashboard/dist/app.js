@@ -145,6 +145,19 @@ function shortId(id) {
   if (!id) return "—";
   return h("code", { title: id, class: "id" }, id.slice(0, 8));
 }
+function pager(cursors, nextCursor, load, label) {
+  const prev = h("button", { type: "button", disabled: cursors.length <= 1 }, "Previous page");
+  const next = h("button", { type: "button", disabled: !nextCursor }, "Next page");
+  prev.addEventListener("click", () => {
+    cursors.pop();
+    load();
+  });
+  next.addEventListener("click", () => {
+    cursors.push(nextCursor ?? null);
+    load();
+  });
+  return h("nav", { class: "pager", "aria-label": label }, prev, h("span", {}, `Page ${cursors.length}`), next);
+}
 
 // src/scopes.ts
 var PART = /^(\*|[A-Za-z0-9_.-]+)$/;
@@ -277,17 +290,7 @@ var AuditScreen = class {
         )
       )
     );
-    const prev = h("button", { type: "button", disabled: this.cursors.length <= 1 }, "Previous page");
-    const next = h("button", { type: "button", disabled: !page.nextCursor }, "Next page");
-    prev.addEventListener("click", () => {
-      this.cursors.pop();
-      void this.load();
-    });
-    next.addEventListener("click", () => {
-      this.cursors.push(page.nextCursor ?? null);
-      void this.load();
-    });
-    replace(this.list, page.data.length ? table : h("p", { class: "empty" }, "No events match."), h("nav", { class: "pager", "aria-label": "Pages of events" }, prev, h("span", {}, `Page ${this.cursors.length}`), next));
+    replace(this.list, page.data.length ? table : h("p", { class: "empty" }, "No events match."), pager(this.cursors, page.nextCursor, () => void this.load(), "Pages of events"));
   }
 };
 
@@ -518,14 +521,14 @@ async function currentPlan(ws) {
   planCache = { workspace: ws, at: Date.now(), plan };
   return plan;
 }
-async function planInfo() {
+async function planInfo(alwaysCount = false) {
   const session2 = currentSession();
   const ws = currentWorkspace();
   if (!session2 || !ws || !allows(session2.scopes, "workspaces:read")) return null;
   const plan = await currentPlan(ws);
   if (!plan) return null;
   let count = null;
-  if (plan.apiAccess && plan.maxKeys != null && allows(session2.scopes, "keys:read")) {
+  if (plan.apiAccess && (alwaysCount || plan.maxKeys != null) && allows(session2.scopes, "keys:read")) {
     count = 0;
     let cursor = null;
     for (let i = 0; i < 50; i++) {
@@ -660,18 +663,8 @@ var KeysScreen = class {
       h("thead", {}, h("tr", {}, ["Name", "Key", "Status", "Last used", "Created"].map((c) => h("th", { scope: "col" }, c)), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
       h("tbody", {}, rows)
     );
-    const prev = h("button", { type: "button", disabled: this.cursors.length <= 1 }, "Previous page");
-    const next = h("button", { type: "button", disabled: !page.nextCursor }, "Next page");
-    prev.addEventListener("click", () => {
-      this.cursors.pop();
-      void this.load();
-    });
-    next.addEventListener("click", () => {
-      this.cursors.push(page.nextCursor ?? null);
-      void this.load();
-    });
     const empty = h("p", { class: "empty" }, this.filter === "all" ? "No keys yet. Create one with Create API Key." : `No ${this.filter} keys.`);
-    replace(this.list, page.data.length ? table : empty, h("nav", { class: "pager", "aria-label": "Pages of keys" }, prev, h("span", {}, `Page ${this.cursors.length}`), next));
+    replace(this.list, page.data.length ? table : empty, pager(this.cursors, page.nextCursor, () => void this.load(), "Pages of keys"));
   }
   row(k) {
     const menuButton = h("button", { type: "button", class: "kebab", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": `Actions for ${k.name}` }, "⋮");
@@ -933,6 +926,10 @@ function windows(ws) {
   const per = { 1: "s", 60: "min", 3600: "h", 86400: "day" };
   return ws.length ? ws.map((w) => `${w.limit}/${per[w.periodSecs] ?? `${w.periodSecs}s`}`).join(", ") : "—";
 }
+function keyCount(count, max) {
+  if (count === null) return max === null ? "No limit" : `At most ${max}`;
+  return max === null ? `${count} (no limit)` : `${count} of ${max}`;
+}
 async function renderWorkspaces(root, switchTo) {
   const session2 = currentSession();
   if (!session2) return;
@@ -946,7 +943,7 @@ async function renderWorkspaces(root, switchTo) {
     const [current, plans, info, all] = await Promise.all([
       v1("GET", `/workspaces/${ws}`),
       v1("GET", "/plans"),
-      planInfo(),
+      planInfo(true),
       admin ? v1("GET", "/workspaces") : Promise.resolve(null)
     ]);
     const plan = plans.data.find((p) => p.id === current.planId);
@@ -962,7 +959,7 @@ async function renderWorkspaces(root, switchTo) {
       h("dt", {}, "API access"),
       h("dd", {}, plan?.apiAccess ? "Included" : "Not enabled for this plan"),
       h("dt", {}, "Keys (not revoked)"),
-      h("dd", {}, info?.count != null && plan?.maxKeys != null ? `${info.count} of ${plan.maxKeys}` : plan?.maxKeys != null ? `at most ${plan.maxKeys}` : "No limit"),
+      h("dd", {}, keyCount(info?.count ?? null, plan?.maxKeys ?? null)),
       h("dt", {}, "Workspace rate limit"),
       h("dd", {}, windows(current.effectiveRateLimit)),
       h("dt", {}, "Key rate limit (plan)"),

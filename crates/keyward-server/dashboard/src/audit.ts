@@ -2,7 +2,7 @@
 
 import { type Schemas, currentSession, query, v1 } from './api';
 import { describeError } from './errors';
-import { h, replace, shortId, when } from './dom';
+import { h, pager, replace, shortId, when } from './dom';
 import { allows } from './scopes';
 
 // Every action of the document's AuditAction (tsc checks each one against it).
@@ -104,16 +104,6 @@ export class AuditScreen {
         ),
       ),
     );
-    const prev = h('button', { type: 'button', disabled: this.cursors.length <= 1 }, 'Previous page');
-    const next = h('button', { type: 'button', disabled: !page.nextCursor }, 'Next page');
-    prev.addEventListener('click', () => {
-      this.cursors.pop();
-      void this.load();
-    });
-    next.addEventListener('click', () => {
-      this.cursors.push(page.nextCursor ?? null);
-      void this.load();
-    });
-    replace(this.list, page.data.length ? table : h('p', { class: 'empty' }, 'No events match.'), h('nav', { class: 'pager', 'aria-label': 'Pages of events' }, prev, h('span', {}, `Page ${this.cursors.length}`), next));
+    replace(this.list, page.data.length ? table : h('p', { class: 'empty' }, 'No events match.'), pager(this.cursors, page.nextCursor, () => void this.load(), 'Pages of events'));
   }
 }

@@ -64,3 +64,21 @@ export function shortId(id: string | null | undefined): HTMLElement | string {
   if (!id) return '—';
   return h('code', { title: id, class: 'id' }, id.slice(0, 8));
 }
+
+/**
+ * Previous/Next buttons over cursor pages: `cursors` holds the cursor of every page up to the
+ * shown one (null for the first); `load` shows the last one.
+ */
+export function pager(cursors: (string | null)[], nextCursor: string | null | undefined, load: () => void, label: string): HTMLElement {
+  const prev = h('button', { type: 'button', disabled: cursors.length <= 1 }, 'Previous page');
+  const next = h('button', { type: 'button', disabled: !nextCursor }, 'Next page');
+  prev.addEventListener('click', () => {
+    cursors.pop();
+    load();
+  });
+  next.addEventListener('click', () => {
+    cursors.push(nextCursor ?? null);
+    load();
+  });
+  return h('nav', { class: 'pager', 'aria-label': label }, prev, h('span', {}, `Page ${cursors.length}`), next);
+}

@@ -4,7 +4,7 @@
 import { type ApiKey, ApiError, type KeyStatus, type Schemas, currentSession, currentWorkspace, query, v1 } from './api';
 import { usageChart } from './chart';
 import { confirmAction, formDialog, openDialog, showSecretOnce } from './dialogs';
-import { h, replace, when } from './dom';
+import { h, pager, replace, when } from './dom';
 import { openMenu } from './menu';
 import { allows, parseScopes, scopesError } from './scopes';
 
@@ -50,15 +50,18 @@ async function currentPlan(ws: string): Promise<Schemas['PlanView'] | null> {
   return plan;
 }
 
-/** The current workspace's plan and, when it limits keys, how many count against the limit; null when the key may not read them. */
-export async function planInfo(): Promise<PlanInfo | null> {
+/**
+ * The current workspace's plan and, when it limits keys (or `alwaysCount`), how many keys count
+ * against the limit; null when the key may not read them.
+ */
+export async function planInfo(alwaysCount = false): Promise<PlanInfo | null> {
   const session = currentSession();
   const ws = currentWorkspace();
   if (!session || !ws || !allows(session.scopes, 'workspaces:read')) return null;
   const plan = await currentPlan(ws);
   if (!plan) return null;
   let count: number | null = null;
-  if (plan.apiAccess && plan.maxKeys != null && allows(session.scopes, 'keys:read')) {
+  if (plan.apiAccess && (alwaysCount || plan.maxKeys != null) && allows(session.scopes, 'keys:read')) {
     count = 0;
     let cursor: string | null = null;
     for (let i = 0; i < 50; i++) {
@@ -198,18 +201,8 @@ export class KeysScreen {
       h('thead', {}, h('tr', {}, ['Name', 'Key', 'Status', 'Last used', 'Created'].map((c) => h('th', { scope: 'col' }, c)), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
       h('tbody', {}, rows),
     );
-    const prev = h('button', { type: 'button', disabled: this.cursors.length <= 1 }, 'Previous page');
-    const next = h('button', { type: 'button', disabled: !page.nextCursor }, 'Next page');
-    prev.addEventListener('click', () => {
-      this.cursors.pop();
-      void this.load();
-    });
-    next.addEventListener('click', () => {
-      this.cursors.push(page.nextCursor ?? null);
-      void this.load();
-    });
     const empty = h('p', { class: 'empty' }, this.filter === 'all' ? 'No keys yet. Create one with Create API Key.' : `No ${this.filter} keys.`);
-    replace(this.list, page.data.length ? table : empty, h('nav', { class: 'pager', 'aria-label': 'Pages of keys' }, prev, h('span', {}, `Page ${this.cursors.length}`), next));
+    replace(this.list, page.data.length ? table : empty, pager(this.cursors, page.nextCursor, () => void this.load(), 'Pages of keys'));
   }
 
   private row(k: ApiKey): HTMLTableRowElement {

@@ -12,6 +12,11 @@ function windows(ws: Schemas['RateLimitWindow'][]): string {
   return ws.length ? ws.map((w) => `${w.limit}/${per[w.periodSecs] ?? `${w.periodSecs}s`}`).join(', ') : '—';
 }
 
+function keyCount(count: number | null, max: number | null): string {
+  if (count === null) return max === null ? 'No limit' : `At most ${max}`;
+  return max === null ? `${count} (no limit)` : `${count} of ${max}`;
+}
+
 export async function renderWorkspaces(root: HTMLElement, switchTo: (id: string) => void): Promise<void> {
   const session = currentSession();
   if (!session) return;
@@ -25,7 +30,7 @@ export async function renderWorkspaces(root: HTMLElement, switchTo: (id: string)
     const [current, plans, info, all] = await Promise.all([
       v1<Schemas['WorkspaceView']>('GET', `/workspaces/${ws}`),
       v1<Schemas['PlanList']>('GET', '/plans'),
-      planInfo(),
+      planInfo(true),
       admin ? v1<Schemas['WorkspaceList']>('GET', '/workspaces') : Promise.resolve(null),
     ]);
     const plan = plans.data.find((p) => p.id === current.planId);
@@ -41,7 +46,7 @@ export async function renderWorkspaces(root: HTMLElement, switchTo: (id: string)
       h('dt', {}, 'API access'),
       h('dd', {}, plan?.apiAccess ? 'Included' : 'Not enabled for this plan'),
       h('dt', {}, 'Keys (not revoked)'),
-      h('dd', {}, info?.count != null && plan?.maxKeys != null ? `${info.count} of ${plan.maxKeys}` : plan?.maxKeys != null ? `at most ${plan.maxKeys}` : 'No limit'),
+      h('dd', {}, keyCount(info?.count ?? null, plan?.maxKeys ?? null)),
       h('dt', {}, 'Workspace rate limit'),
       h('dd', {}, windows(current.effectiveRateLimit)),
       h('dt', {}, 'Key rate limit (plan)'),

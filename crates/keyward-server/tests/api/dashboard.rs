@@ -25,6 +25,15 @@ fn assert_security_headers(headers: &HeaderMap) {
     assert!(headers.contains_key("x-request-id"));
 }
 
+/// A server whose dashboard sessions follow `config`.
+async fn with_sessions(config: SessionConfig) -> Server {
+    Server::start_with(|mut state| {
+        state.dashboard = Sessions::new(config);
+        state
+    })
+    .await
+}
+
 /// A signed-in browser: its cookie and CSRF token.
 struct Session {
     cookie: String,
@@ -250,11 +259,7 @@ async fn get_tells_who_is_signed_in_and_delete_ends_the_session() {
 #[tokio::test]
 async fn sessions_expire_when_idle() {
     let config = SessionConfig { idle_timeout: Duration::from_millis(400), ..SessionConfig::default() };
-    let s = Server::start_with(|mut state| {
-        state.dashboard = Sessions::new(config);
-        state
-    })
-    .await;
+    let s = with_sessions(config).await;
     let session = sign_in(&s, &s.root).await;
     let (status, _) = v1(&s, Method::GET, "/status", &session.cookie, Some(&session.csrf)).await;
     assert_eq!(status, StatusCode::OK);
@@ -266,11 +271,7 @@ async fn sessions_expire_when_idle() {
 #[tokio::test]
 async fn sessions_end_at_their_absolute_timeout_however_used() {
     let config = SessionConfig { absolute_timeout: Duration::from_millis(700), ..SessionConfig::default() };
-    let s = Server::start_with(|mut state| {
-        state.dashboard = Sessions::new(config);
-        state
-    })
-    .await;
+    let s = with_sessions(config).await;
     let session = sign_in(&s, &s.root).await;
     for _ in 0..3 {
         let (status, _) = v1(&s, Method::GET, "/status", &session.cookie, Some(&session.csrf)).await;
@@ -319,11 +320,7 @@ async fn behind_https_the_cookie_is_secure() {
     assert!(cookie.split(';').any(|f| f.trim() == "Secure"), "{cookie}");
 
     let config = SessionConfig { secure_cookies: true, ..SessionConfig::default() };
-    let s = Server::start_with(|mut state| {
-        state.dashboard = Sessions::new(config);
-        state
-    })
-    .await;
+    let s = with_sessions(config).await;
     let session = sign_in(&s, &s.root).await;
     assert!(session.set_cookie.split(';').any(|f| f.trim() == "Secure"), "{}", session.set_cookie);
 }
