@@ -40,6 +40,21 @@ async function api(key, method, path, body, workspace) {
   return text ? JSON.parse(text) : null;
 }
 
+/** Every control on the page has an accessible name: buttons, links, inputs, selects. */
+async function assertLabelled(page, where) {
+  const unnamed = await page.evaluate(() =>
+    [...document.querySelectorAll('button, a[href], input, select, textarea')]
+      .filter((el) => el.checkVisibility())
+      .filter((el) => {
+        const aria = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+        const labels = 'labels' in el && el.labels ? el.labels.length : 0;
+        return !aria && !labels && !(el.textContent ?? '').trim();
+      })
+      .map((el) => el.outerHTML.slice(0, 80)),
+  );
+  assert.deepEqual(unnamed, [], `controls without an accessible name on ${where}`);
+}
+
 const masked = (secret) => `${secret.slice(0, 12)}…${secret.slice(-4)}`;
 
 const browser = await chromium.launch({
@@ -92,6 +107,7 @@ try {
   const session = cookies.find((c) => c.name === 'kw_session');
   assert.ok(session && session.httpOnly && session.sameSite === 'Strict', JSON.stringify(cookies));
   await screenshot(page, 'keys');
+  await assertLabelled(page, 'the API Keys screen');
 
   step('Create API Key: the scope grammar is checked as you type; the key is shown once');
   await page.getByRole('button', { name: 'Create API Key' }).click();
@@ -101,6 +117,7 @@ try {
   await create.getByText('has an empty resource or action').waitFor();
   assert.equal(await create.getByLabel('Active').isChecked(), true, 'Active is on by default');
   await screenshot(page, 'create-dialog');
+  await assertLabelled(page, 'Create API Key');
   await create.getByLabel('Scopes').fill('keys:read products:*');
   await create.getByRole('button', { name: 'Create' }).click();
   const shown = page.getByRole('dialog', { name: 'API key created' });
@@ -198,8 +215,13 @@ try {
   await confirmRevoke.getByRole('button', { name: 'Revoke Key' }).click();
   await row2().getByText('Revoked', { exact: true }).waitFor();
   assert.equal(await status(secret2), 401, 'a revoked key is refused');
-  await page.getByRole('tab', { name: 'Revoked' }).click();
+  // The tabs move with the arrow keys: Inactive, then Revoked.
+  await page.getByRole('tab', { name: 'Active', exact: true }).click();
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.getByRole('tab', { name: 'Inactive' }).getAttribute('aria-selected'), 'true');
+  await page.keyboard.press('ArrowRight');
   assert.equal(await page.getByRole('tab', { name: 'Revoked' }).getAttribute('aria-selected'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Revoked');
   // The filtered page replaces the whole list: the active root key leaves it.
   await page.getByRole('row').filter({ hasText: 'root' }).first().waitFor({ state: 'detached' });
   await row2().waitFor();
@@ -224,6 +246,7 @@ try {
   }
   await audit.getByText('keyward-dashboard-check').first().waitFor();
   await screenshot(page, 'audit');
+  await assertLabelled(page, 'the Audit Log');
   await page.getByLabel('Action').selectOption('key.revoked');
   await audit.getByRole('row').filter({ hasText: 'key.created' }).first().waitFor({ state: 'detached' });
   assert.ok((await audit.getByRole('row').filter({ hasText: 'key.revoked' }).count()) >= 1);
@@ -310,6 +333,18 @@ try {
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('This key cannot list API keys').waitFor();
   await screenshot(page, 'without-keys-read');
+
+  step('a key with keys:read only: Create disabled and why, View Details alone in the menu');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  const reader = (await api(setup, 'POST', '/keys', { name: 'Reader', scopes: ['keys:read'] })).secret;
+  await page.getByLabel('API key', { exact: true }).fill(reader);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('Creating keys needs the keys:write scope, which this key lacks.').waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Create API Key' }).isDisabled(), true);
+  await page.getByRole('row').filter({ hasText: 'Reader' }).getByRole('button', { name: 'Actions for Reader' }).click();
+  assert.deepEqual(await page.getByRole('menuitem').allTextContents(), ['View Details']);
+  await screenshot(page, 'read-only');
+  await page.keyboard.press('Escape');
 
   assert.deepEqual(offsite, [], 'nothing is loaded from another origin');
   assert.deepEqual(problems, [], 'no CSP violation, script error or console error');

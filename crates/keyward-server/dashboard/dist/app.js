@@ -682,6 +682,7 @@ var KeysScreen = class {
   }
   actions(k) {
     const items = [{ label: "View Details", run: () => void this.details(k) }];
+    if (!allows(currentSession()?.scopes ?? [], "keys:write")) return items;
     if (k.status !== "revoked") {
       items.push({ label: "Edit Key", run: () => this.edit(k) });
       items.push({ label: "Rotate Key", run: () => this.rotate(k) });

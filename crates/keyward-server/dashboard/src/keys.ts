@@ -222,6 +222,8 @@ export class KeysScreen {
 
   private actions(k: ApiKey): { label: string; danger?: boolean; run: () => void }[] {
     const items: { label: string; danger?: boolean; run: () => void }[] = [{ label: 'View Details', run: () => void this.details(k) }];
+    // Changing keys needs keys:write: a key without it is offered only the details.
+    if (!allows(currentSession()?.scopes ?? [], 'keys:write')) return items;
     if (k.status !== 'revoked') {
       items.push({ label: 'Edit Key', run: () => this.edit(k) });
       items.push({ label: 'Rotate Key', run: () => this.rotate(k) });
