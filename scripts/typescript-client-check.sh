@@ -23,10 +23,9 @@ if (( $(node -p 'process.versions.node.split(".")[0]') < 20 )); then
     exit 1
 fi
 
-CACHE="${KEYWARD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/keyward}"
-LOCK_HASH="$(sha256sum "$CLIENT/package-lock.json" | cut -c1-16)"
-DEPS="$CACHE/ts-client-$LOCK_HASH"
 WORK=""
+# shellcheck source=scripts/lib/npm.sh
+source "$ROOT/scripts/lib/npm.sh"
 # shellcheck source=scripts/lib/serve.sh
 source "$ROOT/scripts/lib/serve.sh"
 cleanup() {
@@ -37,16 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The marker is written last, so an interrupted install is never taken for a finished one.
-if [[ ! -f "$DEPS/.installed" ]]; then
-    echo "typescript-client-check: npm ci (scripts/ts-client/package-lock.json) into $DEPS"
-    rm -rf "$DEPS"
-    mkdir -p "$DEPS"
-    cp "$CLIENT/package.json" "$CLIENT/package-lock.json" "$DEPS/"
-    # No install scripts run: none of the pinned packages needs one.
-    (cd "$DEPS" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-    touch "$DEPS/.installed"
-fi
+npm_deps typescript-client-check "$CLIENT" ts-client
 BIN="$DEPS/node_modules/.bin"
 version() { node -p 'require(process.argv[1]).version' "$DEPS/node_modules/$1/package.json"; }
 echo "typescript-client-check: openapi-typescript $(version openapi-typescript)," \

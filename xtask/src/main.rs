@@ -4,11 +4,13 @@
 //! * `bench [--load-only | --no-load | --propagation-only]`: the criterion benchmarks, the loopback
 //!   load benchmark, then the change propagation benchmark (benches/propagation).
 //! * `codegen [--check]`: regenerates the checked-in generated files (the OpenAPI documents, then
-//!   the Rust client from the 3.0 one), or fails when they are stale.
+//!   the Rust client from the 3.0 one, then the dashboard's types and bundle, which needs node and
+//!   npm), or fails when they are stale.
 
 use std::path::Path;
 use std::process::Command;
 
+mod dashboard;
 mod load;
 
 use anyhow::{Context, Result, bail};
@@ -171,25 +173,38 @@ fn codegen(root: &Path, check: bool) -> Result<()> {
     let client = xtask::generate_client(spec_30, root)?;
     generated.push((xtask::CLIENT_PATH, client.into_bytes()));
 
+    let mut stale = settle(root, generated.iter().map(|(f, c)| (f.to_string(), c)), check)?;
+    // After the documents are written: the dashboard is typed against the 3.1 one.
+    let dashboard = dashboard::generate(root, !check)?;
+    stale.extend(settle(root, dashboard.iter().map(|(f, c)| (f.clone(), c)), check)?);
+    if !stale.is_empty() {
+        bail!("stale generated files: {}; run `cargo xtask codegen`", stale.join(", "));
+    }
+    Ok(())
+}
+
+/// Writes each generated file that differs from the checked-in one; with `check`, writes nothing
+/// and returns the stale ones.
+fn settle<'a>(
+    root: &Path,
+    files: impl Iterator<Item = (String, &'a Vec<u8>)>,
+    check: bool,
+) -> Result<Vec<String>> {
     let mut stale = Vec::new();
-    for (file, content) in &generated {
-        let path = root.join(file);
-        let current = std::fs::read(&path).unwrap_or_default();
-        if &current == content {
+    for (file, content) in files {
+        let path = root.join(&file);
+        if std::fs::read(&path).unwrap_or_default() == *content {
             continue;
         }
         if check {
-            stale.push(*file);
+            stale.push(file);
         } else {
             std::fs::create_dir_all(path.parent().expect("a parent"))?;
             std::fs::write(&path, content)?;
             eprintln!("wrote {file}");
         }
     }
-    if !stale.is_empty() {
-        bail!("stale generated files: {}; run `cargo xtask codegen`", stale.join(", "));
-    }
-    Ok(())
+    Ok(stale)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod admin;
+pub mod dashboard;
 mod dto;
 mod error;
 mod extract;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub relay: ChangeRelay,
     /// The recorder `GET /metrics` renders; `None` serves no `/metrics`.
     pub metrics: Option<PrometheusHandle>,
+    /// The dashboard's sign-in sessions.
+    pub dashboard: dashboard::Sessions,
 }
 
 impl AppState {
@@ -72,7 +75,7 @@ impl AppState {
     pub fn new(service: KeyService, verifier: Verifier) -> Self {
         let readiness = Readiness::store(service.store().clone());
         let relay = ChangeRelay::for_service(&service);
-        Self { service, verifier, readiness, relay, metrics: None }
+        Self { service, verifier, readiness, relay, metrics: None, dashboard: dashboard::Sessions::default() }
     }
 
     /// Checks `readiness` at `/readyz`.
@@ -89,7 +92,8 @@ impl AppState {
     }
 }
 
-/// The whole application: `/v1` behind keyward's layer, `/openapi.json` and `/docs`, the health
+/// The whole application: `/v1` behind keyward's layer, the [`dashboard`] (`/` leads there),
+/// `/openapi.json` and `/docs`, the health
 /// checks `/healthz` and `/readyz` (see [`health`]), and `/metrics` when the state has a recorder
 /// (see [`metrics`]). Every request is logged in one line, in a span holding its route and, once
 /// verified, its key's id and workspace (never the key or its headers), and counted in the HTTP
@@ -104,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn(error::with_request_id))
         .layer(KeywardLayer::new(state.verifier.clone()))
+        .layer(middleware::from_fn_with_state(state.dashboard.clone(), dashboard::session_credentials))
         .with_state(state.clone())
         .layer(middleware::from_fn(observe::route_template));
     let docs = Router::new()
@@ -116,7 +121,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state.readiness.clone())
         .layer(middleware::from_fn(public_request_id))
         .layer(middleware::from_fn(observe::route_template));
-    let mut app = Router::new().merge(docs).merge(health).merge(v1);
+    let mut app = Router::new().merge(docs).merge(health).merge(v1).merge(dashboard::router(&state));
     if let Some(handle) = state.metrics.clone() {
         let scope = metrics::METRICS_SCOPE.parse().expect("a valid scope");
         let metrics = Router::new()

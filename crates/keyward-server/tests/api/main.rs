@@ -3,6 +3,7 @@
 mod binary;
 mod config_file;
 mod connected;
+mod dashboard;
 mod errors;
 mod health;
 mod keys;

@@ -44,6 +44,11 @@ impl Reply {
 
 impl Server {
     pub(crate) async fn start() -> Server {
+        Self::start_with(|state| state).await
+    }
+
+    /// A server whose state `configure` adjusts first.
+    pub(crate) async fn start_with(configure: impl FnOnce(AppState) -> AppState) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
         let sqlite = Arc::new(keyward_store::SqliteStore::open(&url).await.unwrap());
@@ -55,7 +60,7 @@ impl Server {
         let verifier = Verifier::builder(&service).usage(usage.clone()).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = app(AppState::new(service.clone(), verifier));
+        let router = app(configure(AppState::new(service.clone(), verifier)));
         tokio::spawn(async move {
             serve_http(listener, router, ConnectionLimits::default(), std::future::pending()).await.unwrap();
         });
