@@ -3,9 +3,11 @@
 //! ```
 //!
 //! For each mode of `keyward::connect` (SQLite; PostgreSQL when `KEYWARD_TEST_POSTGRES_URL` is
-//! set): the management side revokes a key through its own connection to the database, as
-//! `keyward serve` or the CLI in another process does, and the connected verifier is polled
-//! every 0.2 ms until it refuses the key. Prints p50, p99 and the worst of `TRIALS` trials, then
+//! set; remote): the management side revokes a key through its own connection to the database,
+//! as `keyward serve` or the CLI in another process does (remote: through the `KeyService` of a
+//! keyward server on a loopback socket, which the verifier reaches over HTTP and hears from on
+//! its event stream), and the connected verifier is polled every 0.2 ms until it refuses the
+//! key. Prints p50, p99 and the worst of `TRIALS` trials, then
 //! the cost of a cache hit in each mode (the same verifier code: the mode only changes how
 //! changes arrive).
 
@@ -22,6 +24,11 @@ const HITS: u32 = 100_000;
 
 async fn run(mode: &str, manager: KeyService, connect: Connect) -> Result<()> {
     let keyward = connect.build().await.with_context(|| format!("connecting ({mode})"))?;
+    let start = Instant::now();
+    while !keyward.propagating() {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "{mode}: propagation never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // Limits out of the way: the polling below verifies thousands of times a second.
     let roomy = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_000, period_secs: 1 }]);
     let new = NewWorkspace { rate_limit: Some(roomy.clone()), ..NewWorkspace::live("bench") };
@@ -70,6 +77,17 @@ async fn run(mode: &str, manager: KeyService, connect: Connect) -> Result<()> {
     Ok(())
 }
 
+/// Serves the management API over `service` on a loopback port; returns its base URL.
+async fn server(service: KeyService) -> Result<String> {
+    let verifier = keyward::Verifier::builder(&service).build();
+    let app = keyward_server::app(keyward_server::AppState::new(service, verifier));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let limits = keyward_server::serve::ConnectionLimits::default();
+    tokio::spawn(keyward_server::serve::serve_http(listener, app, limits, std::future::pending()));
+    Ok(base)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -79,7 +97,16 @@ async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
     let manager = KeyService::new(Arc::new(keyward::store::SqliteStore::open(&url).await?));
-    run("sqlite", manager, Connect::new(&url)).await?;
+    run("sqlite", manager.clone(), Connect::new(&url)).await?;
+    let base = server(manager.clone()).await?;
+    // A service key resolves every cache miss through the server: its limits must fit them.
+    let roomy = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_000, period_secs: 1 }]);
+    let new = NewWorkspace { rate_limit: Some(roomy.clone()), ..NewWorkspace::live("services") };
+    let ws = manager.create_workspace(new, &Actor::system()).await?;
+    let scopes = "keys:verify workspaces:admin".parse()?;
+    let new = NewKey { rate_limit: Some(roomy), ..NewKey::new(ws.id, "bench service").with_scopes(scopes) };
+    let service_key = manager.create_key(new, &Actor::system()).await?;
+    run("remote", manager, Connect::new(&base).service_key(service_key.secret.expose_secret())).await?;
 
     match keyward_store::testing::PgTestSchema::from_env() {
         Some(schema) => {

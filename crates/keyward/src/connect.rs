@@ -232,6 +232,9 @@ impl Connect {
         let base = self.url.trim_end_matches('/').to_owned();
         let client = keyward_client::KeywardClient::builder(&base, &key.0)
             .timeout(self.remote_timeout)
+            // A request waiting on a cache miss must not also wait out a Retry-After: a refusal
+            // is answered by the store policy at once (and usage is retried at the next flush).
+            .retry_policy(keyward_client::RetryPolicy::none())
             .build()
             .map_err(|e| ConnectError::Remote(e.to_string()))?;
         // Fail now, with a clear reason, rather than at the first request.

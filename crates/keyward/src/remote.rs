@@ -52,7 +52,12 @@ impl Remote {
     }
 }
 
-fn unavailable(e: impl fmt::Display) -> StoreError {
+fn unavailable(e: keyward_client::Error<types::ErrorBody>) -> StoreError {
+    if e.status().is_some_and(|s| s.as_u16() == 429) {
+        tracing::warn!(
+            "the keyward server rate-limits this service key: give it (and its workspace) limits that fit every cache miss, credit spend and usage report of the service"
+        );
+    }
     StoreError::Unavailable(format!("the keyward server: {e}"))
 }
 

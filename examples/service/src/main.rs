@@ -5,10 +5,14 @@
 //!
 //! # beside nodes sharing PostgreSQL:
 //! KEYWARD_URL=postgres://user:password@db/keyward cargo run -p example-service
+//!
+//! # through a server, with no database credentials (a key with scope keys:verify):
+//! KEYWARD_URL=http://127.0.0.1:8080 KEYWARD_SERVICE_KEY=kw_live_... cargo run -p example-service
 //! ```
 //!
 //! An axum service configured only by the environment: `KEYWARD_URL` (the database `keyward
-//! serve` uses: `sqlite://path` or `postgres://...`), `BIND` (default `127.0.0.1:3000`). It
+//! serve` uses, `sqlite://path` or `postgres://...`, or the server itself, `http(s)://...`, with
+//! `KEYWARD_SERVICE_KEY`), `BIND` (default `127.0.0.1:3000`). It
 //! serves `GET /orders`, which needs a key with scope `orders:read` and answers JSON with the
 //! caller's key id, and `GET /health`, open. Unknown paths stay 404: the layer is on the routes
 //! (`route_layer`), not in front of the whole router.
@@ -38,12 +42,9 @@ async fn health() -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("KEYWARD_URL").context("set KEYWARD_URL to the database keyward serve uses")?;
-    if url.starts_with("http://") || url.starts_with("https://") {
-        anyhow::bail!(
-            "remote verification through a keyward server (http URLs) is not available yet; use its database URL"
-        );
-    }
+    let url = std::env::var("KEYWARD_URL").context(
+        "set KEYWARD_URL to the database keyward serve uses, or to the server (with KEYWARD_SERVICE_KEY)",
+    )?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let keyward = keyward::connect(&url).await.with_context(|| format!("connecting to {url}"))?;
     let app = Router::new()

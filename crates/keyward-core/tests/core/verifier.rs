@@ -184,3 +184,107 @@ async fn a_mistyped_or_truncated_key_is_told_so() {
     let e = verifier.verify(plain, &Requirements::default()).await;
     assert!(e.is_ok());
 }
+
+/// A remote verifier's source: the server's own verifier (through its cache, as
+/// `POST /v1/verifier/resolve` answers), counting the calls.
+#[derive(Debug)]
+struct ServerSide {
+    server: Verifier,
+    store: Arc<dyn keyward_core::KeyStore>,
+    resolves: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl keyward_core::KeyResolver for ServerSide {
+    async fn resolve(
+        &self,
+        key: &keyward_core::ApiKeySecret,
+    ) -> Result<Option<keyward_core::KeyRecord>, keyward_core::StoreError> {
+        self.resolves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.server
+            .lookup(key.expose_secret())
+            .await
+            .map_err(|e| keyward_core::StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn consume_credits(
+        &self,
+        id: keyward_core::KeyId,
+        amount: i64,
+    ) -> Result<keyward_core::CreditOutcome, keyward_core::StoreError> {
+        self.store.consume_credits(id, amount).await
+    }
+}
+
+#[tokio::test]
+async fn a_remote_verifier_caches_by_the_presented_key_and_drops_by_the_servers_digest() {
+    let store: Arc<dyn keyward_core::KeyStore> = Arc::new(MemoryStore::new());
+    let mut ctx = setup(store.clone()).await;
+    // The server hashes with a pepper the remote side never sees.
+    ctx.service = ctx.service.clone().with_hasher(keyward_core::KeyHasher::hmac("p1", b"pepper".to_vec()));
+    let server = Verifier::builder(&ctx.service).build();
+    let side = Arc::new(ServerSide { server, store, resolves: Default::default() });
+    let remote = Verifier::remote(side.clone()).build();
+    let count = || side.resolves.load(std::sync::atomic::Ordering::SeqCst);
+
+    let new =
+        keyward_core::NewKey { credits: Some(2), ..ctx.new_key("k").with_scopes(scopes("orders:read")) };
+    let key = ctx.create(new).await;
+    let plain = key.secret.expose_secret();
+    let stored = key.key.hash.digest;
+    assert_ne!(stored, keyward_core::testing::fixture::digest_of(&key.secret), "peppered on the server");
+    remote.verify(plain, &needs("orders:read")).await.expect("valid");
+    remote.verify(plain, &needs("orders:read")).await.expect("valid");
+    assert_eq!(count(), 1, "the second verify is a cache hit, no call to the server");
+
+    // Credits are spent where they are kept.
+    let metered = Requirements { cost: 2, ..needs("orders:read") };
+    assert_eq!(remote.verify(plain, &metered).await.expect("enough").credits_remaining(), Some(0));
+    let e = remote.verify(plain, &metered).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InsufficientCredits);
+
+    // Deactivated on the server: the remote cache holds the key until told, by the digest the
+    // server stores it under.
+    ctx.service.deactivate_key(ctx.ws.id, key.key.id, &Actor::system()).await.expect("deactivate");
+    remote.verify(plain, &needs("orders:read")).await.expect("still cached: nobody said");
+    let other = keyward_core::KeyFormat::default().generate(keyward_core::KeyEnvironment::Live);
+    remote.invalidate(&keyward_core::KeyHasher::sha256().hash(&other).digest).await;
+    remote.verify(plain, &needs("orders:read")).await.expect("another key's change drops nothing");
+    keyward_core::ChangeListener::changed(&remote, &keyward_core::Change::Key(stored)).await;
+    let e = remote.verify(plain, &needs("orders:read")).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::KeyInactive);
+    assert_eq!(count(), 2);
+
+    // Unknown keys are remembered as unknown, like in the other modes.
+    let unknown = keyward_core::KeyFormat::default().generate(keyward_core::KeyEnvironment::Live);
+    for _ in 0..3 {
+        let e = remote.verify(unknown.expose_secret(), &Requirements::default()).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidApiKey);
+    }
+    assert_eq!(count(), 3);
+}
+
+#[tokio::test]
+async fn a_change_reaches_every_listener_of_a_fan_out_and_a_dropped_verifier_is_not_kept_alive() {
+    let (ctx, store) = fixture().await;
+    let a = Verifier::from_store(store.clone()).build();
+    let b = Verifier::from_store(store.clone()).build();
+    let key = ctx.create(ctx.new_key("k")).await;
+    let plain = key.secret.expose_secret();
+    for v in [&a, &b] {
+        v.verify(plain, &Requirements::default()).await.expect("valid");
+    }
+    let listeners: Vec<Arc<dyn keyward_core::ChangeListener>> = vec![Arc::new(a.clone()), b.listener()];
+    ctx.service.revoke_key(ctx.ws.id, key.key.id, &Actor::system()).await.expect("revoke");
+    keyward_core::ChangeListener::changed(&listeners, &keyward_core::Change::Key(key.key.hash.digest)).await;
+    for v in [&a, &b] {
+        assert_eq!(
+            v.verify(plain, &Requirements::default()).await.unwrap_err().code(),
+            ErrorCode::KeyRevoked
+        );
+    }
+    let weak = b.listener();
+    drop((b, listeners));
+    // The listener outlives its verifier harmlessly.
+    keyward_core::ChangeListener::changed(&weak, &keyward_core::Change::Missed).await;
+}

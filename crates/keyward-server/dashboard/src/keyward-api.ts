@@ -881,12 +881,12 @@ export interface components {
         /** @description Answer of `POST /v1/verifier/usage`. */
         UsageBatchResponse: {
             /**
-             * Format: int32
+             * Format: uint32
              * @description Entries recorded.
              */
             recorded: number;
             /**
-             * Format: int32
+             * Format: uint32
              * @description Entries of keys that no longer exist (deleted since they were used), skipped.
              */
             skipped: number;

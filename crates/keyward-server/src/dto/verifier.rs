@@ -130,7 +130,9 @@ pub(crate) struct UsageBatchRequest {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct UsageBatchResponse {
     /// Entries recorded.
+    #[schema(format = "uint32", minimum = 0, maximum = 1000)]
     pub(crate) recorded: u32,
     /// Entries of keys that no longer exist (deleted since they were used), skipped.
+    #[schema(format = "uint32", minimum = 0, maximum = 1000)]
     pub(crate) skipped: u32,
 }

@@ -101,7 +101,7 @@ async fn follows(remote: bool) {
         http: reqwest::Client::new(),
     };
     let (svc, keyward) = if remote {
-        let (_, service_key) = admin.key(json!({"name": "orders service", "scopes": ["keys:verify"]})).await;
+        let (_, service_key) = admin.key(json!({"name": "orders service", "scopes": ["keys:verify"], "rateLimit": [{"limit": 100000, "periodSecs": 60}]})).await;
         service_with(keyward::Connect::new(&admin.base).service_key(&service_key)).await
     } else {
         service(&format!("sqlite://{}", dir.path().join("keyward.db").display())).await
