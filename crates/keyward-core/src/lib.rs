@@ -35,8 +35,8 @@ pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
 pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
 pub use model::{
-    ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, KeyStatus, Plan, PlanId, RateLimitPolicy,
-    RateLimitWindow, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
+    ApiKey, AuditAction, AuditEvent, AuditEventId, CreditRefill, KeyId, KeyStatus, Plan, PlanId,
+    RateLimitPolicy, RateLimitWindow, RefillInterval, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
 };
 pub use ratelimit::{
     LimitSubject, LocalRateLimiter, RateLimitError, RateLimitStatus, RateLimiter, WindowState,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -313,10 +313,88 @@ pub struct ApiKey {
     pub concurrency_limit: Option<u32>,
     /// Remaining credits; `None` means the key does not use credits.
     pub credits: Option<i64>,
+    /// How the credits refill; `None`: they do not.
+    pub refill: Option<CreditRefill>,
+    /// The last refill (creation, for a key created with a refill); `None`: never refilled.
+    pub refilled_at: Option<DateTime<Utc>>,
     /// Free-form labels.
     pub metadata: BTreeMap<String, String>,
     /// Optimistic-concurrency version, bumped by every change to the record.
     pub version: u64,
+}
+
+/// How often credits refill.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::EnumString,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RefillInterval {
+    /// At 00:00 UTC every day.
+    Daily,
+    /// At 00:00 UTC on a day of every month.
+    Monthly,
+}
+
+/// Credits that refill: at the first use or read in each period (UTC) the balance is *set* to
+/// `amount` (not increased by it), once per period whatever the number of nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreditRefill {
+    /// Daily or monthly.
+    pub interval: RefillInterval,
+    /// The balance after a refill, at least 1.
+    pub amount: i64,
+    /// Monthly only: the day of the month, 1 to 31 (`None`: 1). A month shorter than `day`
+    /// refills on its last day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<u32>,
+}
+
+impl CreditRefill {
+    /// Checks the amount and the day; the error names the field (`amount`, `day`).
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.amount < 1 {
+            return Err(("amount", "must be at least 1"));
+        }
+        match (self.interval, self.day) {
+            (RefillInterval::Daily, Some(_)) => Err(("day", "only a monthly refill takes a day")),
+            (RefillInterval::Monthly, Some(d)) if !(1..=31).contains(&d) => Err(("day", "must be 1 to 31")),
+            _ => Ok(()),
+        }
+    }
+
+    /// When the period holding `now` began (UTC): today's midnight, or the midnight of this
+    /// month's refill day if it has come, else last month's.
+    pub fn period_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let today = now.date_naive();
+        let start = match self.interval {
+            RefillInterval::Daily => today,
+            RefillInterval::Monthly => {
+                let day = self.day.unwrap_or(1);
+                let this_month = refill_day(today, day);
+                if today >= this_month {
+                    this_month
+                } else {
+                    refill_day(today - Months::new(1), day)
+                }
+            }
+        };
+        start.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+    }
+
+    /// Whether a key last refilled at `last` is due for a refill at `now`.
+    pub fn is_due(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        last.is_none_or(|t| t < self.period_start(now))
+    }
+}
+
+/// `day` of the month of `date`, or the month's last day when it is shorter.
+fn refill_day(date: NaiveDate, day: u32) -> NaiveDate {
+    let first = date.with_day(1).expect("every month has a first day");
+    let last = (first + Months::new(1)).pred_opt().expect("a day before the next month").day();
+    first.with_day(day.min(last)).expect("a day of the month")
 }
 
 /// The scope that lets a key manage keys; a workspace must always keep an active key holding it.
@@ -407,6 +485,10 @@ pub enum AuditAction {
     #[serde(rename = "workspace.updated")]
     #[strum(serialize = "workspace.updated")]
     WorkspaceUpdated,
+    /// A key's credits were refilled (by the system: `actorKeyId` is null).
+    #[serde(rename = "key.credits_refilled")]
+    #[strum(serialize = "key.credits_refilled")]
+    KeyCreditsRefilled,
     /// A plan was created or changed.
     #[serde(rename = "plan.saved")]
     #[strum(serialize = "plan.saved")]

@@ -261,6 +261,40 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// Takes `amount` credits from a key, atomically.
     async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError>;
 
+    /// Refills key `id` if its stored [`refill`](ApiKey::refill) is due at `now` (its stored
+    /// `refilled_at` lies before the period's start): sets its credits to the refill's amount and
+    /// `refilled_at` to `now`, and writes `event`, in one transaction. A compare-and-swap on
+    /// `refilled_at`: of any number of concurrent calls in one period, on any number of nodes,
+    /// one refills. `Some(balance)` when this call refilled, `None` when nothing was due.
+    async fn refill_credits(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// [`KeyStore::refill_credits`] for `key` when its copy says a refill is due (the store
+    /// decides on the stored row), with a `key.credits_refilled` event by the system.
+    async fn refill_if_due(&self, key: &ApiKey, now: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        match key.refill {
+            Some(r) if r.is_due(key.refilled_at, now) => {
+                let event = AuditEvent {
+                    id: AuditEventId::new(),
+                    workspace_id: Some(key.workspace_id),
+                    action: AuditAction::KeyCreditsRefilled,
+                    key_id: Some(key.id),
+                    actor_key_id: None,
+                    ip: None,
+                    user_agent: None,
+                    request_id: None,
+                    at: now,
+                };
+                self.refill_credits(key.id, now, &event).await
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Audit events, newest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 

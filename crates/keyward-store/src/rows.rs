@@ -22,7 +22,8 @@ macro_rules! key_columns {
     () => {
         "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
          status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
-         rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version"
+         rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version, \
+         refill, refilled_at"
     };
 }
 pub(crate) use key_columns;
@@ -84,6 +85,11 @@ fn parse<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
 
 fn parse_opt<T: FromStr>(what: &str, s: Option<String>) -> Result<Option<T>, StoreError> {
     s.map(|s| parse(what, &s)).transpose()
+}
+
+/// A stored `refill` column.
+pub(crate) fn refill_of(json: &str) -> Result<keyward_core::CreditRefill, StoreError> {
+    from_json("refill", json)
 }
 
 /// A `u64` in a signed 64-bit column.
@@ -220,6 +226,8 @@ pub(crate) struct KeyRow {
     credits: Option<i64>,
     metadata: String,
     version: i64,
+    refill: Option<String>,
+    refilled_at: Option<i64>,
 }
 
 impl KeyRow {
@@ -253,6 +261,8 @@ impl KeyRow {
             credits: self.credits,
             metadata: from_json::<BTreeMap<String, String>>("metadata", &self.metadata)?,
             version: to_u64("version", self.version)?,
+            refill: from_opt_json("refill", self.refill)?,
+            refilled_at: from_opt_ms(self.refilled_at)?,
         })
     }
 }
@@ -286,6 +296,8 @@ pub(crate) struct KeyValues {
     pub(crate) credits: Option<i64>,
     pub(crate) metadata: String,
     pub(crate) version: i64,
+    pub(crate) refill: Option<String>,
+    pub(crate) refilled_at: Option<i64>,
 }
 
 impl KeyValues {
@@ -317,6 +329,8 @@ impl KeyValues {
             credits: key.credits,
             metadata: to_json(&key.metadata)?,
             version: to_i64("version", key.version)?,
+            refill: key.refill.as_ref().map(to_json).transpose()?,
+            refilled_at: opt_ms(key.refilled_at),
         })
     }
 }

@@ -22,7 +22,7 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Typ
 
 use crate::rows::{
     AuditRow, AuditValues, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow, WorkspaceValues,
-    audit_columns, day_text, key_columns, to_i64, to_ms,
+    audit_columns, day_text, key_columns, refill_of, to_i64, to_ms,
 };
 
 /// A connection to a backend's database.
@@ -83,6 +83,7 @@ where
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
     (i64,): for<'r> FromRow<'r, Row<B>>,
     (Option<i64>,): for<'r> FromRow<'r, Row<B>>,
+    (Option<String>, Option<i64>): for<'r> FromRow<'r, Row<B>>,
     PlanRow: for<'r> FromRow<'r, Row<B>>,
     WorkspaceRow: for<'r> FromRow<'r, Row<B>>,
     KeyRow: for<'r> FromRow<'r, Row<B>>,
@@ -351,6 +352,48 @@ where
             .await
     }
 
+    pub(crate) async fn refill_credits(
+        store: &B,
+        id: KeyId,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<i64>, StoreError> {
+        let id = id.to_string();
+        store
+            .write(async |conn| {
+                let mut read = QueryBuilder::new("SELECT refill, refilled_at FROM api_keys WHERE id = ");
+                read.push_bind(&id);
+                let row: Option<(Option<String>, Option<i64>)> =
+                    read.build_query_as().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                let (seen, last) = row.ok_or(StoreError::NotFound)?;
+                let Some(seen) = seen else { return Ok(None) };
+                let refill = refill_of(&seen)?;
+                let start = to_ms(refill.period_start(now));
+                if last.is_some_and(|t| t >= start) {
+                    return Ok(None);
+                }
+                // The compare-and-swap: of concurrent refills (any node) the first to write wins;
+                // the others find `refilled_at` in this period and change nothing.
+                let mut cas = QueryBuilder::new("UPDATE api_keys SET credits = ");
+                cas.push_bind(refill.amount)
+                    .push(", refilled_at = ")
+                    .push_bind(to_ms(now))
+                    .push(" WHERE id = ")
+                    .push_bind(&id)
+                    .push(" AND refill = ")
+                    .push_bind(&seen)
+                    .push(" AND (refilled_at IS NULL OR refilled_at < ")
+                    .push_bind(start)
+                    .push(") RETURNING credits");
+                let done: Option<Option<i64>> =
+                    cas.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                let Some(balance) = done else { return Ok(None) };
+                Self::insert_audit(conn, event).await?;
+                Ok(balance)
+            })
+            .await
+    }
+
     pub(crate) async fn list_audit(store: &B, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         let mut sql =
             QueryBuilder::new(concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE TRUE"));
@@ -497,7 +540,9 @@ where
             .push_bind(v.concurrency_limit)
             .push_bind(v.credits)
             .push_bind(v.metadata)
-            .push_bind(v.version);
+            .push_bind(v.version)
+            .push_bind(v.refill)
+            .push_bind(v.refilled_at);
         sql.push(")");
         sql.build().execute(conn).await.map_err(B::db_err)?;
         Ok(())
@@ -542,6 +587,8 @@ where
             .push_bind(v.metadata)
             .push(", version = ")
             .push_bind(v.version)
+            .push(", refill = ")
+            .push_bind(v.refill)
             .push(" WHERE id = ")
             .push_bind(v.id)
             .push(" AND version = ")
@@ -741,6 +788,20 @@ macro_rules! impl_key_store {
                         <$store as SqlBackend>::BACKEND,
                         "consume_credits",
                         Queries::consume_credits(self, id, amount),
+                    )
+                    .await
+                }
+
+                async fn refill_credits(
+                    &self,
+                    id: KeyId,
+                    now: DateTime<Utc>,
+                    event: &AuditEvent,
+                ) -> Result<Option<i64>, StoreError> {
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "refill_credits",
+                        Queries::refill_credits(self, id, now, event),
                     )
                     .await
                 }

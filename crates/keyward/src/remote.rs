@@ -175,6 +175,9 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         rate_limit: k.rate_limit.map(policy),
         concurrency_limit: k.concurrency_limit.map(NonZeroU32::get),
         credits: k.credits.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        // Refills happen where the credits are kept: the server refills when they are spent.
+        refill: None,
+        refilled_at: None,
         metadata: k.metadata.into_iter().collect(),
         version: 0,
     };

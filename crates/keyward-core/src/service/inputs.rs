@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    ApiKey, AuditAction, KeyId, KeyStatus, PlanId, RateLimitPolicy, WorkspaceEnvironment, WorkspaceId,
+    ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, PlanId, RateLimitPolicy, WorkspaceEnvironment, WorkspaceId,
 };
 use crate::scope::ScopeSet;
 use crate::secret::ApiKeySecret;
@@ -77,8 +77,11 @@ pub struct NewKey {
     pub rate_limit: Option<RateLimitPolicy>,
     /// In-flight limit.
     pub concurrency_limit: Option<u32>,
-    /// Starting credits (`None`: the key does not use credits).
+    /// Starting credits (`None`: the key does not use credits, or, with a refill, the refill's
+    /// amount).
     pub credits: Option<i64>,
+    /// How the credits refill; the first refill is in the next period.
+    pub refill: Option<CreditRefill>,
     /// Labels.
     pub metadata: BTreeMap<String, String>,
 }
@@ -96,6 +99,7 @@ impl NewKey {
             rate_limit: None,
             concurrency_limit: None,
             credits: None,
+            refill: None,
             metadata: BTreeMap::new(),
         }
     }
@@ -125,6 +129,9 @@ pub struct KeyPatch {
     pub concurrency_limit: Option<Option<u32>>,
     /// New labels (replace all).
     pub metadata: Option<BTreeMap<String, String>>,
+    /// New refill (`Some(None)` removes it; the credits stay). A key never refilled before is
+    /// refilled at its next use or read.
+    pub refill: Option<Option<CreditRefill>>,
 }
 
 /// A key just created or rotated, with its plaintext: shown once, never stored.

@@ -8,7 +8,7 @@ use super::validate::{page_size, validate_expiry, validate_metadata, validate_na
 use super::{Actor, CreatedKey, KeyFilter, KeyPatch, KeyService, NewKey, Page};
 use crate::clock::truncate_ms;
 use crate::error::{Error, ErrorCode};
-use crate::model::{ApiKey, AuditAction, KeyId, KeyStatus, Plan, Workspace, WorkspaceId};
+use crate::model::{ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, Plan, Workspace, WorkspaceId};
 use crate::secret::ApiKeySecret;
 use crate::store::{KeyGuard, KeyListQuery, StoreError};
 
@@ -33,6 +33,9 @@ impl KeyService {
         }
         if new.credits.is_some_and(|c| c < 0) {
             return Err(Error::validation("credits", "must not be negative"));
+        }
+        if let Some(r) = &new.refill {
+            validate_refill(r)?;
         }
         actor.check_grant(&new.scopes, &new.resources)?;
         let ws = self.get_workspace(new.workspace_id).await?;
@@ -62,7 +65,9 @@ impl KeyService {
             grace_ends_at: None,
             rate_limit: new.rate_limit,
             concurrency_limit: new.concurrency_limit,
-            credits: new.credits,
+            credits: new.credits.or(new.refill.map(|r| r.amount)),
+            refill: new.refill,
+            refilled_at: new.refill.map(|_| now),
             metadata: new.metadata,
             version: 1,
         };
@@ -87,11 +92,16 @@ impl KeyService {
         Ok(plan)
     }
 
-    /// A key of `workspace`; deleted keys and other workspaces' keys are `NOT_FOUND`.
+    /// A key of `workspace`; deleted keys and other workspaces' keys are `NOT_FOUND`. A refill
+    /// that is due happens first, so the credits read are current.
     pub async fn get_key(&self, workspace: WorkspaceId, id: KeyId) -> Result<ApiKey, Error> {
+        let now = self.clock.now();
         match self.store.get_key(id).await? {
-            Some(k) if k.workspace_id == workspace && k.deleted_at.is_none() => {
-                Ok(k.settled(self.clock.now()))
+            Some(mut k) if k.workspace_id == workspace && k.deleted_at.is_none() => {
+                if let Some(balance) = self.store.refill_if_due(&k, now).await? {
+                    (k.credits, k.refilled_at) = (Some(balance), Some(now));
+                }
+                Ok(k.settled(now))
             }
             _ => Err(Error::not_found("key")),
         }
@@ -144,6 +154,9 @@ impl KeyService {
         if patch.concurrency_limit == Some(Some(0)) {
             return Err(Error::validation("concurrencyLimit", "must be at least 1"));
         }
+        if let Some(Some(r)) = &patch.refill {
+            validate_refill(r)?;
+        }
         self.modify(workspace, id, actor, AuditAction::KeyUpdated, |key| {
             if key.status == KeyStatus::Revoked {
                 return Err(Error::new(ErrorCode::Conflict, "a revoked key cannot be changed"));
@@ -172,6 +185,9 @@ impl KeyService {
             }
             if let Some(m) = &patch.metadata {
                 key.metadata = m.clone();
+            }
+            if let Some(r) = patch.refill {
+                key.refill = r;
             }
             Ok(true)
         })
@@ -379,6 +395,10 @@ impl KeyService {
             }
         }
     }
+}
+
+fn validate_refill(r: &CreditRefill) -> Result<(), Error> {
+    r.validate().map_err(|(field, reason)| Error::validation(&format!("refill.{field}"), reason))
 }
 
 fn display_prefix(secret: &ApiKeySecret) -> String {

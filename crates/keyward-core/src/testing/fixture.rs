@@ -150,6 +150,8 @@ pub fn raw_key(ws: WorkspaceId, now: DateTime<Utc>) -> ApiKey {
         rate_limit: None,
         concurrency_limit: None,
         credits: None,
+        refill: None,
+        refilled_at: None,
         metadata: BTreeMap::new(),
         version: 1,
     }

@@ -63,6 +63,7 @@ impl State {
                 created_ip: stored.created_ip.clone(),
                 last_used_at: stored.last_used_at,
                 credits: stored.credits,
+                refilled_at: stored.refilled_at,
                 ..key.clone()
             }),
             _ => Err(StoreError::Conflict),
@@ -243,6 +244,24 @@ impl KeyStore for MemoryStore {
             }
             Some(left) => CreditOutcome::Insufficient(left),
         })
+    }
+
+    async fn refill_credits(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut s = self.state();
+        let key = s.keys.get(&id).ok_or(StoreError::NotFound)?;
+        let Some(refill) = key.refill.filter(|r| r.is_due(key.refilled_at, now)) else {
+            return Ok(None);
+        };
+        s.audit(event)?;
+        let key = s.keys.get_mut(&id).expect("read above");
+        key.credits = Some(refill.amount);
+        key.refilled_at = Some(now);
+        Ok(Some(refill.amount))
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {

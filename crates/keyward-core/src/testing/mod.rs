@@ -143,6 +143,14 @@ impl KeyStore for InstrumentedStore {
         self.credit_writes.fetch_add(1, Ordering::SeqCst);
         self.up()?.consume_credits(id, amount).await
     }
+    async fn refill_credits(
+        &self,
+        id: KeyId,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<i64>, StoreError> {
+        self.up()?.refill_credits(id, now, event).await
+    }
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
         self.up()?.list_audit(query).await
     }

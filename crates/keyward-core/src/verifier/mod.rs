@@ -381,9 +381,10 @@ impl Verifier {
         };
 
         let mut credits_remaining = None;
-        if req.cost > 0 && resolved.key.credits.is_some() {
+        if req.cost > 0 && (resolved.key.credits.is_some() || resolved.key.refill.is_some()) {
             // During a rotation's grace period the old key spends its successor's credits.
             let account = resolved.key.rotated_to.unwrap_or(resolved.key.id);
+            inner.source.refill_if_due(account, &resolved.key, now).await?;
             match inner.source.consume_credits(account, i64::from(req.cost)).await {
                 Ok(CreditOutcome::Remaining(n)) => credits_remaining = Some(n),
                 Ok(CreditOutcome::Unlimited) => {}

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::model::{ApiKey, KeyId, Plan, Workspace};
 use crate::secret::ApiKeySecret;
 use crate::store::{CreditOutcome, KeyStore, StoreError};
@@ -43,6 +45,27 @@ pub(super) enum Source {
 }
 
 impl Source {
+    /// Refills `account` (`key`, or its successor) when `key`'s copy says a refill is due. A
+    /// remote source refills where the credits are kept, when they are spent.
+    pub(super) async fn refill_if_due(
+        &self,
+        account: KeyId,
+        key: &ApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Source::Store(store) if key.refill.is_some() => {
+                if account == key.id {
+                    store.refill_if_due(key, now).await?;
+                } else {
+                    store.refill_if_due(&ApiKey { id: account, ..key.clone() }, now).await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(super) async fn consume_credits(&self, id: KeyId, amount: i64) -> Result<CreditOutcome, StoreError> {
         match self {
             Source::Store(store) => store.consume_credits(id, amount).await,

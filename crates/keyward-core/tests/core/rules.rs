@@ -10,7 +10,7 @@ use keyward_core::testing::fixture::*;
 use keyward_core::{
     Actor, ApiKeySecret, AuditAction, AuditEvent, AuditFilter, AuditQuery, CreditOutcome, ErrorCode,
     KeyFilter, KeyHasher, KeyId, KeyPatch, KeyStatus, KeyStore, NewKey, NewWorkspace, Plan, RateLimitPolicy,
-    RateLimitWindow, WorkspacePatch,
+    RateLimitWindow, WorkspacePatch, CreditRefill, RefillInterval,
 };
 use serde_json::json;
 
@@ -98,6 +98,7 @@ async fn update_changes_settings_but_not_the_value() {
         rate_limit: Some(Some(RateLimitPolicy::new([RateLimitWindow::per_second(2)]))),
         concurrency_limit: Some(Some(4)),
         metadata: Some(BTreeMap::from([("k".into(), "v".into())])),
+        refill: Some(Some(CreditRefill { interval: RefillInterval::Daily, amount: 10, day: None })),
     };
     let after = ctx.service.update_key(ctx.ws.id, before.id, patch, &Actor::system()).await.expect("update");
     assert_eq!(after.name, "after");
@@ -108,6 +109,7 @@ async fn update_changes_settings_but_not_the_value() {
     assert_eq!(after.rate_limit, Some(RateLimitPolicy::new([RateLimitWindow::per_second(2)])));
     assert_eq!(after.concurrency_limit, Some(4));
     assert_eq!(after.metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(after.refill.map(|r| r.amount), Some(10));
     assert_eq!(after.updated_at, ctx.now());
     assert_eq!(after.version, before.version + 1);
     assert_eq!(

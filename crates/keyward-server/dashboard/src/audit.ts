@@ -14,6 +14,7 @@ const ACTIONS: Schemas['AuditAction'][] = [
   'key.rotated',
   'key.revoked',
   'key.deleted',
+  'key.credits_refilled',
   'workspace.created',
   'workspace.updated',
   'plan.saved',

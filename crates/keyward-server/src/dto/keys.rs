@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use keyward_core::{ApiKey, KeyEnvironment, KeyStatus, RateLimitWindow, UsageDay};
+use keyward_core::{ApiKey, KeyEnvironment, KeyStatus, RateLimitWindow, RefillInterval, UsageDay};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -68,9 +68,43 @@ pub(crate) struct ApiKeyView {
     /// Remaining credits; `null` when the key does not use credits.
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub(crate) credits: Option<i64>,
+    /// How the credits refill; `null` when they do not.
+    pub(crate) refill: Option<CreditRefill>,
+    /// When the credits were last refilled (or the key created with its refill).
+    pub(crate) refilled_at: Option<DateTime<Utc>>,
     /// Free-form labels.
     #[schema(schema_with = labels)]
     pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// Credits that refill: in the first request or read of each period (UTC) the key's credits are
+/// *set* to `amount`, unused credits not carried over; once per period, however many nodes serve
+/// the key. A rotated key's successor inherits the refill and the credits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CreditRefill {
+    /// `daily`: from 00:00 UTC each day; `monthly`: from 00:00 UTC on `day` each month.
+    pub(crate) interval: RefillInterval,
+    /// The credits after each refill, at least 1.
+    #[schema(format = "int64", minimum = 1, maximum = 9223372036854775807_i64)]
+    pub(crate) amount: i64,
+    /// Monthly only: the day of the month, 1 to 31 (default 1); a month shorter than `day`
+    /// refills on its last day. A daily refill refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uint32", minimum = 1, maximum = 31)]
+    pub(crate) day: Option<u32>,
+}
+
+impl From<keyward_core::CreditRefill> for CreditRefill {
+    fn from(r: keyward_core::CreditRefill) -> Self {
+        Self { interval: r.interval, amount: r.amount, day: r.day }
+    }
+}
+
+impl From<CreditRefill> for keyward_core::CreditRefill {
+    fn from(r: CreditRefill) -> Self {
+        Self { interval: r.interval, amount: r.amount, day: r.day }
+    }
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -98,6 +132,8 @@ impl From<&ApiKey> for ApiKeyView {
             rate_limit: k.rate_limit.as_ref().map(|p| p.windows.clone()),
             concurrency_limit: k.concurrency_limit,
             credits: k.credits,
+            refill: k.refill.map(CreditRefill::from),
+            refilled_at: k.refilled_at,
             metadata: k.metadata.clone(),
         }
     }
@@ -158,10 +194,14 @@ pub(crate) struct CreateKeyRequest {
     #[serde(default)]
     #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub(crate) concurrency_limit: Option<u32>,
-    /// Starting credits; absent means the key does not use credits.
+    /// Starting credits; absent means the key does not use credits (with a `refill`: the refill's
+    /// `amount`).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub(crate) credits: Option<i64>,
+    /// How the credits refill; absent: they do not. The first refill is in the next period.
+    #[serde(default)]
+    pub(crate) refill: Option<CreditRefill>,
     /// Free-form labels.
     #[serde(default)]
     #[schema(schema_with = labels)]
@@ -204,6 +244,11 @@ pub(crate) struct UpdateKeyRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = labels_or_null)]
     pub(crate) metadata: Option<BTreeMap<String, String>>,
+    /// New refill; `null` removes it (the credits stay). A key never refilled before is refilled
+    /// at its next request or read.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<CreditRefill>)]
+    pub(crate) refill: Option<Option<CreditRefill>>,
 }
 
 /// Body of `POST /v1/keys/{id}/rotate`.

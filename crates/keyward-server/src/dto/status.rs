@@ -74,9 +74,11 @@ pub(crate) struct StatusResponse {
     /// The key's scopes.
     #[schema(value_type = Vec<Scope>, inline)]
     pub(crate) scopes: Vec<String>,
-    /// Remaining credits, for keys that use credits.
+    /// Remaining credits, for keys that use credits (after a refill that was due).
     #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub(crate) credits: Option<i64>,
+    /// How the key's credits refill; `null` when they do not.
+    pub(crate) refill: Option<super::keys::CreditRefill>,
     /// Rate-limit state after this request.
     pub(crate) rate_limit: RateLimitState,
 }

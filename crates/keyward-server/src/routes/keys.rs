@@ -56,6 +56,7 @@ pub(crate) async fn create_key(
         rate_limit: body.rate_limit.map(RateLimitPolicy::new),
         concurrency_limit: body.concurrency_limit,
         credits: body.credits,
+        refill: body.refill.map(Into::into),
         metadata: body.metadata,
     };
     let c = state.service.create_key(new, &caller.actor).await?;
@@ -150,6 +151,7 @@ pub(crate) async fn update_key(
         rate_limit: body.rate_limit.map(|r| r.map(RateLimitPolicy::new)),
         concurrency_limit: body.concurrency_limit,
         metadata: body.metadata,
+        refill: body.refill.map(|r| r.map(Into::into)),
     };
     let key = state.service.update_key(caller.workspace, id, patch, &caller.actor).await?;
     Ok(Json(ApiKeyView::from(&key)))

@@ -43,6 +43,7 @@ pub(crate) async fn status(
         plan: ws.plan_id.0.clone(),
         scopes: key.scopes().iter().map(ToString::to_string).collect(),
         credits: live_credits(&state, key).await,
+        refill: key.key().refill.map(Into::into),
         rate_limit: RateLimitState::from(key.rate_limit()),
     }))
 }
@@ -52,10 +53,21 @@ pub(crate) async fn status(
 /// balance when the store cannot be read.
 async fn live_credits(state: &AppState, key: &keyward_core::VerifiedKey) -> Option<i64> {
     let cached = key.credits_remaining().or(key.key().credits);
-    cached?;
+    if cached.is_none() && key.key().refill.is_none() {
+        return None;
+    }
     let account = key.key().rotated_to.unwrap_or(key.key_id());
-    match state.service.store().get_key(account).await {
-        Ok(Some(stored)) => stored.credits,
+    let store = state.service.store();
+    let now = state.service.clock().now();
+    match store.get_key(account).await {
+        Ok(Some(stored)) => match store.refill_if_due(&stored, now).await {
+            Ok(Some(refilled)) => Some(refilled),
+            Ok(None) => stored.credits,
+            Err(e) => {
+                tracing::warn!(error = %e, "key store unavailable; reporting stored credits");
+                stored.credits
+            }
+        },
         Ok(None) => cached,
         Err(e) => {
             tracing::warn!(error = %e, "key store unavailable; reporting cached credits");

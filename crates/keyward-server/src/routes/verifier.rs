@@ -159,7 +159,10 @@ pub(crate) async fn spend_credits(
     let id = KeyId(body.key_id);
     let store = state.service.store();
     match store.get_key(id).await.map_err(|e| ApiError(e.into()))? {
-        Some(key) if key.deleted_at.is_none() && caller.sees(key.workspace_id) => {}
+        Some(key) if key.deleted_at.is_none() && caller.sees(key.workspace_id) => {
+            // Remote verifiers leave refills to where the credits are kept: here.
+            store.refill_if_due(&key, state.service.clock().now()).await.map_err(|e| ApiError(e.into()))?;
+        }
         _ => return Err(ApiError(Error::new(ErrorCode::NotFound, "no such key"))),
     }
     let outcome = store.consume_credits(id, i64::from(body.amount)).await.map_err(|e| ApiError(e.into()))?;
