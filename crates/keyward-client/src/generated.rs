@@ -64,6 +64,12 @@ pub mod types {
         ///The key's own rate limit; `null` uses the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
+        ///How the credits refill; `null` when they do not.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub refill: ::std::option::Option<CreditRefill>,
+        ///When the credits were last refilled (or the key created with its refill).
+        #[serde(rename = "refilledAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub refilled_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The resources the key is restricted to; empty means all resources.
         pub resources: ::std::vec::Vec<::std::string::String>,
         ///When the key was revoked.
@@ -115,6 +121,8 @@ pub mod types {
         WorkspaceCreated,
         #[serde(rename = "workspace.updated")]
         WorkspaceUpdated,
+        #[serde(rename = "key.credits_refilled")]
+        KeyCreditsRefilled,
         #[serde(rename = "plan.saved")]
         PlanSaved,
     }
@@ -130,6 +138,7 @@ pub mod types {
                 Self::KeyDeleted => f.write_str("key.deleted"),
                 Self::WorkspaceCreated => f.write_str("workspace.created"),
                 Self::WorkspaceUpdated => f.write_str("workspace.updated"),
+                Self::KeyCreditsRefilled => f.write_str("key.credits_refilled"),
                 Self::PlanSaved => f.write_str("plan.saved"),
             }
         }
@@ -147,6 +156,7 @@ pub mod types {
                 "key.deleted" => Ok(Self::KeyDeleted),
                 "workspace.created" => Ok(Self::WorkspaceCreated),
                 "workspace.updated" => Ok(Self::WorkspaceUpdated),
+                "key.credits_refilled" => Ok(Self::KeyCreditsRefilled),
                 "plan.saved" => Ok(Self::PlanSaved),
                 _ => Err("invalid value".into()),
             }
@@ -223,7 +233,8 @@ pub mod types {
         ///Most requests the key may have in flight at once; absent is unlimited.
         #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
-        ///Starting credits; absent means the key does not use credits.
+        ///Starting credits; absent means the key does not use credits (with a `refill`: the refill's
+        ///`amount`).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
         ///When the key stops working; must lie in the future. Absent: never.
@@ -237,6 +248,9 @@ pub mod types {
         ///The key's own rate limit; absent uses the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
+        ///How the credits refill; absent: they do not. The first refill is in the next period.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub refill: ::std::option::Option<CreditRefill>,
         ///The resources the key is restricted to; empty (the default) means all resources. A
         ///resource-restricted caller may only create keys restricted to its own resources (else 403
         ///`RESOURCE_NOT_ALLOWED`).
@@ -317,6 +331,26 @@ pub mod types {
             value: ::std::string::String,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///Credits that refill: in the first request or read of each period (UTC) the key's credits are
+    ///*set* to `amount`, unused credits not carried over; once per period, however many nodes serve
+    ///the key. A rotated key's successor inherits the refill and the credits.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreditRefill {
+        ///The credits after each refill, at least 1.
+        pub amount: ::std::num::NonZeroU64,
+        ///Monthly only: the day of the month, 1 to 31 (default 1); a month shorter than `day`
+        ///refills on its last day. A daily refill refuses it.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub day: ::std::option::Option<::std::num::NonZeroU32>,
+        ///`daily`: from 00:00 UTC each day; `monthly`: from 00:00 UTC on `day` each month.
+        pub interval: RefillInterval,
+    }
+    impl CreditRefill {
+        pub fn builder() -> builder::CreditRefill {
+            Default::default()
         }
     }
     ///`{"error": {...}}`, the one error shape of every keyward response.
@@ -679,6 +713,48 @@ pub mod types {
             Default::default()
         }
     }
+    ///How often credits refill.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum RefillInterval {
+        #[serde(rename = "daily")]
+        Daily,
+        #[serde(rename = "monthly")]
+        Monthly,
+    }
+    impl ::std::fmt::Display for RefillInterval {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Daily => f.write_str("daily"),
+                Self::Monthly => f.write_str("monthly"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for RefillInterval {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "daily" => Ok(Self::Daily),
+                "monthly" => Ok(Self::Monthly),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for RefillInterval {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for RefillInterval {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     ///Body of `POST /v1/verifier/resolve`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
@@ -784,7 +860,7 @@ pub mod types {
     ///`GET /v1/status`: the calling key.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct StatusResponse {
-        ///Remaining credits, for keys that use credits.
+        ///Remaining credits, for keys that use credits (after a refill that was due).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
         ///Live or sandbox.
@@ -800,6 +876,9 @@ pub mod types {
         ///Rate-limit state after this request.
         #[serde(rename = "rateLimit")]
         pub rate_limit: RateLimitState,
+        ///How the key's credits refill; `null` when they do not.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub refill: ::std::option::Option<CreditRefill>,
         ///The key's scopes.
         pub scopes: ::std::vec::Vec<::std::string::String>,
         ///Always true: an invalid key gets an error instead.
@@ -840,6 +919,10 @@ pub mod types {
         ///New rate limit; `null` returns to the plan's.
         #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
+        ///New refill; `null` removes it (the credits stay). A key never refilled before is refilled
+        ///at its next request or read.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub refill: ::std::option::Option<CreditRefill>,
         ///New resource restrictions, replacing all; empty means all resources.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub resources: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
@@ -1178,6 +1261,11 @@ pub mod types {
                 ::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>,
                 ::std::string::String,
             >,
+            refill: ::std::result::Result<::std::option::Option<super::CreditRefill>, ::std::string::String>,
+            refilled_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
             resources: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             revoked_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -1209,6 +1297,8 @@ pub mod types {
                     name: Err("no value supplied for name".to_string()),
                     prefix: Err("no value supplied for prefix".to_string()),
                     rate_limit: Ok(Default::default()),
+                    refill: Ok(Default::default()),
+                    refilled_at: Ok(Default::default()),
                     resources: Err("no value supplied for resources".to_string()),
                     revoked_at: Ok(Default::default()),
                     rotated_from: Ok(Default::default()),
@@ -1368,6 +1458,25 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
+            pub fn refill<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::CreditRefill>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refill =
+                    value.try_into().map_err(|e| format!("error converting supplied value for refill: {e}"));
+                self
+            }
+            pub fn refilled_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refilled_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for refilled_at: {e}"));
+                self
+            }
             pub fn resources<T, S>(mut self, value: T) -> Self
             where
                 T: ::std::iter::IntoIterator<Item = S>,
@@ -1463,6 +1572,8 @@ pub mod types {
                     name: value.name?,
                     prefix: value.prefix?,
                     rate_limit: value.rate_limit?,
+                    refill: value.refill?,
+                    refilled_at: value.refilled_at?,
                     resources: value.resources?,
                     revoked_at: value.revoked_at?,
                     rotated_from: value.rotated_from?,
@@ -1492,6 +1603,8 @@ pub mod types {
                     name: Ok(value.name),
                     prefix: Ok(value.prefix),
                     rate_limit: Ok(value.rate_limit),
+                    refill: Ok(value.refill),
+                    refilled_at: Ok(value.refilled_at),
                     resources: Ok(value.resources),
                     revoked_at: Ok(value.revoked_at),
                     rotated_from: Ok(value.rotated_from),
@@ -1715,6 +1828,7 @@ pub mod types {
                 ::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>,
                 ::std::string::String,
             >,
+            refill: ::std::result::Result<::std::option::Option<super::CreditRefill>, ::std::string::String>,
             resources: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             scopes: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
         }
@@ -1728,6 +1842,7 @@ pub mod types {
                     metadata: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     rate_limit: Ok(Default::default()),
+                    refill: Ok(Default::default()),
                     resources: Ok(Default::default()),
                     scopes: Ok(Default::default()),
                 }
@@ -1803,6 +1918,15 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
+            pub fn refill<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::CreditRefill>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refill =
+                    value.try_into().map_err(|e| format!("error converting supplied value for refill: {e}"));
+                self
+            }
             pub fn resources<T, S>(mut self, value: T) -> Self
             where
                 T: ::std::iter::IntoIterator<Item = S>,
@@ -1833,6 +1957,7 @@ pub mod types {
                     metadata: value.metadata?,
                     name: value.name?,
                     rate_limit: value.rate_limit?,
+                    refill: value.refill?,
                     resources: value.resources?,
                     scopes: value.scopes?,
                 })
@@ -1848,6 +1973,7 @@ pub mod types {
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
                     rate_limit: Ok(value.rate_limit),
+                    refill: Ok(value.refill),
                     resources: Ok(value.resources),
                     scopes: Ok(value.scopes),
                 }
@@ -1938,6 +2064,62 @@ pub mod types {
                     plan_id: Ok(value.plan_id),
                     rate_limit: Ok(value.rate_limit),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct CreditRefill {
+            amount: ::std::result::Result<::std::num::NonZeroU64, ::std::string::String>,
+            day: ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
+            interval: ::std::result::Result<super::RefillInterval, ::std::string::String>,
+        }
+        impl ::std::default::Default for CreditRefill {
+            fn default() -> Self {
+                Self {
+                    amount: Err("no value supplied for amount".to_string()),
+                    day: Ok(Default::default()),
+                    interval: Err("no value supplied for interval".to_string()),
+                }
+            }
+        }
+        impl CreditRefill {
+            pub fn amount<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.amount =
+                    value.try_into().map_err(|e| format!("error converting supplied value for amount: {e}"));
+                self
+            }
+            pub fn day<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::num::NonZeroU32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.day =
+                    value.try_into().map_err(|e| format!("error converting supplied value for day: {e}"));
+                self
+            }
+            pub fn interval<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::RefillInterval>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.interval = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for interval: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreditRefill> for super::CreditRefill {
+            type Error = super::error::ConversionError;
+            fn try_from(value: CreditRefill) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { amount: value.amount?, day: value.day?, interval: value.interval? })
+            }
+        }
+        impl ::std::convert::From<super::CreditRefill> for CreditRefill {
+            fn from(value: super::CreditRefill) -> Self {
+                Self { amount: Ok(value.amount), day: Ok(value.day), interval: Ok(value.interval) }
             }
         }
         #[derive(Clone, Debug)]
@@ -2780,6 +2962,7 @@ pub mod types {
             key_name: ::std::result::Result<::std::string::String, ::std::string::String>,
             plan: ::std::result::Result<::std::string::String, ::std::string::String>,
             rate_limit: ::std::result::Result<super::RateLimitState, ::std::string::String>,
+            refill: ::std::result::Result<::std::option::Option<super::CreditRefill>, ::std::string::String>,
             scopes: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             valid: ::std::result::Result<bool, ::std::string::String>,
             workspace_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
@@ -2794,6 +2977,7 @@ pub mod types {
                     key_name: Err("no value supplied for key_name".to_string()),
                     plan: Err("no value supplied for plan".to_string()),
                     rate_limit: Err("no value supplied for rate_limit".to_string()),
+                    refill: Ok(Default::default()),
                     scopes: Err("no value supplied for scopes".to_string()),
                     valid: Err("no value supplied for valid".to_string()),
                     workspace_id: Err("no value supplied for workspace_id".to_string()),
@@ -2859,6 +3043,15 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
+            pub fn refill<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::CreditRefill>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refill =
+                    value.try_into().map_err(|e| format!("error converting supplied value for refill: {e}"));
+                self
+            }
             pub fn scopes<T, S>(mut self, value: T) -> Self
             where
                 T: ::std::iter::IntoIterator<Item = S>,
@@ -2907,6 +3100,7 @@ pub mod types {
                     key_name: value.key_name?,
                     plan: value.plan?,
                     rate_limit: value.rate_limit?,
+                    refill: value.refill?,
                     scopes: value.scopes?,
                     valid: value.valid?,
                     workspace_id: value.workspace_id?,
@@ -2923,6 +3117,7 @@ pub mod types {
                     key_name: Ok(value.key_name),
                     plan: Ok(value.plan),
                     rate_limit: Ok(value.rate_limit),
+                    refill: Ok(value.refill),
                     scopes: Ok(value.scopes),
                     valid: Ok(value.valid),
                     workspace_id: Ok(value.workspace_id),
@@ -2950,6 +3145,7 @@ pub mod types {
                 ::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>,
                 ::std::string::String,
             >,
+            refill: ::std::result::Result<::std::option::Option<super::CreditRefill>, ::std::string::String>,
             resources: ::std::result::Result<
                 ::std::option::Option<::std::vec::Vec<::std::string::String>>,
                 ::std::string::String,
@@ -2968,6 +3164,7 @@ pub mod types {
                     metadata: Ok(Default::default()),
                     name: Ok(Default::default()),
                     rate_limit: Ok(Default::default()),
+                    refill: Ok(Default::default()),
                     resources: Ok(Default::default()),
                     scopes: Ok(Default::default()),
                 }
@@ -3036,6 +3233,15 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
                 self
             }
+            pub fn refill<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::CreditRefill>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refill =
+                    value.try_into().map_err(|e| format!("error converting supplied value for refill: {e}"));
+                self
+            }
             pub fn resources<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<::std::string::String>>>,
@@ -3068,6 +3274,7 @@ pub mod types {
                     metadata: value.metadata?,
                     name: value.name?,
                     rate_limit: value.rate_limit?,
+                    refill: value.refill?,
                     resources: value.resources?,
                     scopes: value.scopes?,
                 })
@@ -3082,6 +3289,7 @@ pub mod types {
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
                     rate_limit: Ok(value.rate_limit),
+                    refill: Ok(value.refill),
                     resources: Ok(value.resources),
                     scopes: Ok(value.scopes),
                 }

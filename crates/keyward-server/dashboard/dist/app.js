@@ -203,6 +203,7 @@ var ACTIONS = [
   "key.rotated",
   "key.revoked",
   "key.deleted",
+  "key.credits_refilled",
   "workspace.created",
   "workspace.updated",
   "plan.saved"

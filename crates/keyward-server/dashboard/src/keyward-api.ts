@@ -449,6 +449,12 @@ export interface components {
             prefix: string;
             /** @description The key's own rate limit; `null` uses the plan's. */
             rateLimit?: components["schemas"]["RateLimitWindow"][] | null;
+            refill?: components["schemas"]["CreditRefill"] | null;
+            /**
+             * Format: date-time
+             * @description When the credits were last refilled (or the key created with its refill).
+             */
+            refilledAt?: string | null;
             /** @description The resources the key is restricted to; empty means all resources. */
             resources: string[];
             /**
@@ -493,7 +499,7 @@ export interface components {
          * @description What happened, in an audit event.
          * @enum {string}
          */
-        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "workspace.created" | "workspace.updated" | "plan.saved";
+        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "workspace.created" | "workspace.updated" | "key.credits_refilled" | "plan.saved";
         /** @description An audit event. */
         AuditEventView: {
             /** @description What happened. */
@@ -548,7 +554,8 @@ export interface components {
             concurrencyLimit?: number | null;
             /**
              * Format: int64
-             * @description Starting credits; absent means the key does not use credits.
+             * @description Starting credits; absent means the key does not use credits (with a `refill`: the refill's
+             *     `amount`).
              */
             credits?: number | null;
             /**
@@ -564,6 +571,7 @@ export interface components {
             name: string;
             /** @description The key's own rate limit; absent uses the plan's. */
             rateLimit?: components["schemas"]["RateLimitWindow"][] | null;
+            refill?: components["schemas"]["CreditRefill"] | null;
             /**
              * @description The resources the key is restricted to; empty (the default) means all resources. A
              *     resource-restricted caller may only create keys restricted to its own resources (else 403
@@ -609,6 +617,26 @@ export interface components {
          * @enum {string}
          */
         CreditOutcomeKind: "spent" | "unlimited" | "insufficient";
+        /**
+         * @description Credits that refill: in the first request or read of each period (UTC) the key's credits are
+         *     *set* to `amount`, unused credits not carried over; once per period, however many nodes serve
+         *     the key. A rotated key's successor inherits the refill and the credits.
+         */
+        CreditRefill: {
+            /**
+             * Format: int64
+             * @description The credits after each refill, at least 1.
+             */
+            amount: number;
+            /**
+             * Format: uint32
+             * @description Monthly only: the day of the month, 1 to 31 (default 1); a month shorter than `day`
+             *     refills on its last day. A daily refill refuses it.
+             */
+            day?: number | null;
+            /** @description `daily`: from 00:00 UTC each day; `monthly`: from 00:00 UTC on `day` each month. */
+            interval: components["schemas"]["RefillInterval"];
+        };
         /** @description `{"error": {...}}`, the one error shape of every keyward response. */
         ErrorBody: {
             /** @description The error. */
@@ -729,6 +757,11 @@ export interface components {
             /** @description `key` or `workspace`. */
             subject: string;
         };
+        /**
+         * @description How often credits refill.
+         * @enum {string}
+         */
+        RefillInterval: "daily" | "monthly";
         /** @description Body of `POST /v1/verifier/resolve`. */
         ResolveRequest: {
             /** @description The key as presented to your service. */
@@ -804,7 +837,7 @@ export interface components {
         StatusResponse: {
             /**
              * Format: int64
-             * @description Remaining credits, for keys that use credits.
+             * @description Remaining credits, for keys that use credits (after a refill that was due).
              */
             credits?: number | null;
             /** @description Live or sandbox. */
@@ -820,6 +853,7 @@ export interface components {
             plan: string;
             /** @description Rate-limit state after this request. */
             rateLimit: components["schemas"]["RateLimitState"];
+            refill?: components["schemas"]["CreditRefill"] | null;
             /** @description The key's scopes. */
             scopes: string[];
             /** @description Always true: an invalid key gets an error instead. */
@@ -857,6 +891,7 @@ export interface components {
             name?: string | null;
             /** @description New rate limit; `null` returns to the plan's. */
             rateLimit?: components["schemas"]["RateLimitWindow"][] | null;
+            refill?: components["schemas"]["CreditRefill"] | null;
             /** @description New resource restrictions, replacing all; empty means all resources. */
             resources?: string[] | null;
             /** @description New scopes, replacing all; never wider than the caller's own. */

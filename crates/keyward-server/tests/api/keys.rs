@@ -282,3 +282,54 @@ async fn usage_is_counted_per_day() {
     s.get(&format!("/v1/keys/{id}/usage?days=x"), &s.root).await.assert_error(400, "VALIDATION_FAILED");
     s.get(&format!("/v1/keys/{id}/usage"), &secret).await.assert_error(403, "INSUFFICIENT_SCOPE");
 }
+
+/// A key whose credits refill daily: `GET /v1/status` and `GET /v1/keys/{id}` show the credits
+/// refilled in a new day (set to the amount, not added), audited once per refill; bad refills are
+/// refused naming the field.
+#[tokio::test]
+async fn refilled_credits_show_in_status_and_the_key() {
+    let s = Server::start().await;
+    let refill = json!({"interval": "daily", "amount": 3});
+    let r = s.post("/v1/keys", &s.root, json!({"name": "metered", "refill": refill})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!((&r.body["key"]["credits"], &r.body["key"]["refill"]), (&json!(3), &refill));
+    let (id, secret) = (r.body["id"].as_str().unwrap().to_owned(), r.body["secret"].as_str().unwrap().to_owned());
+    let (_, service) = s.key("service", &["keys:verify"]).await;
+    for _ in 0..2 {
+        let v = s.post("/v1/verify", &service, json!({"key": secret, "cost": 1})).await;
+        assert_eq!(v.body["valid"], true, "{}", v.body);
+    }
+    assert_eq!(s.get("/v1/status", &secret).await.body["credits"], 1);
+
+    s.clock.advance(chrono::Duration::days(1));
+    let status = s.get("/v1/status", &secret).await;
+    assert_eq!((&status.body["credits"], &status.body["refill"]), (&json!(3), &refill), "refilled to 3, not 4");
+    let v = s.post("/v1/verify", &service, json!({"key": secret, "cost": 2})).await;
+    assert_eq!(v.body["credits"], 1, "{}", v.body);
+
+    s.clock.advance(chrono::Duration::days(1));
+    let one = s.get(&format!("/v1/keys/{id}"), &s.root).await;
+    assert_eq!(one.body["key"]["credits"], 3, "{}", one.body);
+    assert!(one.body["key"]["refilledAt"].is_string());
+    let audit = s.get(&format!("/v1/audit-events?keyId={id}&action=key.credits_refilled"), &s.root).await;
+    assert_eq!(audit.body["data"].as_array().map(Vec::len), Some(2), "{}", audit.body);
+
+    // PATCH: monthly on the 31st; then removed (the credits stay).
+    let patch = json!({"refill": {"interval": "monthly", "amount": 10, "day": 31}});
+    let r = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(patch)).await;
+    assert_eq!(r.body["refill"]["day"], 31, "{}", r.body);
+    let r = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"refill": null}))).await;
+    assert_eq!((&r.body["refill"], &r.body["credits"]), (&json!(null), &json!(3)));
+
+    for (bad, field) in [
+        (json!({"interval": "daily", "amount": 0}), "refill.amount"),
+        (json!({"interval": "daily", "amount": 5, "day": 3}), "refill.day"),
+        (json!({"interval": "monthly", "amount": 5, "day": 32}), "refill.day"),
+    ] {
+        let r = s.post("/v1/keys", &s.root, json!({"name": "bad", "refill": bad})).await;
+        r.assert_error(400, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field);
+    }
+    let r = s.post("/v1/keys", &s.root, json!({"name": "bad", "refill": {"interval": "weekly", "amount": 5}})).await;
+    r.assert_error(400, "VALIDATION_FAILED");
+}

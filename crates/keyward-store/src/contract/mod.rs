@@ -49,12 +49,14 @@ mod audit;
 mod limits;
 mod listing;
 mod lookup;
+mod refill;
 
 pub use atomicity::*;
 pub use audit::*;
 pub use limits::*;
 pub use listing::*;
 pub use lookup::*;
+pub use refill::*;
 
 /// Runs every contract case as a `#[tokio::test]` against the stores `$make` builds.
 ///
@@ -95,6 +97,10 @@ macro_rules! keyward_store_contract {
             guarded_updates_keep_a_key_admin,
             concurrent_guarded_updates_keep_a_key_admin,
             list_filter_sees_ended_grace_as_revoked,
+            daily_refill_sets_credits_once_per_day,
+            monthly_refill_on_day_31_crosses_short_months,
+            concurrent_refills_refill_once,
+            rotation_hands_the_refill_to_the_successor,
         );
     };
     (@each [$mode:ident] $make:expr; $($case:ident),+ $(,)?) => {

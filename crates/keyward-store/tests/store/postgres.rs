@@ -334,6 +334,19 @@ async fn changes_are_announced_on_commit() {
         .await
         .expect("update");
     assert_eq!(next().await, Some(live.hash.digest.to_hex()));
+    // The refill settings decide verifications and are announced; a refill itself is not.
+    sqlx::query("UPDATE api_keys SET refilled_at = 1, credits = 5 WHERE id = $1")
+        .bind(live.id.to_string())
+        .execute(store.pool())
+        .await
+        .expect("update");
+    assert_eq!(next().await, None, "a refill is not announced");
+    sqlx::query(r#"UPDATE api_keys SET refill = '{"interval":"daily","amount":5}' WHERE id = $1"#)
+        .bind(live.id.to_string())
+        .execute(store.pool())
+        .await
+        .expect("update");
+    assert_eq!(next().await, Some(live.hash.digest.to_hex()), "a refill setting is announced");
 }
 
 /// A node's verifier drops what it cached when another node changes it, through the feed.
@@ -373,6 +386,49 @@ async fn the_feed_invalidates_another_nodes_cache() {
         verifier.verify(&plain, &req).await.is_err()
     })
     .await;
+}
+
+/// Two nodes (two store handles, two verifiers with cached copies of the key) spending a key's
+/// credits in a new period: the key is refilled once, by one of them, audited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_refill_a_key_once_per_period() {
+    use chrono::TimeZone;
+    use keyward_core::{AuditAction, AuditQuery, CreditRefill, ManualClock, RefillInterval};
+    let Some(schema) = PgTestSchema::from_env() else { return };
+    let (a, b) = (schema.open().await, schema.open().await);
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2027, 1, 31, 12, 0, 0).unwrap()));
+    let node_a = KeyService::new(Arc::new(a.clone())).with_clock(clock.clone());
+    let node_b = KeyService::new(Arc::new(b.clone())).with_clock(clock.clone());
+    let sys = Actor::system();
+    let ws = node_a.create_workspace(NewWorkspace::live("Acme"), &sys).await.expect("ws");
+    let refill = CreditRefill { interval: RefillInterval::Monthly, amount: 30, day: Some(31) };
+    let new = NewKey { credits: Some(0), refill: Some(refill), ..NewKey::new(ws.id, "metered") };
+    let created = node_a.create_key(new, &sys).await.expect("key");
+    let plain = created.secret.expose_secret().to_owned();
+    let verifiers = [&node_a, &node_b].map(|n| Verifier::builder(n).clock(clock.clone()).build());
+    let req = Requirements { cost: 1, ..Requirements::default() };
+    for v in &verifiers {
+        let e = v.verify(&plain, &req).await.expect_err("no credits in January");
+        assert_eq!(e.code(), ErrorCode::InsufficientCredits);
+    }
+
+    let feb_28 = chrono::Utc.with_ymd_and_hms(2027, 2, 28, 0, 0, 1).unwrap(); // no Feb 31: Feb 28
+    clock.advance(feb_28 - keyward_core::Clock::now(&*clock));
+    let spends: Vec<_> = (0..20)
+        .map(|i| {
+            let (v, plain, req) = (verifiers[i % 2].clone(), plain.clone(), req.clone());
+            tokio::spawn(async move { v.verify(&plain, &req).await.is_ok() })
+        })
+        .collect();
+    let mut passed = 0;
+    for s in spends {
+        passed += usize::from(s.await.expect("task"));
+    }
+    assert_eq!(passed, 20, "the refill came first on whichever node served first");
+    let stored = b.get_key(created.key.id).await.expect("get").expect("key");
+    assert_eq!(stored.credits, Some(10), "refilled to 30 once, then 20 spent");
+    let q = AuditQuery { key_id: Some(created.key.id), action: Some(AuditAction::KeyCreditsRefilled), limit: 10, ..AuditQuery::default() };
+    assert_eq!(a.list_audit(&q).await.expect("audit").len(), 1, "one node refilled and audited");
 }
 
 /// When the feed's connection drops it reconnects by itself, and then forgets everything it
