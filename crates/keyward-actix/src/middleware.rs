@@ -12,7 +12,7 @@ use actix_web::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_
 use actix_web::http::{ConnectionType, Version};
 use actix_web::{HttpMessage, ResponseError};
 use keyward_core::http::{REQUEST_ID, rate_limit_headers, request_id};
-use keyward_core::{Presented, Requirements, Scope, VerifiedKey, Verifier};
+use keyward_core::{IpNet, Presented, Requirements, Scope, TrustedProxies, VerifiedKey, Verifier};
 
 use crate::body::VerifiedBody;
 use crate::rejection::Rejection;
@@ -33,6 +33,7 @@ pub struct KeywardMiddleware {
     verifier: Verifier,
     requirements: Arc<Requirements>,
     resource: Option<Arc<ResourceFn>>,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl fmt::Debug for KeywardMiddleware {
@@ -41,6 +42,7 @@ impl fmt::Debug for KeywardMiddleware {
             .field("verifier", &self.verifier)
             .field("requirements", &self.requirements)
             .field("resource", &self.resource.as_ref().map(|_| "Fn(&ServiceRequest) -> Option<String>"))
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -48,7 +50,20 @@ impl fmt::Debug for KeywardMiddleware {
 impl KeywardMiddleware {
     /// Verifies keys with `verifier`, requiring no scope and costing nothing.
     pub fn new(verifier: Verifier) -> Self {
-        Self { verifier, requirements: Arc::new(Requirements::default()), resource: None }
+        Self {
+            verifier,
+            requirements: Arc::new(Requirements::default()),
+            resource: None,
+            trusted_proxies: Arc::default(),
+        }
+    }
+
+    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies (none by default: the
+    /// headers are ignored), for the client address checked against IP allowlists (403
+    /// `IP_NOT_ALLOWED`); otherwise the client is the connection's peer. See [`TrustedProxies`].
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.trusted_proxies = Arc::new(TrustedProxies::new(proxies));
+        self
     }
 
     /// Also requires `scope` (every required scope must be allowed; a refusal is 403
@@ -207,11 +222,25 @@ async fn verify(
         query: (!query.is_empty()).then_some(query),
     };
     let key = presented.key(config)?;
-    match &middleware.resource {
-        None => middleware.verifier.verify(key, &middleware.requirements).await,
-        Some(extract) => {
-            let requirements =
-                Requirements { resource: extract(req), ..Requirements::clone(&middleware.requirements) };
+    let client_ip = req.peer_addr().map(|peer| {
+        let values = |name: &str| -> Vec<&str> {
+            headers.get_all(name).filter_map(|v| v.to_str().ok()).collect()
+        };
+        let proxies = &middleware.trusted_proxies;
+        if proxies.is_empty() {
+            peer.ip().to_canonical()
+        } else {
+            proxies.client_addr(peer.ip(), &values("forwarded"), &values("x-forwarded-for"))
+        }
+    });
+    match (&middleware.resource, client_ip) {
+        (None, None) => middleware.verifier.verify(key, &middleware.requirements).await,
+        (resource, client_ip) => {
+            let requirements = Requirements {
+                resource: resource.as_ref().and_then(|extract| extract(req)),
+                client_ip,
+                ..Requirements::clone(&middleware.requirements)
+            };
             middleware.verifier.verify(key, &requirements).await
         }
     }

@@ -76,6 +76,9 @@ catalog! {
     InsufficientScope = ("INSUFFICIENT_SCOPE", 403, 7),
     /// The key is restricted to other resources.
     ResourceNotAllowed = ("RESOURCE_NOT_ALLOWED", 403, 7),
+    /// The request comes from an address outside the key's (or its workspace's) IP allowlist;
+    /// `details.address` names it (absent when the address is unknown).
+    IpNotAllowed = ("IP_NOT_ALLOWED", 403, 7),
     /// The workspace's plan does not include API access.
     FeatureNotInPlan = ("FEATURE_NOT_IN_PLAN", 403, 7),
     /// The workspace's plan allows no more keys.

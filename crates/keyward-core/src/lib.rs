@@ -12,6 +12,7 @@
 //! ```
 
 pub mod change;
+pub mod client_addr;
 pub mod clock;
 pub mod error;
 pub mod format;
@@ -30,6 +31,8 @@ pub mod usage;
 pub mod verifier;
 
 pub use change::{Change, ChangeListener};
+pub use client_addr::{MAX_IP_ALLOWLIST, TrustedProxies, ip_allowed, parse_ip_allowlist};
+pub use ipnet::IpNet;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
 pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};

@@ -232,6 +232,8 @@ pub struct Workspace {
     pub rate_limit: Option<RateLimitPolicy>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// Where its keys may be used from, for keys with no list of their own; empty: anywhere.
+    pub ip_allowlist: Vec<ipnet::IpNet>,
 }
 
 impl Workspace {
@@ -317,6 +319,9 @@ pub struct ApiKey {
     pub refill: Option<CreditRefill>,
     /// The last refill (creation, for a key created with a refill); `None`: never refilled.
     pub refilled_at: Option<DateTime<Utc>>,
+    /// Where the key may be used from; empty: the workspace's list applies (a non-empty list
+    /// replaces it).
+    pub ip_allowlist: Vec<ipnet::IpNet>,
     /// Free-form labels.
     pub metadata: BTreeMap<String, String>,
     /// Optimistic-concurrency version, bumped by every change to the record.

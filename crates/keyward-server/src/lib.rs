@@ -67,6 +67,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The dashboard's sign-in sessions.
     pub dashboard: dashboard::Sessions,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (none by default).
+    pub trusted_proxies: Vec<keyward_core::IpNet>,
 }
 
 impl AppState {
@@ -75,7 +77,21 @@ impl AppState {
     pub fn new(service: KeyService, verifier: Verifier) -> Self {
         let readiness = Readiness::store(service.store().clone());
         let relay = ChangeRelay::for_service(&service);
-        Self { service, verifier, readiness, relay, metrics: None, dashboard: dashboard::Sessions::default() }
+        Self {
+            service,
+            verifier,
+            readiness,
+            relay,
+            metrics: None,
+            dashboard: dashboard::Sessions::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies when checking IP allowlists.
+    pub fn with_trusted_proxies(mut self, proxies: Vec<keyward_core::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Checks `readiness` at `/readyz`.
@@ -107,7 +123,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(middleware::from_fn(error::with_request_id))
-        .layer(KeywardLayer::new(state.verifier.clone()))
+        .layer(KeywardLayer::new(state.verifier.clone()).trusted_proxies(state.trusted_proxies.clone()))
         .layer(middleware::from_fn_with_state(state.dashboard.clone(), dashboard::session_credentials))
         .with_state(state.clone())
         .layer(middleware::from_fn(observe::route_template));
@@ -126,7 +142,11 @@ pub fn app(state: AppState) -> Router {
         let scope = metrics::METRICS_SCOPE.parse().expect("a valid scope");
         let metrics = Router::new()
             .route("/metrics", get(move || std::future::ready(metrics::render(&handle))))
-            .layer(KeywardLayer::new(state.verifier.clone()).require_scope(scope))
+            .layer(
+                KeywardLayer::new(state.verifier.clone())
+                    .trusted_proxies(state.trusted_proxies.clone())
+                    .require_scope(scope),
+            )
             .layer(middleware::from_fn(observe::route_template));
         app = app.merge(metrics);
     }

@@ -274,6 +274,16 @@ struct ServeArgs {
     /// `metrics:read`.
     #[arg(long, env = "KEYWARD_METRICS_BIND")]
     metrics_bind: Option<SocketAddr>,
+    /// A proxy (address or CIDR range) whose `Forwarded` / `X-Forwarded-For` headers name the
+    /// client, for IP allowlists; repeat for several. None by default: the headers are ignored
+    /// and the connection's peer is the client.
+    #[arg(long = "trusted-proxy", env = "KEYWARD_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_proxy)]
+    trusted_proxy: Vec<keyward_core::IpNet>,
+}
+
+/// An address (`10.0.0.2`) or a CIDR range (`10.0.0.0/8`).
+fn parse_proxy(s: &str) -> Result<keyward_core::IpNet, String> {
+    keyward_core::parse_ip_allowlist(&[s]).map(|mut v| v.remove(0)).map_err(|(_, reason)| reason)
 }
 
 impl ServeArgs {
@@ -294,6 +304,7 @@ impl ServeArgs {
                 max_connections: self.max_connections as usize,
             },
             metrics_bind: self.metrics_bind,
+            trusted_proxies: self.trusted_proxy,
             ..self.store.config()
         }
     }

@@ -212,6 +212,7 @@ const SHARED: &[Shared] = &[
     Shared {
         status: "403",
         description: "FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; \
+                      IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; \
                       INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks \
                       `workspaces:admin`",
         body_only: false,

@@ -88,6 +88,9 @@ pub struct ServeConfig {
     /// Where to serve `GET /metrics` without a key, on a listener of its own; `None` serves it
     /// only on `bind`, to keys with scope `metrics:read` (see [`crate::metrics`]).
     pub metrics_bind: Option<SocketAddr>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client, for IP
+    /// allowlists; empty (the default): the socket's peer is the client.
+    pub trusted_proxies: Vec<keyward_core::IpNet>,
 }
 
 impl Default for ServeConfig {
@@ -112,6 +115,7 @@ impl Default for ServeConfig {
             usage_flush: Duration::from_secs(10),
             connections: ConnectionLimits::default(),
             metrics_bind: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -290,7 +294,7 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         Database::Postgres(_) => None,
     };
     let readiness = Readiness::database(database.clone(), feed.as_ref().map(ChangeFeed::status));
-    state = state.with_readiness(readiness);
+    state = state.with_readiness(readiness).with_trusted_proxies(config.trusted_proxies.clone());
     if let Some(handle) = metrics {
         state = state.with_metrics(handle);
     }

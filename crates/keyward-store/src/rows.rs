@@ -23,7 +23,7 @@ macro_rules! key_columns {
         "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
          status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
          rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version, \
-         refill, refilled_at"
+         refill, refilled_at, ip_allowlist"
     };
 }
 pub(crate) use key_columns;
@@ -158,6 +158,7 @@ pub(crate) struct WorkspaceRow {
     environment: String,
     rate_limit: Option<String>,
     created_at: i64,
+    ip_allowlist: String,
 }
 
 impl WorkspaceRow {
@@ -169,6 +170,7 @@ impl WorkspaceRow {
             environment: parse::<WorkspaceEnvironment>("workspace environment", &self.environment)?,
             rate_limit: from_opt_json::<RateLimitPolicy>("rate_limit", self.rate_limit)?,
             created_at: from_ms(self.created_at)?,
+            ip_allowlist: from_json("ip_allowlist", &self.ip_allowlist)?,
         })
     }
 }
@@ -182,6 +184,7 @@ pub(crate) struct WorkspaceValues {
     pub(crate) environment: &'static str,
     pub(crate) rate_limit: Option<String>,
     pub(crate) created_at: i64,
+    pub(crate) ip_allowlist: String,
 }
 
 impl WorkspaceValues {
@@ -193,6 +196,7 @@ impl WorkspaceValues {
             environment: ws.environment.as_str(),
             rate_limit: ws.rate_limit.as_ref().map(to_json).transpose()?,
             created_at: to_ms(ws.created_at),
+            ip_allowlist: to_json(&ws.ip_allowlist)?,
         })
     }
 }
@@ -228,6 +232,7 @@ pub(crate) struct KeyRow {
     version: i64,
     refill: Option<String>,
     refilled_at: Option<i64>,
+    ip_allowlist: String,
 }
 
 impl KeyRow {
@@ -263,6 +268,7 @@ impl KeyRow {
             version: to_u64("version", self.version)?,
             refill: from_opt_json("refill", self.refill)?,
             refilled_at: from_opt_ms(self.refilled_at)?,
+            ip_allowlist: from_json("ip_allowlist", &self.ip_allowlist)?,
         })
     }
 }
@@ -298,6 +304,7 @@ pub(crate) struct KeyValues {
     pub(crate) version: i64,
     pub(crate) refill: Option<String>,
     pub(crate) refilled_at: Option<i64>,
+    pub(crate) ip_allowlist: String,
 }
 
 impl KeyValues {
@@ -331,6 +338,7 @@ impl KeyValues {
             version: to_i64("version", key.version)?,
             refill: key.refill.as_ref().map(to_json).transpose()?,
             refilled_at: opt_ms(key.refilled_at),
+            ip_allowlist: to_json(&key.ip_allowlist)?,
         })
     }
 }

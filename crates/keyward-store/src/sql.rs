@@ -132,7 +132,7 @@ where
     ) -> Result<(), StoreError> {
         let v = WorkspaceValues::new(ws)?;
         let mut sql = QueryBuilder::new(
-            "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at) VALUES (",
+            "INSERT INTO workspaces (id, name, plan_id, environment, rate_limit, created_at, ip_allowlist) VALUES (",
         );
         sql.separated(", ")
             .push_bind(v.id)
@@ -140,7 +140,8 @@ where
             .push_bind(v.plan_id)
             .push_bind(v.environment)
             .push_bind(v.rate_limit)
-            .push_bind(v.created_at);
+            .push_bind(v.created_at)
+            .push_bind(v.ip_allowlist);
         sql.push(")");
         store
             .write(async |conn| {
@@ -166,6 +167,8 @@ where
             .push_bind(v.rate_limit)
             .push(", created_at = ")
             .push_bind(v.created_at)
+            .push(", ip_allowlist = ")
+            .push_bind(v.ip_allowlist)
             .push(" WHERE id = ")
             .push_bind(v.id);
         store
@@ -181,7 +184,7 @@ where
 
     pub(crate) async fn get_workspace(store: &B, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
         let mut sql = QueryBuilder::new(
-            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces WHERE id = ",
+            "SELECT id, name, plan_id, environment, rate_limit, created_at, ip_allowlist FROM workspaces WHERE id = ",
         );
         sql.push_bind(id.to_string());
         Self::fetch_optional(store, sql, WorkspaceRow::into_workspace).await
@@ -189,7 +192,7 @@ where
 
     pub(crate) async fn list_workspaces(store: &B) -> Result<Vec<Workspace>, StoreError> {
         let sql = QueryBuilder::new(
-            "SELECT id, name, plan_id, environment, rate_limit, created_at FROM workspaces \
+            "SELECT id, name, plan_id, environment, rate_limit, created_at, ip_allowlist FROM workspaces \
              ORDER BY created_at, id",
         );
         Self::fetch_all(store, sql, WorkspaceRow::into_workspace).await
@@ -542,7 +545,8 @@ where
             .push_bind(v.metadata)
             .push_bind(v.version)
             .push_bind(v.refill)
-            .push_bind(v.refilled_at);
+            .push_bind(v.refilled_at)
+            .push_bind(v.ip_allowlist);
         sql.push(")");
         sql.build().execute(conn).await.map_err(B::db_err)?;
         Ok(())
@@ -589,6 +593,8 @@ where
             .push_bind(v.version)
             .push(", refill = ")
             .push_bind(v.refill)
+            .push(", ip_allowlist = ")
+            .push_bind(v.ip_allowlist)
             .push(" WHERE id = ")
             .push_bind(v.id)
             .push(" AND version = ")

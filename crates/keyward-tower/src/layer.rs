@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use http::request::Parts;
-use keyward_core::{Requirements, Scope, Verifier};
+use keyward_core::{IpNet, Requirements, Scope, TrustedProxies, Verifier};
 use tower_layer::Layer;
 
 use crate::service::Keyward;
@@ -46,6 +46,7 @@ pub(crate) struct Settings {
     pub(crate) resource: Option<Arc<dyn ResourceFrom>>,
     pub(crate) bearer_header: HeaderName,
     pub(crate) api_key_header: HeaderName,
+    pub(crate) trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl fmt::Debug for Settings {
@@ -56,6 +57,7 @@ impl fmt::Debug for Settings {
             .field("resource", &self.resource.as_ref().map(|_| "ResourceFrom"))
             .field("bearer_header", &self.bearer_header)
             .field("api_key_header", &self.api_key_header)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -101,6 +103,7 @@ impl KeywardLayer {
                 resource: None,
                 bearer_header,
                 api_key_header,
+                trusted_proxies: Arc::default(),
             },
         }
     }
@@ -131,6 +134,17 @@ impl KeywardLayer {
     /// Checks the key's resource restrictions against the value of the `name` request header.
     pub fn resource_header(self, name: HeaderName) -> Self {
         self.resource_from(ResourceHeader(name))
+    }
+
+    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies (none by default: the
+    /// headers are ignored), for the client address checked against IP allowlists. The peer
+    /// address comes from `axum::extract::ConnectInfo<SocketAddr>` (feature `axum`; serve with
+    /// `into_make_service_with_connect_info`) or a `SocketAddr` in the request's extensions;
+    /// without either the address is unknown, and keys with an allowlist are refused (403
+    /// `IP_NOT_ALLOWED`). See [`TrustedProxies`].
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
+        self.settings.trusted_proxies = Arc::new(TrustedProxies::new(proxies));
+        self
     }
 
     /// The verifier.

@@ -7,7 +7,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, Entry, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Request, Response, Version};
 use keyward_core::http::is_grpc;
-use keyward_core::{ApiKeySecret, Presented, Requirements, Verifier};
+use keyward_core::{ApiKeySecret, Presented, Requirements, TrustedProxies, Verifier};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -103,10 +103,12 @@ where
             Ok(key) => ApiKeySecret::from(key),
             Err(error) => return ResponseFuture::refused(error, Refusal { request_id, grpc, close }),
         };
-        let requirements = match &settings.resource {
-            None => settings.requirements.clone(),
-            Some(pick) => Arc::new(Requirements {
-                resource: pick.resource(&parts),
+        let client_ip = client_ip(&parts, &settings.trusted_proxies);
+        let requirements = match (&settings.resource, client_ip) {
+            (None, None) => settings.requirements.clone(),
+            (pick, client_ip) => Arc::new(Requirements {
+                resource: pick.as_ref().and_then(|p| p.resource(&parts)),
+                client_ip,
                 ..Requirements::clone(&settings.requirements)
             }),
         };
@@ -153,4 +155,23 @@ fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
             value.set_sensitive(true);
         }
     }
+}
+
+/// The client's address: the peer's (`ConnectInfo<SocketAddr>` with axum, else a `SocketAddr`
+/// extension), or the one trusted proxies name.
+fn client_ip(parts: &Parts, proxies: &TrustedProxies) -> Option<std::net::IpAddr> {
+    #[cfg(feature = "axum")]
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    #[cfg(not(feature = "axum"))]
+    let peer = None;
+    let peer = peer.or_else(|| parts.extensions.get::<std::net::SocketAddr>().copied())?.ip();
+    if proxies.is_empty() {
+        return Some(peer.to_canonical());
+    }
+    let values = |name: http::HeaderName| -> Vec<&str> {
+        parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+    };
+    let forwarded = values(http::header::FORWARDED);
+    let xff = values(http::HeaderName::from_static("x-forwarded-for"));
+    Some(proxies.client_addr(peer, &forwarded, &xff))
 }

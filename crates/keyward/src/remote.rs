@@ -178,10 +178,12 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         // Refills happen where the credits are kept: the server refills when they are spent.
         refill: None,
         refilled_at: None,
+        ip_allowlist: Vec::new(),
         metadata: k.metadata.into_iter().collect(),
         version: 0,
     };
     let workspace = Workspace {
+        ip_allowlist: Vec::new(),
         id: WorkspaceId(ws.id),
         name: ws.name,
         plan_id: PlanId(ws.plan_id),

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 
 use crate::model::{
     ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, PlanId, RateLimitPolicy, WorkspaceEnvironment, WorkspaceId,
@@ -24,6 +25,8 @@ pub struct NewWorkspace {
     pub environment: WorkspaceEnvironment,
     /// Workspace-wide limit; `None` for the environment's default.
     pub rate_limit: Option<RateLimitPolicy>,
+    /// The IP allowlist of keys that have none of their own; empty: anywhere.
+    pub ip_allowlist: Vec<IpNet>,
 }
 
 impl NewWorkspace {
@@ -34,6 +37,7 @@ impl NewWorkspace {
             plan_id: None,
             environment: WorkspaceEnvironment::Live,
             rate_limit: None,
+            ip_allowlist: Vec::new(),
         }
     }
     /// A sandbox workspace on the default plan.
@@ -56,6 +60,8 @@ pub struct WorkspacePatch {
     pub plan_id: Option<PlanId>,
     /// New limit (`Some(None)` returns to the environment's default).
     pub rate_limit: Option<Option<RateLimitPolicy>>,
+    /// New default IP allowlist, replacing all (empty: anywhere).
+    pub ip_allowlist: Option<Vec<IpNet>>,
 }
 
 /// A request to create a key.
@@ -82,6 +88,8 @@ pub struct NewKey {
     pub credits: Option<i64>,
     /// How the credits refill; the first refill is in the next period.
     pub refill: Option<CreditRefill>,
+    /// Where the key may be used from (empty: the workspace's list applies).
+    pub ip_allowlist: Vec<IpNet>,
     /// Labels.
     pub metadata: BTreeMap<String, String>,
 }
@@ -100,6 +108,7 @@ impl NewKey {
             concurrency_limit: None,
             credits: None,
             refill: None,
+            ip_allowlist: Vec::new(),
             metadata: BTreeMap::new(),
         }
     }
@@ -132,6 +141,8 @@ pub struct KeyPatch {
     /// New refill (`Some(None)` removes it; the credits stay). A key never refilled before is
     /// refilled at its next use or read.
     pub refill: Option<Option<CreditRefill>>,
+    /// New IP allowlist, replacing all (empty: the workspace's list applies).
+    pub ip_allowlist: Option<Vec<IpNet>>,
 }
 
 /// A key just created or rotated, with its plaintext: shown once, never stored.

@@ -37,6 +37,7 @@ impl KeyService {
         if let Some(r) = &new.refill {
             validate_refill(r)?;
         }
+        let ip_allowlist = validate_ip_allowlist(new.ip_allowlist)?;
         actor.check_grant(&new.scopes, &new.resources)?;
         let ws = self.get_workspace(new.workspace_id).await?;
         let plan = self.plan_allowing_api(&ws).await?;
@@ -68,6 +69,7 @@ impl KeyService {
             credits: new.credits.or(new.refill.map(|r| r.amount)),
             refill: new.refill,
             refilled_at: new.refill.map(|_| now),
+            ip_allowlist,
             metadata: new.metadata,
             version: 1,
         };
@@ -157,6 +159,7 @@ impl KeyService {
         if let Some(Some(r)) = &patch.refill {
             validate_refill(r)?;
         }
+        let ip_allowlist = patch.ip_allowlist.take().map(validate_ip_allowlist).transpose()?;
         self.modify(workspace, id, actor, AuditAction::KeyUpdated, |key| {
             if key.status == KeyStatus::Revoked {
                 return Err(Error::new(ErrorCode::Conflict, "a revoked key cannot be changed"));
@@ -188,6 +191,9 @@ impl KeyService {
             }
             if let Some(r) = patch.refill {
                 key.refill = r;
+            }
+            if let Some(list) = &ip_allowlist {
+                key.ip_allowlist = list.clone();
             }
             Ok(true)
         })
@@ -395,6 +401,18 @@ impl KeyService {
             }
         }
     }
+}
+
+/// At most [`MAX_IP_ALLOWLIST`](crate::MAX_IP_ALLOWLIST) entries; ranges normalised (host bits
+/// cleared), duplicates dropped.
+pub(crate) fn validate_ip_allowlist(mut list: Vec<ipnet::IpNet>) -> Result<Vec<ipnet::IpNet>, Error> {
+    if list.len() > crate::MAX_IP_ALLOWLIST {
+        return Err(Error::validation("ipAllowlist", format!("at most {} entries", crate::MAX_IP_ALLOWLIST)));
+    }
+    list.iter_mut().for_each(|n| *n = n.trunc());
+    let mut seen = std::collections::HashSet::new();
+    list.retain(|n| seen.insert(*n));
+    Ok(list)
 }
 
 fn validate_refill(r: &CreditRefill) -> Result<(), Error> {

@@ -40,6 +40,7 @@ impl KeyService {
         if let Some(p) = &new.rate_limit {
             p.validate().map_err(|r| Error::validation("rateLimit", r))?;
         }
+        let ip_allowlist = super::keys::validate_ip_allowlist(new.ip_allowlist)?;
         let plan_id = match new.plan_id {
             Some(id) => {
                 self.store.get_plan(&id).await?.ok_or_else(|| Error::validation("planId", "no such plan"))?;
@@ -60,6 +61,7 @@ impl KeyService {
             environment: new.environment,
             rate_limit: new.rate_limit,
             created_at: self.clock.now(),
+            ip_allowlist,
         };
         let ev = self.event(AuditAction::WorkspaceCreated, Some(ws.id), None, actor);
         self.store.insert_workspace(&ws, &ev).await?;
@@ -92,6 +94,9 @@ impl KeyService {
                 p.validate().map_err(|r| Error::validation("rateLimit", r))?;
             }
             ws.rate_limit = rl;
+        }
+        if let Some(list) = patch.ip_allowlist {
+            ws.ip_allowlist = super::keys::validate_ip_allowlist(list)?;
         }
         let ev = self.event(AuditAction::WorkspaceUpdated, Some(ws.id), None, actor);
         self.store.update_workspace(&ws, &ev).await?;

@@ -17,6 +17,9 @@ pub struct Requirements {
     pub resource: Option<String>,
     /// Credits the request costs (only for keys that use credits); 0 costs nothing.
     pub cost: u32,
+    /// The client's address, checked against the key's IP allowlist (or its workspace's). `None`
+    /// (unknown) is refused by every key that has a list: 403 `IP_NOT_ALLOWED`.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 impl Requirements {
@@ -67,6 +70,13 @@ pub(super) fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>)
             "the API key is not allowed to use this resource",
         )
         .with_detail("resource", resource.clone()));
+    }
+    if let Err(addr) = crate::client_addr::ip_allowed(&key.ip_allowlist, &r.workspace.ip_allowlist, req.client_ip) {
+        let e = Error::new(ErrorCode::IpNotAllowed, "the API key may not be used from this address");
+        return Err(match addr {
+            Some(a) => e.with_detail("address", a.to_string()),
+            None => e.with_detail("reason", "the client's address is unknown"),
+        });
     }
     Ok(())
 }

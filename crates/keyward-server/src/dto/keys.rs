@@ -72,6 +72,9 @@ pub(crate) struct ApiKeyView {
     pub(crate) refill: Option<CreditRefill>,
     /// When the credits were last refilled (or the key created with its refill).
     pub(crate) refilled_at: Option<DateTime<Utc>>,
+    /// Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
+    #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]))]
+    pub(crate) ip_allowlist: Vec<String>,
     /// Free-form labels.
     #[schema(schema_with = labels)]
     pub(crate) metadata: BTreeMap<String, String>,
@@ -134,6 +137,7 @@ impl From<&ApiKey> for ApiKeyView {
             credits: k.credits,
             refill: k.refill.map(CreditRefill::from),
             refilled_at: k.refilled_at,
+            ip_allowlist: k.ip_allowlist.iter().map(ToString::to_string).collect(),
             metadata: k.metadata.clone(),
         }
     }
@@ -202,6 +206,10 @@ pub(crate) struct CreateKeyRequest {
     /// How the credits refill; absent: they do not. The first refill is in the next period.
     #[serde(default)]
     pub(crate) refill: Option<CreditRefill>,
+    /// Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`. A malformed entry, or a range with host bits set (`203.0.113.5/24`), is 400 `VALIDATION_FAILED` naming it (`ipAllowlist[2]`). Default: empty.
+    #[serde(default)]
+    #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]))]
+    pub(crate) ip_allowlist: Vec<String>,
     /// Free-form labels.
     #[serde(default)]
     #[schema(schema_with = labels)]
@@ -249,6 +257,10 @@ pub(crate) struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<CreditRefill>)]
     pub(crate) refill: Option<Option<CreditRefill>>,
+    /// New IP allowlist, replacing all; `[]` returns to the workspace's. Rules as on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
+    pub(crate) ip_allowlist: Option<Vec<String>>,
 }
 
 /// Body of `POST /v1/keys/{id}/rotate`.

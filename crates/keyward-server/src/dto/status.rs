@@ -101,6 +101,12 @@ pub(crate) struct VerifyRequest {
     #[serde(default)]
     #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub(crate) cost: Option<u32>,
+    /// The address of the end user whose request your service is serving, as your service saw
+    /// it (IPv4 or IPv6), checked against the key's IP allowlist (or its workspace's). Absent:
+    /// unknown, and a key with an allowlist is refused (`IP_NOT_ALLOWED`).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 45, example = "203.0.113.7")]
+    pub(crate) client_ip: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for VerifyRequest {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for VerifyRequest {
             .field("scopes", &self.scopes)
             .field("resource", &self.resource)
             .field("cost", &self.cost)
+            .field("client_ip", &self.client_ip)
             .finish()
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct WorkspaceView {
     pub(crate) effective_rate_limit: Vec<RateLimitWindow>,
     /// When the workspace was created.
     pub(crate) created_at: DateTime<Utc>,
+    /// The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`).
+    #[schema(max_items = 100)]
+    pub(crate) ip_allowlist: Vec<String>,
 }
 
 impl From<&Workspace> for WorkspaceView {
@@ -42,6 +45,7 @@ impl From<&Workspace> for WorkspaceView {
             rate_limit: w.rate_limit.as_ref().map(|p| p.windows.clone()),
             effective_rate_limit: w.effective_rate_limit().windows,
             created_at: w.created_at,
+            ip_allowlist: w.ip_allowlist.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -64,6 +68,10 @@ pub(crate) struct CreateWorkspaceRequest {
     #[serde(default)]
     #[schema(max_items = 8)]
     pub(crate) rate_limit: Option<Vec<RateLimitWindow>>,
+    /// The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`). Malformed entries are 400 `VALIDATION_FAILED` naming them (`ipAllowlist[0]`).
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub(crate) ip_allowlist: Vec<String>,
 }
 
 /// Body of `PATCH /v1/workspaces/{id}`.
@@ -82,6 +90,10 @@ pub(crate) struct UpdateWorkspaceRequest {
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<RateLimitWindow>>, max_items = 8)]
     pub(crate) rate_limit: Option<Option<Vec<RateLimitWindow>>>,
+    /// New default IP allowlist, replacing all; `[]`: anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
+    pub(crate) ip_allowlist: Option<Vec<String>>,
 }
 
 /// A list of workspaces.

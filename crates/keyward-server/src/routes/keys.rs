@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use chrono::Duration;
 use keyward_core::{KeyFilter, KeyPatch, NewKey, RateLimitPolicy};
 
-use super::parse_scopes;
+use super::{parse_ip_allowlist, parse_scopes};
 use crate::AppState;
 use crate::dto::keys::{
     ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
@@ -57,6 +57,7 @@ pub(crate) async fn create_key(
         concurrency_limit: body.concurrency_limit,
         credits: body.credits,
         refill: body.refill.map(Into::into),
+        ip_allowlist: parse_ip_allowlist(&body.ip_allowlist)?,
         metadata: body.metadata,
     };
     let c = state.service.create_key(new, &caller.actor).await?;
@@ -152,6 +153,7 @@ pub(crate) async fn update_key(
         concurrency_limit: body.concurrency_limit,
         metadata: body.metadata,
         refill: body.refill.map(|r| r.map(Into::into)),
+        ip_allowlist: body.ip_allowlist.as_deref().map(parse_ip_allowlist).transpose()?,
     };
     let key = state.service.update_key(caller.workspace, id, patch, &caller.actor).await?;
     Ok(Json(ApiKeyView::from(&key)))

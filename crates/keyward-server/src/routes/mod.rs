@@ -38,6 +38,14 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
 }
 
 /// Parses scopes, naming the offending entry.
+/// An IP allowlist, each entry checked: `ipAllowlist[i]` names a bad one.
+pub(crate) fn parse_ip_allowlist(raw: &[String]) -> Result<Vec<keyward_core::IpNet>, ApiError> {
+    keyward_core::parse_ip_allowlist(raw).map_err(|(i, reason)| {
+        let field = i.map_or_else(|| "ipAllowlist".to_owned(), |i| format!("ipAllowlist[{i}]"));
+        ApiError(Error::validation(&field, reason))
+    })
+}
+
 pub(crate) fn parse_scopes(field: &str, raw: &[String]) -> Result<keyward_core::ScopeSet, ApiError> {
     raw.iter()
         .enumerate()

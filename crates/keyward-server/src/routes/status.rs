@@ -101,6 +101,7 @@ pub(crate) async fn verify(
         scopes: scopes.iter().cloned().collect(),
         resource: body.resource,
         cost: body.cost.unwrap_or(0),
+        client_ip: body.client_ip,
     };
     let outcome = match state.verifier.verify(body.key.trim(), &req).await {
         Ok(v) if v.workspace_id() == caller.workspace => Ok(v),

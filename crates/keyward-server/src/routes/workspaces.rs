@@ -57,6 +57,7 @@ pub(crate) async fn create_workspace(
         plan_id: body.plan_id.map(PlanId),
         environment: body.environment.unwrap_or(WorkspaceEnvironment::Live),
         rate_limit: body.rate_limit.map(RateLimitPolicy::new),
+        ip_allowlist: super::parse_ip_allowlist(&body.ip_allowlist)?,
     };
     let ws = state.service.create_workspace(new, &caller.actor).await?;
     Ok((StatusCode::CREATED, Json(WorkspaceView::from(&ws))))
@@ -124,6 +125,7 @@ pub(crate) async fn update_workspace(
         name: body.name,
         plan_id: body.plan_id.map(PlanId),
         rate_limit: body.rate_limit.map(|r| r.map(RateLimitPolicy::new)),
+        ip_allowlist: body.ip_allowlist.as_deref().map(super::parse_ip_allowlist).transpose()?,
     };
     let ws = state.service.update_workspace(id, patch, &caller.actor).await?;
     Ok(Json(WorkspaceView::from(&ws)))

@@ -42,6 +42,7 @@ pub async fn key_round_trips_every_field(store: Arc<dyn KeyStore>) {
         ])),
         concurrency_limit: Some(3),
         credits: Some(500),
+        ip_allowlist: vec!["198.51.100.7/32".parse().unwrap(), "2001:db8::/32".parse().unwrap()],
         metadata: BTreeMap::from([("team".into(), "ops".into()), ("env".into(), "ci ✓".into())]),
         ..ctx.new_key("Everything — set")
     };
@@ -136,8 +137,10 @@ pub async fn plans_and_workspaces(store: Arc<dyn KeyStore>) {
         name: Some("Renamed".into()),
         plan_id: Some("default".into()),
         rate_limit: Some(None),
+        ip_allowlist: Some(vec!["203.0.113.0/24".parse().unwrap(), "2001:db8::1/128".parse().unwrap()]),
     };
     let updated = ctx.service.update_workspace(sandbox.id, patch, &sys).await.expect("update");
+    assert_eq!(updated.ip_allowlist.len(), 2);
     assert_eq!(
         (updated.name.as_str(), updated.plan_id.0.as_str(), &updated.rate_limit),
         ("Renamed", "default", &None)
