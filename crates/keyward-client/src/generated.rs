@@ -47,6 +47,9 @@ pub mod types {
         pub grace_ends_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The key's id.
         pub id: ::uuid::Uuid,
+        ///Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
+        #[serde(rename = "ipAllowlist")]
+        pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
         ///The last 4 characters of the key.
         pub last4: ::std::string::String,
         ///When the key was last used (recorded in batches: up to 10 seconds late).
@@ -240,6 +243,9 @@ pub mod types {
         ///When the key stops working; must lie in the future. Absent: never.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`. A malformed entry, or a range with host bits set (`203.0.113.5/24`), is 400 `VALIDATION_FAILED` naming it (`ipAllowlist[2]`). Default: empty.
+        #[serde(rename = "ipAllowlist", default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
         ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
         #[serde(default, skip_serializing_if = ":: std :: collections :: HashMap::is_empty")]
         pub metadata: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
@@ -273,6 +279,9 @@ pub mod types {
         ///`live` (the default) or `sandbox`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub environment: ::std::option::Option<WorkspaceEnvironment>,
+        ///The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`). Malformed entries are 400 `VALIDATION_FAILED` naming them (`ipAllowlist[0]`).
+        #[serde(rename = "ipAllowlist", default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
         ///Name.
         pub name: ::std::string::String,
         ///An existing plan (else 400 `VALIDATION_FAILED`); absent uses `default`.
@@ -385,6 +394,8 @@ pub mod types {
         InsufficientScope,
         #[serde(rename = "RESOURCE_NOT_ALLOWED")]
         ResourceNotAllowed,
+        #[serde(rename = "IP_NOT_ALLOWED")]
+        IpNotAllowed,
         #[serde(rename = "FEATURE_NOT_IN_PLAN")]
         FeatureNotInPlan,
         #[serde(rename = "KEY_LIMIT_REACHED")]
@@ -431,6 +442,7 @@ pub mod types {
                 Self::KeyExpired => f.write_str("KEY_EXPIRED"),
                 Self::InsufficientScope => f.write_str("INSUFFICIENT_SCOPE"),
                 Self::ResourceNotAllowed => f.write_str("RESOURCE_NOT_ALLOWED"),
+                Self::IpNotAllowed => f.write_str("IP_NOT_ALLOWED"),
                 Self::FeatureNotInPlan => f.write_str("FEATURE_NOT_IN_PLAN"),
                 Self::KeyLimitReached => f.write_str("KEY_LIMIT_REACHED"),
                 Self::InsufficientCredits => f.write_str("INSUFFICIENT_CREDITS"),
@@ -463,6 +475,7 @@ pub mod types {
                 "KEY_EXPIRED" => Ok(Self::KeyExpired),
                 "INSUFFICIENT_SCOPE" => Ok(Self::InsufficientScope),
                 "RESOURCE_NOT_ALLOWED" => Ok(Self::ResourceNotAllowed),
+                "IP_NOT_ALLOWED" => Ok(Self::IpNotAllowed),
                 "FEATURE_NOT_IN_PLAN" => Ok(Self::FeatureNotInPlan),
                 "KEY_LIMIT_REACHED" => Ok(Self::KeyLimitReached),
                 "INSUFFICIENT_CREDITS" => Ok(Self::InsufficientCredits),
@@ -909,6 +922,9 @@ pub mod types {
         ///New expiry, in the future; `null` removes it.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///New IP allowlist, replacing all; `[]` returns to the workspace's. Rules as on create.
+        #[serde(rename = "ipAllowlist", skip_serializing_if = "::std::option::Option::is_none")]
+        pub ip_allowlist: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
         ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub metadata:
@@ -939,6 +955,9 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
     #[serde(deny_unknown_fields)]
     pub struct UpdateWorkspaceRequest {
+        ///New default IP allowlist, replacing all; `[]`: anywhere.
+        #[serde(rename = "ipAllowlist", skip_serializing_if = "::std::option::Option::is_none")]
+        pub ip_allowlist: ::std::option::Option<::std::vec::Vec<::std::string::String>>,
         ///New name.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
@@ -1053,6 +1072,11 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
     pub struct VerifyRequest {
+        ///The address of the end user whose request your service is serving, as your service saw
+        ///it (IPv4 or IPv6), checked against the key's IP allowlist (or its workspace's). Absent:
+        ///unknown, and a key with an allowlist is refused (`IP_NOT_ALLOWED`).
+        #[serde(rename = "clientIp", skip_serializing_if = "::std::option::Option::is_none")]
+        pub client_ip: ::std::option::Option<::std::string::String>,
         ///Credits the request costs (default 0).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub cost: ::std::option::Option<u32>,
@@ -1165,6 +1189,9 @@ pub mod types {
         pub environment: WorkspaceEnvironment,
         ///The workspace's id.
         pub id: ::uuid::Uuid,
+        ///The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`).
+        #[serde(rename = "ipAllowlist")]
+        pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
         ///Name.
         pub name: ::std::string::String,
         ///The workspace's plan.
@@ -1245,6 +1272,8 @@ pub mod types {
                 ::std::string::String,
             >,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            ip_allowlist:
+                ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             last4: ::std::result::Result<::std::string::String, ::std::string::String>,
             last_used_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -1290,6 +1319,7 @@ pub mod types {
                     expires_at: Ok(Default::default()),
                     grace_ends_at: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
+                    ip_allowlist: Err("no value supplied for ip_allowlist".to_string()),
                     last4: Err("no value supplied for last4".to_string()),
                     last_used_at: Ok(Default::default()),
                     masked_key: Err("no value supplied for masked_key".to_string()),
@@ -1387,6 +1417,14 @@ pub mod types {
             {
                 self.id =
                     value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.ip_allowlist = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn last4<T>(mut self, value: T) -> Self
@@ -1565,6 +1603,7 @@ pub mod types {
                     expires_at: value.expires_at?,
                     grace_ends_at: value.grace_ends_at?,
                     id: value.id?,
+                    ip_allowlist: value.ip_allowlist?,
                     last4: value.last4?,
                     last_used_at: value.last_used_at?,
                     masked_key: value.masked_key?,
@@ -1596,6 +1635,7 @@ pub mod types {
                     expires_at: Ok(value.expires_at),
                     grace_ends_at: Ok(value.grace_ends_at),
                     id: Ok(value.id),
+                    ip_allowlist: Ok(value.ip_allowlist),
                     last4: Ok(value.last4),
                     last_used_at: Ok(value.last_used_at),
                     masked_key: Ok(value.masked_key),
@@ -1819,6 +1859,8 @@ pub mod types {
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
+            ip_allowlist:
+                ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             metadata: ::std::result::Result<
                 ::std::collections::HashMap<::std::string::String, ::std::string::String>,
                 ::std::string::String,
@@ -1839,6 +1881,7 @@ pub mod types {
                     concurrency_limit: Ok(Default::default()),
                     credits: Ok(Default::default()),
                     expires_at: Ok(Default::default()),
+                    ip_allowlist: Ok(Default::default()),
                     metadata: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     rate_limit: Ok(Default::default()),
@@ -1885,6 +1928,14 @@ pub mod types {
                 self.expires_at = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for expires_at: {e}"));
+                self
+            }
+            pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.ip_allowlist = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn metadata<T>(mut self, value: T) -> Self
@@ -1954,6 +2005,7 @@ pub mod types {
                     concurrency_limit: value.concurrency_limit?,
                     credits: value.credits?,
                     expires_at: value.expires_at?,
+                    ip_allowlist: value.ip_allowlist?,
                     metadata: value.metadata?,
                     name: value.name?,
                     rate_limit: value.rate_limit?,
@@ -1970,6 +2022,7 @@ pub mod types {
                     concurrency_limit: Ok(value.concurrency_limit),
                     credits: Ok(value.credits),
                     expires_at: Ok(value.expires_at),
+                    ip_allowlist: Ok(value.ip_allowlist),
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
                     rate_limit: Ok(value.rate_limit),
@@ -1985,6 +2038,8 @@ pub mod types {
                 ::std::option::Option<super::WorkspaceEnvironment>,
                 ::std::string::String,
             >,
+            ip_allowlist:
+                ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
             plan_id:
                 ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
@@ -1997,6 +2052,7 @@ pub mod types {
             fn default() -> Self {
                 Self {
                     environment: Ok(Default::default()),
+                    ip_allowlist: Ok(Default::default()),
                     name: Err("no value supplied for name".to_string()),
                     plan_id: Ok(Default::default()),
                     rate_limit: Ok(Default::default()),
@@ -2012,6 +2068,14 @@ pub mod types {
                 self.environment = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for environment: {e}"));
+                self
+            }
+            pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.ip_allowlist = Ok(value.into_iter().map(::std::convert::Into::into).collect());
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -2050,6 +2114,7 @@ pub mod types {
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     environment: value.environment?,
+                    ip_allowlist: value.ip_allowlist?,
                     name: value.name?,
                     plan_id: value.plan_id?,
                     rate_limit: value.rate_limit?,
@@ -2060,6 +2125,7 @@ pub mod types {
             fn from(value: super::CreateWorkspaceRequest) -> Self {
                 Self {
                     environment: Ok(value.environment),
+                    ip_allowlist: Ok(value.ip_allowlist),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
                     rate_limit: Ok(value.rate_limit),
@@ -3134,6 +3200,10 @@ pub mod types {
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
+            ip_allowlist: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+                ::std::string::String,
+            >,
             metadata: ::std::result::Result<
                 ::std::option::Option<
                     ::std::collections::HashMap<::std::string::String, ::std::string::String>,
@@ -3161,6 +3231,7 @@ pub mod types {
                     active: Ok(Default::default()),
                     concurrency_limit: Ok(Default::default()),
                     expires_at: Ok(Default::default()),
+                    ip_allowlist: Ok(Default::default()),
                     metadata: Ok(Default::default()),
                     name: Ok(Default::default()),
                     rate_limit: Ok(Default::default()),
@@ -3198,6 +3269,16 @@ pub mod types {
                 self.expires_at = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for expires_at: {e}"));
+                self
+            }
+            pub fn ip_allowlist<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<::std::string::String>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_allowlist = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for ip_allowlist: {e}"));
                 self
             }
             pub fn metadata<T>(mut self, value: T) -> Self
@@ -3271,6 +3352,7 @@ pub mod types {
                     active: value.active?,
                     concurrency_limit: value.concurrency_limit?,
                     expires_at: value.expires_at?,
+                    ip_allowlist: value.ip_allowlist?,
                     metadata: value.metadata?,
                     name: value.name?,
                     rate_limit: value.rate_limit?,
@@ -3286,6 +3368,7 @@ pub mod types {
                     active: Ok(value.active),
                     concurrency_limit: Ok(value.concurrency_limit),
                     expires_at: Ok(value.expires_at),
+                    ip_allowlist: Ok(value.ip_allowlist),
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
                     rate_limit: Ok(value.rate_limit),
@@ -3297,6 +3380,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct UpdateWorkspaceRequest {
+            ip_allowlist: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<::std::string::String>>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             plan_id:
                 ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
@@ -3308,6 +3395,7 @@ pub mod types {
         impl ::std::default::Default for UpdateWorkspaceRequest {
             fn default() -> Self {
                 Self {
+                    ip_allowlist: Ok(Default::default()),
                     name: Ok(Default::default()),
                     plan_id: Ok(Default::default()),
                     rate_limit: Ok(Default::default()),
@@ -3315,6 +3403,16 @@ pub mod types {
             }
         }
         impl UpdateWorkspaceRequest {
+            pub fn ip_allowlist<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<::std::string::String>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.ip_allowlist = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for ip_allowlist: {e}"));
+                self
+            }
             pub fn name<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
@@ -3349,12 +3447,22 @@ pub mod types {
             fn try_from(
                 value: UpdateWorkspaceRequest,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { name: value.name?, plan_id: value.plan_id?, rate_limit: value.rate_limit? })
+                Ok(Self {
+                    ip_allowlist: value.ip_allowlist?,
+                    name: value.name?,
+                    plan_id: value.plan_id?,
+                    rate_limit: value.rate_limit?,
+                })
             }
         }
         impl ::std::convert::From<super::UpdateWorkspaceRequest> for UpdateWorkspaceRequest {
             fn from(value: super::UpdateWorkspaceRequest) -> Self {
-                Self { name: Ok(value.name), plan_id: Ok(value.plan_id), rate_limit: Ok(value.rate_limit) }
+                Self {
+                    ip_allowlist: Ok(value.ip_allowlist),
+                    name: Ok(value.name),
+                    plan_id: Ok(value.plan_id),
+                    rate_limit: Ok(value.rate_limit),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -3697,6 +3805,8 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct VerifyRequest {
+            client_ip:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             cost: ::std::result::Result<::std::option::Option<u32>, ::std::string::String>,
             key: ::std::result::Result<::std::string::String, ::std::string::String>,
             resource:
@@ -3706,6 +3816,7 @@ pub mod types {
         impl ::std::default::Default for VerifyRequest {
             fn default() -> Self {
                 Self {
+                    client_ip: Ok(Default::default()),
                     cost: Ok(Default::default()),
                     key: Err("no value supplied for key".to_string()),
                     resource: Ok(Default::default()),
@@ -3714,6 +3825,16 @@ pub mod types {
             }
         }
         impl VerifyRequest {
+            pub fn client_ip<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.client_ip = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for client_ip: {e}"));
+                self
+            }
             pub fn cost<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<u32>>,
@@ -3755,6 +3876,7 @@ pub mod types {
             type Error = super::error::ConversionError;
             fn try_from(value: VerifyRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    client_ip: value.client_ip?,
                     cost: value.cost?,
                     key: value.key?,
                     resource: value.resource?,
@@ -3765,6 +3887,7 @@ pub mod types {
         impl ::std::convert::From<super::VerifyRequest> for VerifyRequest {
             fn from(value: super::VerifyRequest) -> Self {
                 Self {
+                    client_ip: Ok(value.client_ip),
                     cost: Ok(value.cost),
                     key: Ok(value.key),
                     resource: Ok(value.resource),
@@ -3932,6 +4055,8 @@ pub mod types {
                 ::std::result::Result<::std::vec::Vec<super::RateLimitWindow>, ::std::string::String>,
             environment: ::std::result::Result<super::WorkspaceEnvironment, ::std::string::String>,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            ip_allowlist:
+                ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
             plan_id: ::std::result::Result<::std::string::String, ::std::string::String>,
             rate_limit: ::std::result::Result<
@@ -3946,6 +4071,7 @@ pub mod types {
                     effective_rate_limit: Err("no value supplied for effective_rate_limit".to_string()),
                     environment: Err("no value supplied for environment".to_string()),
                     id: Err("no value supplied for id".to_string()),
+                    ip_allowlist: Err("no value supplied for ip_allowlist".to_string()),
                     name: Err("no value supplied for name".to_string()),
                     plan_id: Err("no value supplied for plan_id".to_string()),
                     rate_limit: Ok(Default::default()),
@@ -3992,6 +4118,14 @@ pub mod types {
                     value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.ip_allowlist = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
             pub fn name<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -4029,6 +4163,7 @@ pub mod types {
                     effective_rate_limit: value.effective_rate_limit?,
                     environment: value.environment?,
                     id: value.id?,
+                    ip_allowlist: value.ip_allowlist?,
                     name: value.name?,
                     plan_id: value.plan_id?,
                     rate_limit: value.rate_limit?,
@@ -4042,6 +4177,7 @@ pub mod types {
                     effective_rate_limit: Ok(value.effective_rate_limit),
                     environment: Ok(value.environment),
                     id: Ok(value.id),
+                    ip_allowlist: Ok(value.ip_allowlist),
                     name: Ok(value.name),
                     plan_id: Ok(value.plan_id),
                     rate_limit: Ok(value.rate_limit),

@@ -65,6 +65,12 @@ fn malformed(what: &str) -> StoreError {
     StoreError::Other(format!("the keyward server sent a malformed {what}"))
 }
 
+/// An IP allowlist as the server shows it; an entry that does not parse fails the resolve
+/// rather than dropping a restriction.
+fn allowlist(entries: &[String]) -> Result<Vec<keyward_core::IpNet>, StoreError> {
+    keyward_core::parse_ip_allowlist(entries).map_err(|_| malformed("IP allowlist"))
+}
+
 #[async_trait::async_trait]
 impl KeyResolver for Remote {
     async fn resolve(&self, key: &ApiKeySecret) -> Result<Option<KeyRecord>, StoreError> {
@@ -178,12 +184,12 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         // Refills happen where the credits are kept: the server refills when they are spent.
         refill: None,
         refilled_at: None,
-        ip_allowlist: Vec::new(),
+        ip_allowlist: allowlist(&k.ip_allowlist)?,
         metadata: k.metadata.into_iter().collect(),
         version: 0,
     };
     let workspace = Workspace {
-        ip_allowlist: Vec::new(),
+        ip_allowlist: allowlist(&ws.ip_allowlist)?,
         id: WorkspaceId(ws.id),
         name: ws.name,
         plan_id: PlanId(ws.plan_id),

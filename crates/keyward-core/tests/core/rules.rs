@@ -99,6 +99,7 @@ async fn update_changes_settings_but_not_the_value() {
         concurrency_limit: Some(Some(4)),
         metadata: Some(BTreeMap::from([("k".into(), "v".into())])),
         refill: Some(Some(CreditRefill { interval: RefillInterval::Daily, amount: 10, day: None })),
+        ip_allowlist: Some(vec!["203.0.113.9/24".parse().unwrap()]),
     };
     let after = ctx.service.update_key(ctx.ws.id, before.id, patch, &Actor::system()).await.expect("update");
     assert_eq!(after.name, "after");
@@ -110,6 +111,7 @@ async fn update_changes_settings_but_not_the_value() {
     assert_eq!(after.concurrency_limit, Some(4));
     assert_eq!(after.metadata.get("k").map(String::as_str), Some("v"));
     assert_eq!(after.refill.map(|r| r.amount), Some(10));
+    assert_eq!(after.ip_allowlist, vec!["203.0.113.0/24".parse().unwrap()], "normalised");
     assert_eq!(after.updated_at, ctx.now());
     assert_eq!(after.version, before.version + 1);
     assert_eq!(

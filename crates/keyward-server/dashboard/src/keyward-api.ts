@@ -422,6 +422,15 @@ export interface components {
              */
             id: string;
             /**
+             * @description Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
+             * @example [
+             *       "203.0.113.0/24",
+             *       "2001:db8::/32",
+             *       "198.51.100.7/32"
+             *     ]
+             */
+            ipAllowlist: string[];
+            /**
              * @description The last 4 characters of the key.
              * @example a9Fk
              */
@@ -563,6 +572,15 @@ export interface components {
              * @description When the key stops working; must lie in the future. Absent: never.
              */
             expiresAt?: string | null;
+            /**
+             * @description Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`. A malformed entry, or a range with host bits set (`203.0.113.5/24`), is 400 `VALIDATION_FAILED` naming it (`ipAllowlist[2]`). Default: empty.
+             * @example [
+             *       "203.0.113.0/24",
+             *       "2001:db8::/32",
+             *       "198.51.100.7"
+             *     ]
+             */
+            ipAllowlist?: string[];
             /** @description Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8). */
             metadata?: {
                 [key: string]: string;
@@ -590,6 +608,8 @@ export interface components {
         /** @description Body of `POST /v1/workspaces`. */
         CreateWorkspaceRequest: {
             environment?: components["schemas"]["WorkspaceEnvironment"] | null;
+            /** @description The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`). Malformed entries are 400 `VALIDATION_FAILED` naming them (`ipAllowlist[0]`). */
+            ipAllowlist?: string[];
             /** @description Name. */
             name: string;
             /** @description An existing plan (else 400 `VALIDATION_FAILED`); absent uses `default`. */
@@ -646,7 +666,7 @@ export interface components {
          * @description Every error keyward reports. The code strings are part of the API contract.
          * @enum {string}
          */
-        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
+        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "IP_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
         /** @description The error: a stable code, a message, details and the request's id. */
         ErrorObject: {
             /** @description Stable code, e.g. `RATE_LIMITED`. */
@@ -883,6 +903,8 @@ export interface components {
              * @description New expiry, in the future; `null` removes it.
              */
             expiresAt?: string | null;
+            /** @description New IP allowlist, replacing all; `[]` returns to the workspace's. Rules as on create. */
+            ipAllowlist?: string[] | null;
             /** @description Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8). */
             metadata?: {
                 [key: string]: string;
@@ -899,6 +921,8 @@ export interface components {
         };
         /** @description Body of `PATCH /v1/workspaces/{id}`. */
         UpdateWorkspaceRequest: {
+            /** @description New default IP allowlist, replacing all; `[]`: anywhere. */
+            ipAllowlist?: string[] | null;
             /** @description New name. */
             name?: string | null;
             /** @description New plan: an existing one (else 400 `VALIDATION_FAILED`). */
@@ -996,6 +1020,13 @@ export interface components {
         /** @description Body of `POST /v1/verify`. */
         VerifyRequest: {
             /**
+             * @description The address of the end user whose request your service is serving, as your service saw
+             *     it (IPv4 or IPv6), checked against the key's IP allowlist (or its workspace's). Absent:
+             *     unknown, and a key with an allowlist is refused (`IP_NOT_ALLOWED`).
+             * @example 203.0.113.7
+             */
+            clientIp?: string | null;
+            /**
              * Format: uint32
              * @description Credits the request costs (default 0).
              */
@@ -1057,6 +1088,8 @@ export interface components {
              * @description The workspace's id.
              */
             id: string;
+            /** @description The default IP allowlist of the workspace's keys that have none of their own (a key's non-empty list replaces it): IPv4/IPv6 addresses and CIDR ranges, at most 100; empty: anywhere. Shown normalised (`198.51.100.7/32`). */
+            ipAllowlist: string[];
             /** @description Name. */
             name: string;
             /**
@@ -1154,7 +1187,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `audit:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `audit:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1247,7 +1280,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1337,7 +1370,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the new key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: its resources are wider than the caller's; KEY_LIMIT_REACHED: the plan's `maxKeys` is reached; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the new key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: its resources are wider than the caller's; KEY_LIMIT_REACHED: the plan's `maxKeys` is reached; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1446,7 +1479,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1543,7 +1576,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1656,7 +1689,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1775,7 +1808,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1884,7 +1917,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1993,7 +2026,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2107,7 +2140,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2229,7 +2262,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `usage:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `usage:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2325,7 +2358,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2418,7 +2451,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2524,7 +2557,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2624,7 +2657,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2730,7 +2763,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2820,7 +2853,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2920,7 +2953,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; RESOURCE_NOT_ALLOWED: a key of a workspace the caller may not see; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; RESOURCE_NOT_ALLOWED: a key of a workspace the caller may not see; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3020,7 +3053,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:verify`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3116,7 +3149,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3206,7 +3239,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3305,7 +3338,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3408,7 +3441,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

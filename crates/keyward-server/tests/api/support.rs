@@ -49,6 +49,11 @@ impl Server {
 
     /// A server whose state `configure` adjusts first.
     pub(crate) async fn start_with(configure: impl FnOnce(AppState) -> AppState) -> Server {
+        Self::start_on("127.0.0.1:0", configure).await
+    }
+
+    /// On `bind` (e.g. `[::1]:0` for IPv6).
+    pub(crate) async fn start_on(bind: &str, configure: impl FnOnce(AppState) -> AppState) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
         let sqlite = Arc::new(keyward_store::SqliteStore::open(&url).await.unwrap());
@@ -58,7 +63,7 @@ impl Server {
         let root = keyward_server::serve::bootstrap(&service).await.unwrap().expect("empty database");
         let usage = UsageRecorder::spawn(store.clone(), std::time::Duration::from_secs(10));
         let verifier = Verifier::builder(&service).usage(usage.clone()).build();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = app(configure(AppState::new(service.clone(), verifier)));
         tokio::spawn(async move {
