@@ -128,6 +128,11 @@ impl Harness {
                 .service(web::resource("/stream").wrap(keyward.clone()).route(web::get().to(stream)))
                 .service(web::resource("/slow").wrap(keyward.clone()).route(web::get().to(slow)))
                 .service(web::resource("/paid").wrap(keyward.clone().cost(1)).route(web::get().to(whoami)))
+                .service(
+                    web::resource("/proxied")
+                        .wrap(keyward.clone().trusted_proxies(["127.0.0.1/32".parse().unwrap()]))
+                        .route(web::get().to(whoami)),
+                )
                 .service(web::resource("/upload").wrap(keyward.clone()).route(web::post().to(upload)))
                 // No middleware: the extractor alone must refuse.
                 .service(web::resource("/unguarded").route(web::get().to(whoami)))
@@ -339,6 +344,34 @@ async fn a_missing_scope_is_403_naming_it() {
 
     let (reader, rkey) = h.key(|k| k.scopes = "reports:*".parse::<ScopeSet>().unwrap()).await;
     assert_ok(h.get("/reports", Some(&reader)).await, &rkey).await;
+    h.stop().await;
+}
+
+#[actix_web::test]
+async fn ip_allowlists_see_the_peer_and_forwarded_for_only_through_trusted_proxies() {
+    let h = Harness::start().await;
+    let list = |l: &[&str]| keyward_core::parse_ip_allowlist(l).unwrap();
+    let (inside, ikey) = h.key(|k| k.ip_allowlist = list(&["127.0.0.0/8"])).await;
+    assert_ok(h.get("/whoami", Some(&inside)).await, &ikey).await;
+    let (outside, okey) = h.key(|k| k.ip_allowlist = list(&["203.0.113.0/24"])).await;
+    let (_, body) = assert_error(h.get("/whoami", Some(&outside)).await, 403, "IP_NOT_ALLOWED").await;
+    assert_eq!(body["error"]["details"]["address"], "127.0.0.1");
+    let via = async |path: &str, xff: &str| {
+        h.client
+            .get(format!("{}{path}", h.base))
+            .header("authorization", format!("Bearer {outside}"))
+            .header("x-forwarded-for", xff)
+            .send()
+            .await
+            .expect("request")
+    };
+    // Ignored where no proxy is trusted; believed through the trusted one, up to the first
+    // untrusted hop.
+    let (_, body) = assert_error(via("/whoami", "203.0.113.9").await, 403, "IP_NOT_ALLOWED").await;
+    assert_eq!(body["error"]["details"]["address"], "127.0.0.1");
+    assert_ok(via("/proxied", "203.0.113.9").await, &okey).await;
+    let (_, body) = assert_error(via("/proxied", "203.0.113.9, 198.51.100.4").await, 403, "IP_NOT_ALLOWED").await;
+    assert_eq!(body["error"]["details"]["address"], "198.51.100.4");
     h.stop().await;
 }
 
