@@ -223,9 +223,8 @@ async fn verify(
     };
     let key = presented.key(config)?;
     let client_ip = req.peer_addr().map(|peer| {
-        let values = |name: &str| -> Vec<&str> {
-            headers.get_all(name).filter_map(|v| v.to_str().ok()).collect()
-        };
+        let values =
+            |name: &str| -> Vec<&str> { headers.get_all(name).filter_map(|v| v.to_str().ok()).collect() };
         let proxies = &middleware.trusted_proxies;
         if proxies.is_empty() {
             peer.ip().to_canonical()

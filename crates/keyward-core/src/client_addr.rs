@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(lb.client_addr(ip("10.0.0.2"), &[], &["203.0.113.7"]), ip("203.0.113.7"));
         assert_eq!(lb.client_addr(ip("192.0.2.1"), &[], &["203.0.113.7"]), ip("192.0.2.1"), "untrusted peer");
         // Spoofed hops left of the first untrusted one are ignored; several header lines join.
-        assert_eq!(lb.client_addr(ip("10.0.0.2"), &[], &["6.6.6.6, 203.0.113.7", "10.1.1.1"]), ip("203.0.113.7"));
+        assert_eq!(
+            lb.client_addr(ip("10.0.0.2"), &[], &["6.6.6.6, 203.0.113.7", "10.1.1.1"]),
+            ip("203.0.113.7")
+        );
         // All trusted: the leftmost. Garbage: the last good hop.
         assert_eq!(lb.client_addr(ip("10.0.0.2"), &[], &["10.0.0.5, 10.0.0.9"]), ip("10.0.0.5"));
         assert_eq!(lb.client_addr(ip("10.0.0.2"), &[], &["203.0.113.7, nonsense, 10.0.0.9"]), ip("10.0.0.9"));
@@ -171,7 +174,9 @@ mod tests {
 
     #[test]
     fn allowlists_parse_normalise_and_match() {
-        let list = parse_ip_allowlist(&["203.0.113.0/24", "2001:db8::/32", "198.51.100.7", "::ffff:192.0.2.1"]).unwrap();
+        let list =
+            parse_ip_allowlist(&["203.0.113.0/24", "2001:db8::/32", "198.51.100.7", "::ffff:192.0.2.1"])
+                .unwrap();
         let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32", "192.0.2.1/32"]);
         assert_eq!(parse_ip_allowlist(&["10.0.0.0/8", "10.1.2.3/8"]).unwrap_err().0, Some(1));
@@ -185,7 +190,11 @@ mod tests {
         assert_eq!(ip_allowed(&list, &[], None), Err(None), "no address: refused");
         let ws = parse_ip_allowlist(&["192.0.2.0/24"]).unwrap();
         assert_eq!(ip_allowed(&[], &ws, Some(ip("192.0.2.9"))), Ok(()), "the workspace's default");
-        assert_eq!(ip_allowed(&list, &ws, Some(ip("192.0.2.9"))), Err(Some(ip("192.0.2.9"))), "the key's replaces it");
+        assert_eq!(
+            ip_allowed(&list, &ws, Some(ip("192.0.2.9"))),
+            Err(Some(ip("192.0.2.9"))),
+            "the key's replaces it"
+        );
         assert_eq!(ip_allowed(&[], &[], None), Ok(()));
     }
 }

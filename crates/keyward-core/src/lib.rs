@@ -32,11 +32,11 @@ pub mod verifier;
 
 pub use change::{Change, ChangeListener};
 pub use client_addr::{MAX_IP_ALLOWLIST, TrustedProxies, ip_allowed, parse_ip_allowlist};
-pub use ipnet::IpNet;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
 pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
+pub use ipnet::IpNet;
 pub use model::{
     ApiKey, AuditAction, AuditEvent, AuditEventId, CreditRefill, KeyId, KeyStatus, Plan, PlanId,
     RateLimitPolicy, RateLimitWindow, RefillInterval, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,

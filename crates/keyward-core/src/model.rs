@@ -379,11 +379,7 @@ impl CreditRefill {
             RefillInterval::Monthly => {
                 let day = self.day.unwrap_or(1);
                 let this_month = refill_day(today, day);
-                if today >= this_month {
-                    this_month
-                } else {
-                    refill_day(today - Months::new(1), day)
-                }
+                if today >= this_month { this_month } else { refill_day(today - Months::new(1), day) }
             }
         };
         start.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()

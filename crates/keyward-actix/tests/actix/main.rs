@@ -370,7 +370,8 @@ async fn ip_allowlists_see_the_peer_and_forwarded_for_only_through_trusted_proxi
     let (_, body) = assert_error(via("/whoami", "203.0.113.9").await, 403, "IP_NOT_ALLOWED").await;
     assert_eq!(body["error"]["details"]["address"], "127.0.0.1");
     assert_ok(via("/proxied", "203.0.113.9").await, &okey).await;
-    let (_, body) = assert_error(via("/proxied", "203.0.113.9, 198.51.100.4").await, 403, "IP_NOT_ALLOWED").await;
+    let (_, body) =
+        assert_error(via("/proxied", "203.0.113.9, 198.51.100.4").await, 403, "IP_NOT_ALLOWED").await;
     assert_eq!(body["error"]["details"]["address"], "198.51.100.4");
     h.stop().await;
 }

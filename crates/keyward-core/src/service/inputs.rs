@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use crate::model::{
-    ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, PlanId, RateLimitPolicy, WorkspaceEnvironment, WorkspaceId,
+    ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, PlanId, RateLimitPolicy, WorkspaceEnvironment,
+    WorkspaceId,
 };
 use crate::scope::ScopeSet;
 use crate::secret::ApiKeySecret;

@@ -71,7 +71,9 @@ pub(super) fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>)
         )
         .with_detail("resource", resource.clone()));
     }
-    if let Err(addr) = crate::client_addr::ip_allowed(&key.ip_allowlist, &r.workspace.ip_allowlist, req.client_ip) {
+    if let Err(addr) =
+        crate::client_addr::ip_allowed(&key.ip_allowlist, &r.workspace.ip_allowlist, req.client_ip)
+    {
         let e = Error::new(ErrorCode::IpNotAllowed, "the API key may not be used from this address");
         return Err(match addr {
             Some(a) => e.with_detail("address", a.to_string()),

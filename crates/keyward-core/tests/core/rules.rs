@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use keyward_core::testing::MemoryStore;
 use keyward_core::testing::fixture::*;
 use keyward_core::{
-    Actor, ApiKeySecret, AuditAction, AuditEvent, AuditFilter, AuditQuery, CreditOutcome, ErrorCode,
-    KeyFilter, KeyHasher, KeyId, KeyPatch, KeyStatus, KeyStore, NewKey, NewWorkspace, Plan, RateLimitPolicy,
-    RateLimitWindow, WorkspacePatch, CreditRefill, RefillInterval,
+    Actor, ApiKeySecret, AuditAction, AuditEvent, AuditFilter, AuditQuery, CreditOutcome, CreditRefill,
+    ErrorCode, KeyFilter, KeyHasher, KeyId, KeyPatch, KeyStatus, KeyStore, NewKey, NewWorkspace, Plan,
+    RateLimitPolicy, RateLimitWindow, RefillInterval, WorkspacePatch,
 };
 use serde_json::json;
 

@@ -59,11 +59,21 @@ async fn the_workspace_default_applies_to_keys_without_a_list() {
     let (_, admin) = key_with(&s, &s.root, &["*"], json!(["127.0.0.1"])).await;
     let (_, plain) = s.key("plain", &[]).await;
     let path = format!("/v1/workspaces/{}", s.workspace);
-    let r = s.call(Method::PATCH, &path, Some(&admin), Some(json!({"ipAllowlist": ["198.51.100.0/24"]}))).await;
-    assert_eq!((r.status, &r.body["ipAllowlist"]), (StatusCode::OK, &json!(["198.51.100.0/24"])), "{}", r.body);
+    let r =
+        s.call(Method::PATCH, &path, Some(&admin), Some(json!({"ipAllowlist": ["198.51.100.0/24"]}))).await;
+    assert_eq!(
+        (r.status, &r.body["ipAllowlist"]),
+        (StatusCode::OK, &json!(["198.51.100.0/24"])),
+        "{}",
+        r.body
+    );
     refused(&s.get("/v1/status", &plain).await, "127.0.0.1");
     refused(&s.get("/v1/status", &s.root).await, "127.0.0.1");
-    assert_eq!(s.get("/v1/status", &admin).await.status, StatusCode::OK, "a key's own list replaces the default");
+    assert_eq!(
+        s.get("/v1/status", &admin).await.status,
+        StatusCode::OK,
+        "a key's own list replaces the default"
+    );
     let r = s.call(Method::PATCH, &path, Some(&admin), Some(json!({"ipAllowlist": []}))).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(s.get("/v1/status", &plain).await.status, StatusCode::OK, "an empty default: anywhere");
@@ -71,11 +81,15 @@ async fn the_workspace_default_applies_to_keys_without_a_list() {
 
 #[tokio::test]
 async fn forwarded_for_counts_only_through_trusted_proxies() {
-    let s = Server::start_with(|state| state.with_trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()])).await;
+    let s =
+        Server::start_with(|state| state.with_trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()])).await;
     let (_, key) = key_with(&s, &s.root, &[], json!(["203.0.113.0/24"])).await;
     assert_eq!(status_via(&s, &key, Some("203.0.113.9")).await.status, StatusCode::OK);
     // A chain through another trusted hop; what the client wrote itself (left) is ignored.
-    assert_eq!(status_via(&s, &key, Some("198.51.100.1, 203.0.113.9, 127.0.0.1")).await.status, StatusCode::OK);
+    assert_eq!(
+        status_via(&s, &key, Some("198.51.100.1, 203.0.113.9, 127.0.0.1")).await.status,
+        StatusCode::OK
+    );
     refused(&status_via(&s, &key, Some("203.0.113.9, 198.51.100.1")).await, "198.51.100.1");
     refused(&status_via(&s, &key, None).await, "127.0.0.1");
 }
@@ -93,12 +107,18 @@ async fn malformed_lists_are_refused_naming_the_entry() {
         r.assert_error(400, "VALIDATION_FAILED");
         assert_eq!(r.body["error"]["details"]["field"], field, "{}", r.body);
     }
-    let r = s.post("/v1/keys", &s.root, json!({"name": "ok", "ipAllowlist": ["198.51.100.7", "2001:DB8::/32"]})).await;
+    let r = s
+        .post("/v1/keys", &s.root, json!({"name": "ok", "ipAllowlist": ["198.51.100.7", "2001:DB8::/32"]}))
+        .await;
     assert_eq!(r.body["key"]["ipAllowlist"], json!(["198.51.100.7/32", "2001:db8::/32"]), "normalised");
     let id = r.body["id"].as_str().unwrap();
-    let p = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"ipAllowlist": ["x"]}))).await;
+    let p = s
+        .call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"ipAllowlist": ["x"]})))
+        .await;
     p.assert_error(400, "VALIDATION_FAILED");
-    let p = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"ipAllowlist": []}))).await;
+    let p = s
+        .call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"ipAllowlist": []})))
+        .await;
     assert_eq!(p.body["ipAllowlist"], json!([]));
     let path = format!("/v1/workspaces/{}", s.workspace);
     let w = s.call(Method::PATCH, &path, Some(&s.root), Some(json!({"ipAllowlist": ["1.2.3.4/8"]}))).await;
@@ -116,12 +136,17 @@ async fn verify_checks_the_end_users_address() {
         assert_eq!(v.body["valid"], true, "{ip}: {}", v.body);
     }
     let v = s.post("/v1/verify", &service, json!({"key": key, "clientIp": "198.51.100.1"})).await;
-    assert_eq!((&v.body["valid"], &v.body["error"]["code"], &v.body["error"]["status"]), (&json!(false), &json!("IP_NOT_ALLOWED"), &json!(403)));
+    assert_eq!(
+        (&v.body["valid"], &v.body["error"]["code"], &v.body["error"]["status"]),
+        (&json!(false), &json!("IP_NOT_ALLOWED"), &json!(403))
+    );
     assert_eq!(v.body["error"]["details"]["address"], "198.51.100.1");
     let v = s.post("/v1/verify", &service, json!({"key": key})).await;
     assert_eq!(v.body["error"]["code"], "IP_NOT_ALLOWED", "an unknown address is refused: {}", v.body);
     let (_, open) = s.key("open", &[]).await;
     let v = s.post("/v1/verify", &service, json!({"key": open})).await;
     assert_eq!(v.body["valid"], true, "keys without a list need no address");
-    s.post("/v1/verify", &service, json!({"key": key, "clientIp": "nonsense"})).await.assert_error(400, "VALIDATION_FAILED");
+    s.post("/v1/verify", &service, json!({"key": key, "clientIp": "nonsense"}))
+        .await
+        .assert_error(400, "VALIDATION_FAILED");
 }

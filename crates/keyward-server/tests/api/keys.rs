@@ -293,7 +293,8 @@ async fn refilled_credits_show_in_status_and_the_key() {
     let r = s.post("/v1/keys", &s.root, json!({"name": "metered", "refill": refill})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!((&r.body["key"]["credits"], &r.body["key"]["refill"]), (&json!(3), &refill));
-    let (id, secret) = (r.body["id"].as_str().unwrap().to_owned(), r.body["secret"].as_str().unwrap().to_owned());
+    let (id, secret) =
+        (r.body["id"].as_str().unwrap().to_owned(), r.body["secret"].as_str().unwrap().to_owned());
     let (_, service) = s.key("service", &["keys:verify"]).await;
     for _ in 0..2 {
         let v = s.post("/v1/verify", &service, json!({"key": secret, "cost": 1})).await;
@@ -303,7 +304,11 @@ async fn refilled_credits_show_in_status_and_the_key() {
 
     s.clock.advance(chrono::Duration::days(1));
     let status = s.get("/v1/status", &secret).await;
-    assert_eq!((&status.body["credits"], &status.body["refill"]), (&json!(3), &refill), "refilled to 3, not 4");
+    assert_eq!(
+        (&status.body["credits"], &status.body["refill"]),
+        (&json!(3), &refill),
+        "refilled to 3, not 4"
+    );
     let v = s.post("/v1/verify", &service, json!({"key": secret, "cost": 2})).await;
     assert_eq!(v.body["credits"], 1, "{}", v.body);
 
@@ -318,7 +323,8 @@ async fn refilled_credits_show_in_status_and_the_key() {
     let patch = json!({"refill": {"interval": "monthly", "amount": 10, "day": 31}});
     let r = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(patch)).await;
     assert_eq!(r.body["refill"]["day"], 31, "{}", r.body);
-    let r = s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"refill": null}))).await;
+    let r =
+        s.call(Method::PATCH, &format!("/v1/keys/{id}"), Some(&s.root), Some(json!({"refill": null}))).await;
     assert_eq!((&r.body["refill"], &r.body["credits"]), (&json!(null), &json!(3)));
 
     for (bad, field) in [
@@ -330,6 +336,8 @@ async fn refilled_credits_show_in_status_and_the_key() {
         r.assert_error(400, "VALIDATION_FAILED");
         assert_eq!(r.body["error"]["details"]["field"], field);
     }
-    let r = s.post("/v1/keys", &s.root, json!({"name": "bad", "refill": {"interval": "weekly", "amount": 5}})).await;
+    let r = s
+        .post("/v1/keys", &s.root, json!({"name": "bad", "refill": {"interval": "weekly", "amount": 5}}))
+        .await;
     r.assert_error(400, "VALIDATION_FAILED");
 }

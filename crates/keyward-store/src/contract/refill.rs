@@ -35,7 +35,10 @@ pub async fn daily_refill_sets_credits_once_per_day(store: Arc<dyn KeyStore>) {
     assert_eq!(stored.version, key.version, "a refill is not a change of the record");
     assert_eq!(ctx.count_events(key.id, AuditAction::KeyCreditsRefilled).await, 1);
     let ev = ctx.events(key.id).await.into_iter().next().expect("an event");
-    assert_eq!((ev.action, ev.actor_key_id, ev.workspace_id), (AuditAction::KeyCreditsRefilled, None, Some(ctx.ws.id)));
+    assert_eq!(
+        (ev.action, ev.actor_key_id, ev.workspace_id),
+        (AuditAction::KeyCreditsRefilled, None, Some(ctx.ws.id))
+    );
 
     // Reads through the service refill too.
     ctx.store.consume_credits(key.id, 10).await.expect("consume");
@@ -44,7 +47,16 @@ pub async fn daily_refill_sets_credits_once_per_day(store: Arc<dyn KeyStore>) {
     assert_eq!(ctx.count_events(key.id, AuditAction::KeyCreditsRefilled).await, 2);
 
     let plain = ctx.key("no refill").await;
-    assert_eq!(ctx.store.refill_credits(plain.id, ctx.now(), &raw_event(AuditAction::KeyCreditsRefilled, ctx.ws.id, plain.id, ctx.now())).await, Ok(None));
+    assert_eq!(
+        ctx.store
+            .refill_credits(
+                plain.id,
+                ctx.now(),
+                &raw_event(AuditAction::KeyCreditsRefilled, ctx.ws.id, plain.id, ctx.now())
+            )
+            .await,
+        Ok(None)
+    );
     assert_eq!(ctx.count_events(plain.id, AuditAction::KeyCreditsRefilled).await, 0);
 }
 
@@ -53,7 +65,8 @@ pub async fn daily_refill_sets_credits_once_per_day(store: Arc<dyn KeyStore>) {
 pub async fn monthly_refill_on_day_31_crosses_short_months(store: Arc<dyn KeyStore>) {
     let ctx = setup_at(store, ManualClock::new(at(2027, 1, 31, 12))).await;
     let refill = CreditRefill { interval: RefillInterval::Monthly, amount: 100, day: Some(31) };
-    let key = ctx.create(NewKey { credits: Some(5), refill: Some(refill), ..ctx.new_key("monthly") }).await.key;
+    let key =
+        ctx.create(NewKey { credits: Some(5), refill: Some(refill), ..ctx.new_key("monthly") }).await.key;
     assert_eq!(key.credits, Some(5), "given credits are kept until the first refill");
 
     let mut now = at(2027, 2, 27, 23);
@@ -101,7 +114,10 @@ pub async fn rotation_hands_the_refill_to_the_successor(store: Arc<dyn KeyStore>
     ctx.store.consume_credits(key.id, 5).await.expect("consume");
     let rotated = ctx.service.rotate_key(ctx.ws.id, key.id, None, &Actor::system()).await.expect("rotate");
     let successor = ctx.stored(rotated.key.id).await;
-    assert_eq!((successor.refill, successor.credits, successor.refilled_at), (Some(daily(20)), Some(15), key.refilled_at));
+    assert_eq!(
+        (successor.refill, successor.credits, successor.refilled_at),
+        (Some(daily(20)), Some(15), key.refilled_at)
+    );
     assert_eq!(ctx.stored(key.id).await.credits, Some(0));
     ctx.clock.advance(Duration::days(1));
     assert_eq!(ctx.service.get_key(ctx.ws.id, successor.id).await.expect("get").credits, Some(20));

@@ -427,7 +427,12 @@ async fn two_nodes_refill_a_key_once_per_period() {
     assert_eq!(passed, 20, "the refill came first on whichever node served first");
     let stored = b.get_key(created.key.id).await.expect("get").expect("key");
     assert_eq!(stored.credits, Some(10), "refilled to 30 once, then 20 spent");
-    let q = AuditQuery { key_id: Some(created.key.id), action: Some(AuditAction::KeyCreditsRefilled), limit: 10, ..AuditQuery::default() };
+    let q = AuditQuery {
+        key_id: Some(created.key.id),
+        action: Some(AuditAction::KeyCreditsRefilled),
+        limit: 10,
+        ..AuditQuery::default()
+    };
     assert_eq!(a.list_audit(&q).await.expect("audit").len(), 1, "one node refilled and audited");
 }
 

@@ -19,7 +19,9 @@ async fn serve_with_peer(bind: &str, layer: KeywardLayer) -> Client {
     let addr = listener.local_addr().expect("local addr");
     let router = app(layer, Gate::default());
     tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve")
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .expect("serve")
     });
     Client::new(format!("http://{addr}"))
 }
@@ -36,8 +38,13 @@ async fn the_peer_address_decides_ipv4_and_ipv6() {
         let reply = client.get("/whoami", outside.secret.expose_secret()).await;
         assert_eq!(reply.error(403, "IP_NOT_ALLOWED")["address"], peer);
         // Not trusted by default: the header changes nothing.
-        let spoofed =
-            client.send("/whoami", Auth::Bearer(outside.secret.expose_secret()), &[("x-forwarded-for", "203.0.113.9")]).await;
+        let spoofed = client
+            .send(
+                "/whoami",
+                Auth::Bearer(outside.secret.expose_secret()),
+                &[("x-forwarded-for", "203.0.113.9")],
+            )
+            .await;
         assert_eq!(spoofed.error(403, "IP_NOT_ALLOWED")["address"], peer);
     }
 }
@@ -51,7 +58,9 @@ async fn forwarded_for_counts_through_trusted_proxies() {
     let plain = key.secret.expose_secret();
     client.send("/whoami", Auth::Bearer(plain), &[("x-forwarded-for", "203.0.113.9")]).await.ok();
     client.send("/whoami", Auth::Bearer(plain), &[("forwarded", "for=203.0.113.10;proto=https")]).await.ok();
-    let reply = client.send("/whoami", Auth::Bearer(plain), &[("x-forwarded-for", "203.0.113.9, 198.51.100.4")]).await;
+    let reply = client
+        .send("/whoami", Auth::Bearer(plain), &[("x-forwarded-for", "203.0.113.9, 198.51.100.4")])
+        .await;
     assert_eq!(reply.error(403, "IP_NOT_ALLOWED")["address"], "198.51.100.4");
 }
 
