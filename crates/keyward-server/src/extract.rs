@@ -270,3 +270,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         Ok(Caller { key, workspace, actor })
     }
 }
+
+/// The client's address as the API's layer sees it: the peer, or what a trusted proxy says
+/// (`--trusted-proxy`); `None` when the server runs without the peer address.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) Option<std::net::IpAddr>);
+
+impl FromRequestParts<crate::AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &crate::AppState) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+            return Ok(Self(None));
+        };
+        let values = |name: &str| -> Vec<&str> {
+            parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
+        };
+        let proxies = keyward_core::TrustedProxies::new(state.trusted_proxies.iter().copied());
+        Ok(Self(Some(proxies.client_addr(peer, &values("forwarded"), &values("x-forwarded-for")))))
+    }
+}

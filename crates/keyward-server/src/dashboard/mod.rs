@@ -45,7 +45,7 @@ pub use session::{CSRF_HEADER, SESSION_COOKIE, SessionConfig, Sessions};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ClientIp};
 use session::SessionInfo;
 
 /// The Content-Security-Policy of every dashboard response.
@@ -236,10 +236,13 @@ impl From<SessionInfo> for SessionView {
 async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientIp(client_ip): ClientIp,
     ApiJson(body): ApiJson<SignIn>,
 ) -> Result<Response, ApiError> {
     let key = ApiKeySecret::new(body.key);
-    let verified = state.verifier.verify(key.expose_secret(), &Requirements::default()).await?;
+    // The key's IP allowlist applies to the browser signing in, as to its later calls.
+    let req = Requirements { client_ip, ..Requirements::default() };
+    let verified = state.verifier.verify(key.expose_secret(), &req).await?;
     let info = SessionInfo {
         csrf: Sessions::csrf_token(),
         key_id: verified.key_id().0,
@@ -259,11 +262,16 @@ async fn sign_in(
         .into_response())
 }
 
-async fn current(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn current(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ClientIp(client_ip): ClientIp,
+) -> Result<Response, ApiError> {
     let token = session_token(&headers).ok_or_else(no_session)?;
     let (key, info) = state.dashboard.get(token).ok_or_else(no_session)?;
     // The key may have been revoked, deactivated or have expired since sign-in.
-    if let Err(e) = state.verifier.verify(key.expose_secret(), &Requirements::default()).await {
+    let req = Requirements { client_ip, ..Requirements::default() };
+    if let Err(e) = state.verifier.verify(key.expose_secret(), &req).await {
         state.dashboard.end(token);
         return Err(ApiError(e));
     }

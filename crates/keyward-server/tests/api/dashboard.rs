@@ -362,3 +362,19 @@ async fn a_key_whose_plan_has_no_api_access_cannot_sign_in() {
     r.assert_error(403, "FEATURE_NOT_IN_PLAN");
     assert!(!r.headers.contains_key(SET_COOKIE));
 }
+
+/// A key's IP allowlist applies to signing in to the dashboard, as to the API.
+#[tokio::test]
+async fn sign_in_respects_the_keys_ip_allowlist() {
+    let s = Server::start().await;
+    let create = |list: Value| json!({"name": "browser", "scopes": ["keys:read"], "ipAllowlist": list});
+    let here = s.post("/v1/keys", &s.root, create(json!(["127.0.0.1"]))).await;
+    let session = sign_in(&s, here.body["secret"].as_str().unwrap()).await;
+    let (status, _) = v1(&s, Method::GET, "/keys", &session.cookie, Some(&session.csrf)).await;
+    assert_eq!(status, StatusCode::OK);
+    let elsewhere = s.post("/v1/keys", &s.root, create(json!(["203.0.113.0/24"]))).await;
+    let body = json!({ "key": elsewhere.body["secret"] });
+    let r = s.call(Method::POST, "/dashboard/session", None, Some(body)).await;
+    r.assert_error(403, "IP_NOT_ALLOWED");
+    assert!(!r.headers.contains_key(SET_COOKIE));
+}
