@@ -35,6 +35,7 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::list_plans))
         .routes(routes!(workspaces::save_plan))
         .routes(routes!(audit::list_audit_events))
+        .routes(routes!(audit::verify_audit_chain))
 }
 
 /// Parses scopes, naming the offending entry.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the management API over a real socket, on a real SQLite file.
 
 mod allowlist;
+mod audit_chain;
 mod binary;
 mod config_file;
 mod connected;
