@@ -32,7 +32,9 @@ pub mod verifier;
 pub use change::{Change, ChangeListener};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
-pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
+pub use format::{
+    KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, LegacyFormat, ParsedKey, SecretEncoding,
+};
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
 pub use model::{
     ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, KeyStatus, Plan, PlanId, RateLimitPolicy,
@@ -44,7 +46,7 @@ pub use ratelimit::{
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
-    Actor, ActorKey, AuditFilter, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
+    Actor, ActorKey, AuditFilter, ImportedKey, MAX_IMPORT_KEYS, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
     NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};

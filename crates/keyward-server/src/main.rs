@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use keyward_core::{KeyFormat, SecretEncoding};
+use keyward_core::{KeyFormat, LegacyFormat, SecretEncoding};
 use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -266,6 +266,17 @@ struct ServeArgs {
     /// Most client connections served at once; more wait, unaccepted, until one closes.
     #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Also accept keys imported from another system (`POST /v1/keys/import`) whose value
+    /// starts with this prefix (e.g. `sk_`): they carry no keyward checksum, so only their
+    /// shape is checked before their hash is looked up. Default: only keyward's format.
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_PREFIX")]
+    legacy_key_prefix: Option<String>,
+    /// Shortest imported key accepted with `--legacy-key-prefix`, in characters.
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_MIN_LEN", default_value_t = 20)]
+    legacy_key_min_len: usize,
+    /// Longest imported key accepted with `--legacy-key-prefix`, in characters (at most 512).
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_MAX_LEN", default_value_t = 128)]
+    legacy_key_max_len: usize,
     /// Log format.
     #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -277,8 +288,15 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn serve_config(self) -> ServeConfig {
-        ServeConfig {
+    fn serve_config(self) -> anyhow::Result<ServeConfig> {
+        let legacy_keys = self
+            .legacy_key_prefix
+            .as_deref()
+            .map(|p| LegacyFormat::new(p, self.legacy_key_min_len, self.legacy_key_max_len))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("`legacy-key-prefix`: {e}"))?;
+        Ok(ServeConfig {
+            legacy_keys,
             bind: self.bind,
             database_max_connections: self.database_max_connections,
             database_timeout: Duration::from_secs(self.database_timeout_secs),
@@ -295,7 +313,7 @@ impl ServeArgs {
             },
             metrics_bind: self.metrics_bind,
             ..self.store.config()
-        }
+        })
     }
 }
 
@@ -309,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check(args)) => {
-            let config = args.serve_config();
+            let config = args.serve_config()?;
             // What clap cannot see: the key format is checked when the server starts.
             if let Err(e) = KeyFormat::new(&config.key_prefix) {
                 anyhow::bail!("`key-prefix` {:?} is refused: {e}", config.key_prefix);
@@ -398,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(file) = &parsed.file {
                 tracing::info!(config = %file.path().display(), "settings read from the config file");
             }
-            run(args.serve_config(), shutdown_signal()).await
+            run(args.serve_config()?, shutdown_signal()).await
         }
     }
 }

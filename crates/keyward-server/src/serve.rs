@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyward_core::{
-    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace,
+    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, LegacyFormat, KeyStore, NewKey, NewWorkspace,
     ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
@@ -74,6 +74,9 @@ pub struct ServeConfig {
     pub pepper: Option<String>,
     /// Id recorded with peppered hashes.
     pub pepper_id: String,
+    /// Imported keys' format, accepted without keyward's checksum; `None` accepts only
+    /// keyward's format.
+    pub legacy_keys: Option<LegacyFormat>,
     /// Audit retention in days.
     pub audit_retention_days: u32,
     /// Verifier cache TTL: also the longest a node may act on a stale key while the change feed
@@ -106,6 +109,7 @@ impl Default for ServeConfig {
             key_encoding: SecretEncoding::Base62,
             pepper: None,
             pepper_id: "p1".into(),
+            legacy_keys: None,
             audit_retention_days: 90,
             cache_ttl: Duration::from_secs(60),
             serve_stale: None,
@@ -188,7 +192,8 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn KeyStore>> {
 pub fn service(config: &ServeConfig, store: Arc<dyn KeyStore>) -> anyhow::Result<KeyService> {
     let format = KeyFormat::new(&config.key_prefix)?.with_encoding(config.key_encoding);
     let hasher = match &config.pepper {
-        Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()),
+        // Imported keys are stored under their plain SHA-256 digest.
+        Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()).with_plain_fallback(),
         None => KeyHasher::sha256(),
     };
     Ok(KeyService::new(store)
@@ -255,6 +260,9 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
     let mut verifier = Verifier::builder(&service).cache_ttl(config.cache_ttl).usage(usage.clone());
     if let Some(stale) = config.serve_stale {
         verifier = verifier.store_policy(StorePolicy::ServeStale(stale));
+    }
+    if let Some(legacy) = &config.legacy_keys {
+        verifier = verifier.legacy_format(legacy.clone());
     }
     let limiter = match &config.redis {
         Some(url) => {

@@ -22,7 +22,8 @@ macro_rules! key_columns {
     () => {
         "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
          status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
-         rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version"
+         rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version, \
+         leaked_at, leak_source, imported_at"
     };
 }
 pub(crate) use key_columns;
@@ -220,6 +221,9 @@ pub(crate) struct KeyRow {
     credits: Option<i64>,
     metadata: String,
     version: i64,
+    leaked_at: Option<i64>,
+    leak_source: Option<String>,
+    imported_at: Option<i64>,
 }
 
 impl KeyRow {
@@ -253,6 +257,9 @@ impl KeyRow {
             credits: self.credits,
             metadata: from_json::<BTreeMap<String, String>>("metadata", &self.metadata)?,
             version: to_u64("version", self.version)?,
+            leaked_at: from_opt_ms(self.leaked_at)?,
+            leak_source: self.leak_source,
+            imported_at: from_opt_ms(self.imported_at)?,
         })
     }
 }
@@ -286,6 +293,9 @@ pub(crate) struct KeyValues {
     pub(crate) credits: Option<i64>,
     pub(crate) metadata: String,
     pub(crate) version: i64,
+    pub(crate) leaked_at: Option<i64>,
+    pub(crate) leak_source: Option<String>,
+    pub(crate) imported_at: Option<i64>,
 }
 
 impl KeyValues {
@@ -317,6 +327,9 @@ impl KeyValues {
             credits: key.credits,
             metadata: to_json(&key.metadata)?,
             version: to_i64("version", key.version)?,
+            leaked_at: opt_ms(key.leaked_at),
+            leak_source: key.leak_source.clone(),
+            imported_at: opt_ms(key.imported_at),
         })
     }
 }

@@ -19,6 +19,7 @@
 mod actor;
 mod audit;
 mod cursor;
+mod import;
 mod inputs;
 mod keys;
 mod validate;
@@ -30,6 +31,7 @@ use std::sync::{Arc, RwLock};
 use chrono::Duration;
 
 pub use actor::{Actor, ActorKey};
+pub use import::{ImportedKey, MAX_IMPORT_KEYS};
 pub use inputs::{AuditFilter, CreatedKey, KeyFilter, KeyPatch, NewKey, NewWorkspace, Page, WorkspacePatch};
 pub use validate::MAX_YEAR;
 

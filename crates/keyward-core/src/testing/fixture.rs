@@ -152,6 +152,9 @@ pub fn raw_key(ws: WorkspaceId, now: DateTime<Utc>) -> ApiKey {
         credits: None,
         metadata: BTreeMap::new(),
         version: 1,
+        leaked_at: None,
+        leak_source: None,
+        imported_at: None,
     }
 }
 

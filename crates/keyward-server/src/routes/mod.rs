@@ -24,6 +24,11 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(verifier::spend_credits))
         .routes(routes!(verifier::report_usage))
         .routes(routes!(keys::create_key, keys::list_keys))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(keys::import_keys))
+                .layer(axum::extract::DefaultBodyLimit::max(keys::MAX_IMPORT_BODY_BYTES)),
+        )
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::activate_key))
         .routes(routes!(keys::deactivate_key))

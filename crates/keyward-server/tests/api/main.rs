@@ -6,6 +6,7 @@ mod connected;
 mod dashboard;
 mod errors;
 mod health;
+mod import;
 mod keys;
 mod observability;
 mod security;

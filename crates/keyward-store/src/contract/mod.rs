@@ -46,12 +46,14 @@ pub use keyward_core::testing::fixture::*;
 
 mod atomicity;
 mod audit;
+mod import;
 mod limits;
 mod listing;
 mod lookup;
 
 pub use atomicity::*;
 pub use audit::*;
+pub use import::*;
 pub use limits::*;
 pub use listing::*;
 pub use lookup::*;
@@ -95,6 +97,8 @@ macro_rules! keyward_store_contract {
             guarded_updates_keep_a_key_admin,
             concurrent_guarded_updates_keep_a_key_admin,
             list_filter_sees_ended_grace_as_revoked,
+            insert_keys_is_all_or_nothing,
+            insert_keys_respects_the_key_limit,
         );
     };
     (@each [$mode:ident] $make:expr; $($case:ident),+ $(,)?) => {
