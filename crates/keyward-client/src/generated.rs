@@ -47,11 +47,21 @@ pub mod types {
         pub grace_ends_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The key's id.
         pub id: ::uuid::Uuid,
+        ///When the key was imported from another system by its digest; `null` for keys keyward
+        ///issued. An imported key's `prefix` and `last4` are what the import gave, or empty.
+        #[serde(rename = "importedAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub imported_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The last 4 characters of the key.
         pub last4: ::std::string::String,
         ///When the key was last used (recorded in batches: up to 10 seconds late).
         #[serde(rename = "lastUsedAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///Where the reported leak was found (the report's URL).
+        #[serde(rename = "leakSource", skip_serializing_if = "::std::option::Option::is_none")]
+        pub leak_source: ::std::option::Option<::std::string::String>,
+        ///When a leak report named the key; `null` when none did.
+        #[serde(rename = "leakedAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub leaked_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///Prefix and last 4 characters, for display.
         #[serde(rename = "maskedKey")]
         pub masked_key: ::std::string::String,
@@ -111,6 +121,10 @@ pub mod types {
         KeyRevoked,
         #[serde(rename = "key.deleted")]
         KeyDeleted,
+        #[serde(rename = "key.imported")]
+        KeyImported,
+        #[serde(rename = "key.leaked")]
+        KeyLeaked,
         #[serde(rename = "workspace.created")]
         WorkspaceCreated,
         #[serde(rename = "workspace.updated")]
@@ -128,6 +142,8 @@ pub mod types {
                 Self::KeyRotated => f.write_str("key.rotated"),
                 Self::KeyRevoked => f.write_str("key.revoked"),
                 Self::KeyDeleted => f.write_str("key.deleted"),
+                Self::KeyImported => f.write_str("key.imported"),
+                Self::KeyLeaked => f.write_str("key.leaked"),
                 Self::WorkspaceCreated => f.write_str("workspace.created"),
                 Self::WorkspaceUpdated => f.write_str("workspace.updated"),
                 Self::PlanSaved => f.write_str("plan.saved"),
@@ -145,6 +161,8 @@ pub mod types {
                 "key.rotated" => Ok(Self::KeyRotated),
                 "key.revoked" => Ok(Self::KeyRevoked),
                 "key.deleted" => Ok(Self::KeyDeleted),
+                "key.imported" => Ok(Self::KeyImported),
+                "key.leaked" => Ok(Self::KeyLeaked),
                 "workspace.created" => Ok(Self::WorkspaceCreated),
                 "workspace.updated" => Ok(Self::WorkspaceUpdated),
                 "plan.saved" => Ok(Self::PlanSaved),
@@ -480,6 +498,74 @@ pub mod types {
     }
     impl ErrorObject {
         pub fn builder() -> builder::ErrorObject {
+            Default::default()
+        }
+    }
+    ///One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
+    ///`POST /v1/keys`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImportKeyRow {
+        ///Whether the key starts active (default true).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub active: ::std::option::Option<bool>,
+        ///Most requests the key may have in flight at once; absent is unlimited.
+        #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
+        pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
+        ///Starting credits; absent means the key does not use credits.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits: ::std::option::Option<u64>,
+        ///SHA-256 of the whole key as callers send it, in hex (64 characters).
+        pub digest: ::std::string::String,
+        ///When the key stops working; must lie in the future. Absent: never.
+        #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///What to show of the key's end, at most 4 characters (default: none).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last4: ::std::option::Option<::std::string::String>,
+        ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
+        #[serde(default, skip_serializing_if = ":: std :: collections :: HashMap::is_empty")]
+        pub metadata: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+        ///Descriptive name.
+        pub name: ::std::string::String,
+        ///What to show of the key's start, at most 12 characters (default: none).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub prefix: ::std::option::Option<::std::string::String>,
+        ///The key's own rate limit; absent uses the plan's.
+        #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
+        pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
+        ///The resources the key is restricted to; empty (the default) means all resources.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub resources: ::std::vec::Vec<::std::string::String>,
+        ///What the key may do; never wider than the caller's own scopes. Default: none.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub scopes: ::std::vec::Vec<::std::string::String>,
+    }
+    impl ImportKeyRow {
+        pub fn builder() -> builder::ImportKeyRow {
+            Default::default()
+        }
+    }
+    ///Body of `POST /v1/keys/import`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImportKeysRequest {
+        ///1 to 1000 keys, imported all or none.
+        pub keys: ::std::vec::Vec<ImportKeyRow>,
+    }
+    impl ImportKeysRequest {
+        pub fn builder() -> builder::ImportKeysRequest {
+            Default::default()
+        }
+    }
+    ///The keys an import stored, in the order given.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct ImportedKeys {
+        ///The keys, masked.
+        pub data: ::std::vec::Vec<ApiKeyView>,
+    }
+    impl ImportedKeys {
+        pub fn builder() -> builder::ImportedKeys {
             Default::default()
         }
     }
@@ -1162,8 +1248,18 @@ pub mod types {
                 ::std::string::String,
             >,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            imported_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
             last4: ::std::result::Result<::std::string::String, ::std::string::String>,
             last_used_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            leak_source:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            leaked_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
@@ -1202,8 +1298,11 @@ pub mod types {
                     expires_at: Ok(Default::default()),
                     grace_ends_at: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
+                    imported_at: Ok(Default::default()),
                     last4: Err("no value supplied for last4".to_string()),
                     last_used_at: Ok(Default::default()),
+                    leak_source: Ok(Default::default()),
+                    leaked_at: Ok(Default::default()),
                     masked_key: Err("no value supplied for masked_key".to_string()),
                     metadata: Err("no value supplied for metadata".to_string()),
                     name: Err("no value supplied for name".to_string()),
@@ -1299,6 +1398,16 @@ pub mod types {
                     value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn imported_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.imported_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for imported_at: {e}"));
+                self
+            }
             pub fn last4<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -1316,6 +1425,26 @@ pub mod types {
                 self.last_used_at = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for last_used_at: {e}"));
+                self
+            }
+            pub fn leak_source<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.leak_source = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for leak_source: {e}"));
+                self
+            }
+            pub fn leaked_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.leaked_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for leaked_at: {e}"));
                 self
             }
             pub fn masked_key<T>(mut self, value: T) -> Self
@@ -1456,8 +1585,11 @@ pub mod types {
                     expires_at: value.expires_at?,
                     grace_ends_at: value.grace_ends_at?,
                     id: value.id?,
+                    imported_at: value.imported_at?,
                     last4: value.last4?,
                     last_used_at: value.last_used_at?,
+                    leak_source: value.leak_source?,
+                    leaked_at: value.leaked_at?,
                     masked_key: value.masked_key?,
                     metadata: value.metadata?,
                     name: value.name?,
@@ -1485,8 +1617,11 @@ pub mod types {
                     expires_at: Ok(value.expires_at),
                     grace_ends_at: Ok(value.grace_ends_at),
                     id: Ok(value.id),
+                    imported_at: Ok(value.imported_at),
                     last4: Ok(value.last4),
                     last_used_at: Ok(value.last_used_at),
+                    leak_source: Ok(value.leak_source),
+                    leaked_at: Ok(value.leaked_at),
                     masked_key: Ok(value.masked_key),
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
@@ -2050,6 +2185,265 @@ pub mod types {
                     message: Ok(value.message),
                     request_id: Ok(value.request_id),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportKeyRow {
+            active: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            concurrency_limit:
+                ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
+            credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+            digest: ::std::result::Result<::std::string::String, ::std::string::String>,
+            expires_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            last4: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            metadata: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            prefix:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            rate_limit: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>,
+                ::std::string::String,
+            >,
+            resources: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+            scopes: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportKeyRow {
+            fn default() -> Self {
+                Self {
+                    active: Ok(Default::default()),
+                    concurrency_limit: Ok(Default::default()),
+                    credits: Ok(Default::default()),
+                    digest: Err("no value supplied for digest".to_string()),
+                    expires_at: Ok(Default::default()),
+                    last4: Ok(Default::default()),
+                    metadata: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    prefix: Ok(Default::default()),
+                    rate_limit: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                    scopes: Ok(Default::default()),
+                }
+            }
+        }
+        impl ImportKeyRow {
+            pub fn active<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.active =
+                    value.try_into().map_err(|e| format!("error converting supplied value for active: {e}"));
+                self
+            }
+            pub fn concurrency_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::num::NonZeroU32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.concurrency_limit = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for concurrency_limit: {e}"));
+                self
+            }
+            pub fn credits<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits =
+                    value.try_into().map_err(|e| format!("error converting supplied value for credits: {e}"));
+                self
+            }
+            pub fn digest<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.digest =
+                    value.try_into().map_err(|e| format!("error converting supplied value for digest: {e}"));
+                self
+            }
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for expires_at: {e}"));
+                self
+            }
+            pub fn last4<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last4 =
+                    value.try_into().map_err(|e| format!("error converting supplied value for last4: {e}"));
+                self
+            }
+            pub fn metadata<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                        ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+                    >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.metadata = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for metadata: {e}"));
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name =
+                    value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self
+            }
+            pub fn prefix<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.prefix =
+                    value.try_into().map_err(|e| format!("error converting supplied value for prefix: {e}"));
+                self
+            }
+            pub fn rate_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.rate_limit = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
+                self
+            }
+            pub fn resources<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.resources = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
+            pub fn scopes<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportKeyRow> for super::ImportKeyRow {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ImportKeyRow) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    active: value.active?,
+                    concurrency_limit: value.concurrency_limit?,
+                    credits: value.credits?,
+                    digest: value.digest?,
+                    expires_at: value.expires_at?,
+                    last4: value.last4?,
+                    metadata: value.metadata?,
+                    name: value.name?,
+                    prefix: value.prefix?,
+                    rate_limit: value.rate_limit?,
+                    resources: value.resources?,
+                    scopes: value.scopes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ImportKeyRow> for ImportKeyRow {
+            fn from(value: super::ImportKeyRow) -> Self {
+                Self {
+                    active: Ok(value.active),
+                    concurrency_limit: Ok(value.concurrency_limit),
+                    credits: Ok(value.credits),
+                    digest: Ok(value.digest),
+                    expires_at: Ok(value.expires_at),
+                    last4: Ok(value.last4),
+                    metadata: Ok(value.metadata),
+                    name: Ok(value.name),
+                    prefix: Ok(value.prefix),
+                    rate_limit: Ok(value.rate_limit),
+                    resources: Ok(value.resources),
+                    scopes: Ok(value.scopes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportKeysRequest {
+            keys: ::std::result::Result<::std::vec::Vec<super::ImportKeyRow>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportKeysRequest {
+            fn default() -> Self {
+                Self { keys: Err("no value supplied for keys".to_string()) }
+            }
+        }
+        impl ImportKeysRequest {
+            pub fn keys<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ImportKeyRow>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.keys =
+                    value.try_into().map_err(|e| format!("error converting supplied value for keys: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportKeysRequest> for super::ImportKeysRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ImportKeysRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { keys: value.keys? })
+            }
+        }
+        impl ::std::convert::From<super::ImportKeysRequest> for ImportKeysRequest {
+            fn from(value: super::ImportKeysRequest) -> Self {
+                Self { keys: Ok(value.keys) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportedKeys {
+            data: ::std::result::Result<::std::vec::Vec<super::ApiKeyView>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportedKeys {
+            fn default() -> Self {
+                Self { data: Err("no value supplied for data".to_string()) }
+            }
+        }
+        impl ImportedKeys {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ApiKeyView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportedKeys> for super::ImportedKeys {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ImportedKeys) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data? })
+            }
+        }
+        impl ::std::convert::From<super::ImportedKeys> for ImportedKeys {
+            fn from(value: super::ImportedKeys) -> Self {
+                Self { data: Ok(value.data) }
             }
         }
         #[derive(Clone, Debug)]
@@ -3875,7 +4269,7 @@ pub mod types {
 ///
 ///Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
 ///
-///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
+///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (1 MiB for `POST /v1/keys/import`; else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
 ///
 ///Version: 0.1.0
 pub struct Client {
@@ -3998,6 +4392,28 @@ impl Client {
     ///```
     pub fn create_key(&self) -> builder::CreateKey<'_> {
         builder::CreateKey::new(self)
+    }
+    ///Imports keys issued by another system, so they keep working: each by the SHA-256 digest of
+    ///its value (never the value itself), with the settings of `POST /v1/keys`. 1 to 1000 keys per
+    ///call, all or none (one refused row stores nothing); the body may be up to 1 MiB. Imported keys
+    ///are verified by hash like keyward's own; a value that is not keyward's format is accepted when
+    ///it matches the server's `--legacy-key-prefix` (its shape is checked, not a checksum). Needs
+    ///`keys:write`; every key's scopes and resources must lie within the caller's
+    ///
+    ///Sends a `POST` request to `/v1/keys/import`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.import_keys()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn import_keys(&self) -> builder::ImportKeys<'_> {
+        builder::ImportKeys::new(self)
     }
     ///A key with its usage over the last 30 days. Needs `keys:read`
     ///
@@ -4715,6 +5131,93 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::import_keys`]
+    ///
+    ///[`Client::import_keys`]: super::Client::import_keys
+    #[derive(Debug, Clone)]
+    pub struct ImportKeys<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::ImportKeysRequest, String>,
+    }
+    impl<'a> ImportKeys<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ImportKeysRequest>,
+            <V as std::convert::TryInto<types::ImportKeysRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `ImportKeysRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::ImportKeysRequest) -> types::builder::ImportKeysRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/keys/import`
+        pub async fn send(self) -> Result<ResponseValue<types::ImportedKeys>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ImportKeysRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/keys/import", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "import_keys" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),

@@ -26,7 +26,8 @@ Every request authenticates with a keyward key, sent as `Authorization: Bearer <
 a key in the query string is refused with 400 `API_KEY_IN_URL`).\n\n\
 Every error is `{\"error\": {\"code\", \"message\", \"details\", \"requestId\"}}` with a stable `code`; \
 every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. \
-Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); \
+Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (1 MiB for `POST /v1/keys/import`; \
+else 413 `PAYLOAD_TOO_LARGE`); \
 a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused \
 with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). \
 An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 \
@@ -272,6 +273,8 @@ impl Modify for Conventions {
             let has_body = op.request_body.is_some();
             for shared in SHARED.iter().filter(|s| has_body || !s.body_only) {
                 match op.responses.responses.get_mut(shared.status) {
+                    // An operation with a body limit of its own states it.
+                    Some(RefOr::T(_)) if shared.status == "413" => {}
                     Some(RefOr::T(declared)) => {
                         declared.description = format!("{}; {}", declared.description, shared.description);
                     }

@@ -203,6 +203,8 @@ var ACTIONS = [
   "key.rotated",
   "key.revoked",
   "key.deleted",
+  "key.imported",
+  "key.leaked",
   "workspace.created",
   "workspace.updated",
   "plan.saved"

@@ -14,6 +14,8 @@ const ACTIONS: Schemas['AuditAction'][] = [
   'key.rotated',
   'key.revoked',
   'key.deleted',
+  'key.imported',
+  'key.leaked',
   'workspace.created',
   'workspace.updated',
   'plan.saved',

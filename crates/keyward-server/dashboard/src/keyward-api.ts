@@ -46,6 +46,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Imports keys issued by another system, so they keep working: each by the SHA-256 digest of
+         *     its value (never the value itself), with the settings of `POST /v1/keys`. 1 to 1000 keys per
+         *     call, all or none (one refused row stores nothing); the body may be up to 1 MiB. Imported keys
+         *     are verified by hash like keyward's own; a value that is not keyward's format is accepted when
+         *     it matches the server's `--legacy-key-prefix` (its shape is checked, not a checksum). Needs
+         *     `keys:write`; every key's scopes and resources must lie within the caller's.
+         */
+        post: operations["import_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys/{id}": {
         parameters: {
             query?: never;
@@ -422,6 +446,12 @@ export interface components {
              */
             id: string;
             /**
+             * Format: date-time
+             * @description When the key was imported from another system by its digest; `null` for keys keyward
+             *     issued. An imported key's `prefix` and `last4` are what the import gave, or empty.
+             */
+            importedAt?: string | null;
+            /**
              * @description The last 4 characters of the key.
              * @example a9Fk
              */
@@ -431,6 +461,13 @@ export interface components {
              * @description When the key was last used (recorded in batches: up to 10 seconds late).
              */
             lastUsedAt?: string | null;
+            /** @description Where the reported leak was found (the report's URL). */
+            leakSource?: string | null;
+            /**
+             * Format: date-time
+             * @description When a leak report named the key; `null` when none did.
+             */
+            leakedAt?: string | null;
             /**
              * @description Prefix and last 4 characters, for display.
              * @example kw_live_3xQz…a9Fk
@@ -493,7 +530,7 @@ export interface components {
          * @description What happened, in an audit event.
          * @enum {string}
          */
-        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "workspace.created" | "workspace.updated" | "plan.saved";
+        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.imported" | "key.leaked" | "workspace.created" | "workspace.updated" | "plan.saved";
         /** @description An audit event. */
         AuditEventView: {
             /** @description What happened. */
@@ -631,6 +668,68 @@ export interface components {
             message: string;
             /** @description The request's id, also sent as `X-Request-Id`. */
             requestId?: string | null;
+        };
+        /**
+         * @description One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
+         *     `POST /v1/keys`.
+         */
+        ImportKeyRow: {
+            /** @description Whether the key starts active (default true). */
+            active?: boolean | null;
+            /**
+             * Format: uint32
+             * @description Most requests the key may have in flight at once; absent is unlimited.
+             */
+            concurrencyLimit?: number | null;
+            /**
+             * Format: int64
+             * @description Starting credits; absent means the key does not use credits.
+             */
+            credits?: number | null;
+            /** @description SHA-256 of the whole key as callers send it, in hex (64 characters). */
+            digest: string;
+            /**
+             * Format: date-time
+             * @description When the key stops working; must lie in the future. Absent: never.
+             */
+            expiresAt?: string | null;
+            /**
+             * @description What to show of the key's end, at most 4 characters (default: none).
+             * @example x7Qa
+             */
+            last4?: string;
+            /** @description Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8). */
+            metadata?: {
+                [key: string]: string;
+            };
+            /** @description Descriptive name. */
+            name: string;
+            /**
+             * @description What to show of the key's start, at most 12 characters (default: none).
+             * @example sk_live_4eC3
+             */
+            prefix?: string;
+            /** @description The key's own rate limit; absent uses the plan's. */
+            rateLimit?: components["schemas"]["RateLimitWindow"][] | null;
+            /** @description The resources the key is restricted to; empty (the default) means all resources. */
+            resources?: string[];
+            /**
+             * @description What the key may do; never wider than the caller's own scopes. Default: none.
+             * @example [
+             *       "orders:read"
+             *     ]
+             */
+            scopes?: string[];
+        };
+        /** @description Body of `POST /v1/keys/import`. */
+        ImportKeysRequest: {
+            /** @description 1 to 1000 keys, imported all or none. */
+            keys: components["schemas"]["ImportKeyRow"][];
+        };
+        /** @description The keys an import stored, in the order given. */
+        ImportedKeys: {
+            /** @description The keys, masked. */
+            data: components["schemas"]["ApiKeyView"][];
         };
         /**
          * @description Whether a key is for production or for testing; part of the key's text.
@@ -1323,6 +1422,126 @@ export interface operations {
                 };
             };
             /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import_keys: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportKeysRequest"];
+            };
+        };
+        responses: {
+            /** @description Imported, in the order given */
+            201: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportedKeys"];
+                };
+            };
+            /** @description VALIDATION_FAILED: not 1 to 1000 keys, or a row's field breaks its rule (`details.field` is `keys[i].field`, `details.row` is `i`), e.g. a digest that is not 64 hex characters; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or a key's scopes are wider than the caller's (`details.missing`, `details.row`); RESOURCE_NOT_ALLOWED: a key's resources are wider than the caller's; KEY_LIMIT_REACHED: the keys would exceed the plan's `maxKeys`; FEATURE_NOT_IN_PLAN: the plan has no API access; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CONFLICT: a digest is given twice (`details.duplicateOf`) or is stored already (`details.row`, `details.field` `keys[i].digest`) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 1 MiB */
             413: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

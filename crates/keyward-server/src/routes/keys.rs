@@ -82,6 +82,7 @@ pub(crate) const MAX_IMPORT_BODY_BYTES: usize = 1024 * 1024;
         (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or a key's scopes are wider than the caller's (`details.missing`, `details.row`); RESOURCE_NOT_ALLOWED: a key's resources are wider than the caller's; KEY_LIMIT_REACHED: the keys would exceed the plan's `maxKeys`; FEATURE_NOT_IN_PLAN: the plan has no API access"),
         (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
         (status = 409, description = "CONFLICT: a digest is given twice (`details.duplicateOf`) or is stored already (`details.row`, `details.field` `keys[i].digest`)"),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the body is larger than 1 MiB"),
     )
 )]
 pub(crate) async fn import_keys(
