@@ -46,7 +46,7 @@ pub use ratelimit::{
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
-    Actor, ActorKey, AuditFilter, ImportedKey, MAX_IMPORT_KEYS, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
+    Actor, ActorKey, AuditFilter, ImportedKey, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
     NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use keyward_core::{KeyFormat, LegacyFormat, SecretEncoding};
+use keyward_core::{KeyFormat, LeakPolicy, LegacyFormat, SecretEncoding};
+use keyward_server::leaks::{GitHubScanningKey, LeakSettings};
 use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -213,6 +214,20 @@ impl From<Encoding> for SecretEncoding {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum LeakedKeys {
+    Revoke,
+    Flag,
+}
+
+fn github_key(spec: &str) -> anyhow::Result<GitHubScanningKey> {
+    let (id, path) = spec
+        .split_once('=')
+        .with_context(|| format!("`github-scanning-key` {spec:?} is not ID=FILE"))?;
+    let pem = std::fs::read_to_string(path).with_context(|| format!("`github-scanning-key` {id}: {path}"))?;
+    GitHubScanningKey::from_pem(id, &pem).map_err(|e| anyhow::anyhow!("`github-scanning-key` {id}: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -277,6 +292,15 @@ struct ServeArgs {
     /// Longest imported key accepted with `--legacy-key-prefix`, in characters (at most 512).
     #[arg(long, env = "KEYWARD_LEGACY_KEY_MAX_LEN", default_value_t = 128)]
     legacy_key_max_len: usize,
+    /// A public key GitHub's secret scanning signs leak reports with, as `ID=FILE` (GitHub's key
+    /// identifier, and a PEM file holding the key); repeat for more. `POST /v1/leaks/github`
+    /// refuses every report without one. Nothing is fetched from GitHub at run time.
+    #[arg(long = "github-scanning-key", env = "KEYWARD_GITHUB_SCANNING_KEY", value_name = "ID=FILE", action = clap::ArgAction::Append, value_delimiter = ',')]
+    github_scanning_keys: Vec<String>,
+    /// What a leak report does to a key it names: `revoke` it at once (even the workspace's last
+    /// key able to manage keys), or `flag` it (leakedAt, leakSource) and leave it working.
+    #[arg(long, env = "KEYWARD_LEAKED_KEYS", value_enum, default_value = "revoke")]
+    leaked_keys: LeakedKeys,
     /// Log format.
     #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -295,8 +319,16 @@ impl ServeArgs {
             .map(|p| LegacyFormat::new(p, self.legacy_key_min_len, self.legacy_key_max_len))
             .transpose()
             .map_err(|e| anyhow::anyhow!("`legacy-key-prefix`: {e}"))?;
+        let leaks = LeakSettings {
+            policy: match self.leaked_keys {
+                LeakedKeys::Revoke => LeakPolicy::Revoke,
+                LeakedKeys::Flag => LeakPolicy::Flag,
+            },
+            github_keys: self.github_scanning_keys.iter().map(|k| github_key(k)).collect::<Result<_, _>>()?,
+        };
         Ok(ServeConfig {
             legacy_keys,
+            leaks,
             bind: self.bind,
             database_max_connections: self.database_max_connections,
             database_timeout: Duration::from_secs(self.database_timeout_secs),

@@ -77,6 +77,8 @@ pub struct ServeConfig {
     /// Imported keys' format, accepted without keyward's checksum; `None` accepts only
     /// keyward's format.
     pub legacy_keys: Option<LegacyFormat>,
+    /// What leak reports do (revoke or flag) and the keys GitHub's reports are signed with.
+    pub leaks: crate::leaks::LeakSettings,
     /// Audit retention in days.
     pub audit_retention_days: u32,
     /// Verifier cache TTL: also the longest a node may act on a stale key while the change feed
@@ -110,6 +112,7 @@ impl Default for ServeConfig {
             pepper: None,
             pepper_id: "p1".into(),
             legacy_keys: None,
+            leaks: crate::leaks::LeakSettings::default(),
             audit_retention_days: 90,
             cache_ttl: Duration::from_secs(60),
             serve_stale: None,
@@ -196,7 +199,12 @@ pub fn service(config: &ServeConfig, store: Arc<dyn KeyStore>) -> anyhow::Result
         Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()).with_plain_fallback(),
         None => KeyHasher::sha256(),
     };
-    Ok(KeyService::new(store)
+    let mut service = KeyService::new(store);
+    if let Some(legacy) = &config.legacy_keys {
+        // The verifiers built from the service take it too.
+        service = service.with_legacy_format(legacy.clone());
+    }
+    Ok(service
         .with_format(format)
         .with_hasher(hasher)
         .with_audit_retention(chrono::Duration::days(i64::from(config.audit_retention_days))))
@@ -261,9 +269,6 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
     if let Some(stale) = config.serve_stale {
         verifier = verifier.store_policy(StorePolicy::ServeStale(stale));
     }
-    if let Some(legacy) = &config.legacy_keys {
-        verifier = verifier.legacy_format(legacy.clone());
-    }
     let limiter = match &config.redis {
         Some(url) => {
             let limits = RedisLimiterConfig {
@@ -280,7 +285,7 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         None => None,
     };
     let verifier = verifier.build();
-    let mut state = AppState::new(service, verifier.clone());
+    let mut state = AppState::new(service, verifier.clone()).with_leaks(config.leaks.clone());
     // Other processes' and nodes' changes reach this node's cache, then its remote verifiers.
     let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(verifier), Arc::new(state.relay.clone())];
     let feed = match &database {

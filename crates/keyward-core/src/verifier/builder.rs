@@ -182,7 +182,7 @@ impl Verifier {
     pub fn builder(service: &KeyService) -> VerifierBuilder {
         VerifierBuilder {
             format: service.format().clone(),
-            legacy: None,
+            legacy: service.legacy_format().cloned(),
             hasher: service.hasher().clone(),
             clock: service.clock().clone(),
             service: Some(service.clone()),

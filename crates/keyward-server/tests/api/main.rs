@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod import;
 mod keys;
+mod leaks;
 mod observability;
 mod security;
 mod spec;
