@@ -365,6 +365,8 @@ pub mod types {
         KeyRevoked,
         #[serde(rename = "KEY_EXPIRED")]
         KeyExpired,
+        #[serde(rename = "INVALID_SIGNATURE")]
+        InvalidSignature,
         #[serde(rename = "INSUFFICIENT_SCOPE")]
         InsufficientScope,
         #[serde(rename = "RESOURCE_NOT_ALLOWED")]
@@ -413,6 +415,7 @@ pub mod types {
                 Self::KeyInactive => f.write_str("KEY_INACTIVE"),
                 Self::KeyRevoked => f.write_str("KEY_REVOKED"),
                 Self::KeyExpired => f.write_str("KEY_EXPIRED"),
+                Self::InvalidSignature => f.write_str("INVALID_SIGNATURE"),
                 Self::InsufficientScope => f.write_str("INSUFFICIENT_SCOPE"),
                 Self::ResourceNotAllowed => f.write_str("RESOURCE_NOT_ALLOWED"),
                 Self::FeatureNotInPlan => f.write_str("FEATURE_NOT_IN_PLAN"),
@@ -445,6 +448,7 @@ pub mod types {
                 "KEY_INACTIVE" => Ok(Self::KeyInactive),
                 "KEY_REVOKED" => Ok(Self::KeyRevoked),
                 "KEY_EXPIRED" => Ok(Self::KeyExpired),
+                "INVALID_SIGNATURE" => Ok(Self::InvalidSignature),
                 "INSUFFICIENT_SCOPE" => Ok(Self::InsufficientScope),
                 "RESOURCE_NOT_ALLOWED" => Ok(Self::ResourceNotAllowed),
                 "FEATURE_NOT_IN_PLAN" => Ok(Self::FeatureNotInPlan),
@@ -498,6 +502,41 @@ pub mod types {
     }
     impl ErrorObject {
         pub fn builder() -> builder::ErrorObject {
+            Default::default()
+        }
+    }
+    ///One token GitHub found, as GitHub's secret-scanning partner programme sends it.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct GitHubLeak {
+        ///What GitHub scanned, e.g. `content` or `commit`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub source: ::std::option::Option<::std::string::String>,
+        ///The matched text.
+        pub token: ::std::string::String,
+        ///The secret type GitHub matched (the partner's pattern name).
+        #[serde(rename = "type")]
+        pub type_: ::std::string::String,
+        ///Where GitHub found it.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<::std::string::String>,
+    }
+    impl GitHubLeak {
+        pub fn builder() -> builder::GitHubLeak {
+            Default::default()
+        }
+    }
+    ///GitHub's partner feedback for one token.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct GitHubLeakFeedback {
+        ///Whether the token was one of this deployment's keys.
+        pub label: LeakLabel,
+        ///SHA-256 of the token, lowercase hex.
+        pub token_hash: ::std::string::String,
+        ///The reported `type`, echoed.
+        pub token_type: ::std::string::String,
+    }
+    impl GitHubLeakFeedback {
+        pub fn builder() -> builder::GitHubLeakFeedback {
             Default::default()
         }
     }
@@ -686,6 +725,85 @@ pub mod types {
             Default::default()
         }
     }
+    ///Whether a reported token is one of this deployment's keys.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum LeakLabel {
+        #[serde(rename = "true_positive")]
+        TruePositive,
+        #[serde(rename = "false_positive")]
+        FalsePositive,
+    }
+    impl ::std::fmt::Display for LeakLabel {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::TruePositive => f.write_str("true_positive"),
+                Self::FalsePositive => f.write_str("false_positive"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for LeakLabel {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "true_positive" => Ok(Self::TruePositive),
+                "false_positive" => Ok(Self::FalsePositive),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for LeakLabel {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for LeakLabel {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///Body of `POST /v1/keys/leaked`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct LeakReportRequest {
+        ///1 to 1000 tokens.
+        pub tokens: ::std::vec::Vec<ReportedToken>,
+    }
+    impl LeakReportRequest {
+        pub fn builder() -> builder::LeakReportRequest {
+            Default::default()
+        }
+    }
+    ///The verdict on one reported token.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct LeakVerdict {
+        ///Whether the token was one of the keys the caller manages.
+        pub label: LeakLabel,
+        ///SHA-256 of the token, lowercase hex.
+        #[serde(rename = "tokenHash")]
+        pub token_hash: ::std::string::String,
+    }
+    impl LeakVerdict {
+        pub fn builder() -> builder::LeakVerdict {
+            Default::default()
+        }
+    }
+    ///The verdicts, in the order the tokens were given.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct LeakVerdicts {
+        ///One per token.
+        pub data: ::std::vec::Vec<LeakVerdict>,
+    }
+    impl LeakVerdicts {
+        pub fn builder() -> builder::LeakVerdicts {
+            Default::default()
+        }
+    }
     ///A list of plans.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct PlanList {
@@ -762,6 +880,21 @@ pub mod types {
     }
     impl RateLimitWindowState {
         pub fn builder() -> builder::RateLimitWindowState {
+            Default::default()
+        }
+    }
+    ///One token an operator's own scanner found.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReportedToken {
+        ///The matched text.
+        pub token: ::std::string::String,
+        ///Where it was found (kept on the key as `leakSource`, at most 2048 characters).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<::std::string::String>,
+    }
+    impl ReportedToken {
+        pub fn builder() -> builder::ReportedToken {
             Default::default()
         }
     }
@@ -2188,6 +2321,141 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct GitHubLeak {
+            source:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            type_: ::std::result::Result<::std::string::String, ::std::string::String>,
+            url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for GitHubLeak {
+            fn default() -> Self {
+                Self {
+                    source: Ok(Default::default()),
+                    token: Err("no value supplied for token".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                    url: Ok(Default::default()),
+                }
+            }
+        }
+        impl GitHubLeak {
+            pub fn source<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source =
+                    value.try_into().map_err(|e| format!("error converting supplied value for source: {e}"));
+                self
+            }
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for token: {e}"));
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ =
+                    value.try_into().map_err(|e| format!("error converting supplied value for type_: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GitHubLeak> for super::GitHubLeak {
+            type Error = super::error::ConversionError;
+            fn try_from(value: GitHubLeak) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { source: value.source?, token: value.token?, type_: value.type_?, url: value.url? })
+            }
+        }
+        impl ::std::convert::From<super::GitHubLeak> for GitHubLeak {
+            fn from(value: super::GitHubLeak) -> Self {
+                Self {
+                    source: Ok(value.source),
+                    token: Ok(value.token),
+                    type_: Ok(value.type_),
+                    url: Ok(value.url),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct GitHubLeakFeedback {
+            label: ::std::result::Result<super::LeakLabel, ::std::string::String>,
+            token_hash: ::std::result::Result<::std::string::String, ::std::string::String>,
+            token_type: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for GitHubLeakFeedback {
+            fn default() -> Self {
+                Self {
+                    label: Err("no value supplied for label".to_string()),
+                    token_hash: Err("no value supplied for token_hash".to_string()),
+                    token_type: Err("no value supplied for token_type".to_string()),
+                }
+            }
+        }
+        impl GitHubLeakFeedback {
+            pub fn label<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LeakLabel>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.label =
+                    value.try_into().map_err(|e| format!("error converting supplied value for label: {e}"));
+                self
+            }
+            pub fn token_hash<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_hash = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_hash: {e}"));
+                self
+            }
+            pub fn token_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_type = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_type: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GitHubLeakFeedback> for super::GitHubLeakFeedback {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: GitHubLeakFeedback,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { label: value.label?, token_hash: value.token_hash?, token_type: value.token_type? })
+            }
+        }
+        impl ::std::convert::From<super::GitHubLeakFeedback> for GitHubLeakFeedback {
+            fn from(value: super::GitHubLeakFeedback) -> Self {
+                Self {
+                    label: Ok(value.label),
+                    token_hash: Ok(value.token_hash),
+                    token_type: Ok(value.token_type),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct ImportKeyRow {
             active: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
             concurrency_limit:
@@ -2537,6 +2805,115 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct LeakReportRequest {
+            tokens: ::std::result::Result<::std::vec::Vec<super::ReportedToken>, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakReportRequest {
+            fn default() -> Self {
+                Self { tokens: Err("no value supplied for tokens".to_string()) }
+            }
+        }
+        impl LeakReportRequest {
+            pub fn tokens<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ReportedToken>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tokens =
+                    value.try_into().map_err(|e| format!("error converting supplied value for tokens: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakReportRequest> for super::LeakReportRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: LeakReportRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { tokens: value.tokens? })
+            }
+        }
+        impl ::std::convert::From<super::LeakReportRequest> for LeakReportRequest {
+            fn from(value: super::LeakReportRequest) -> Self {
+                Self { tokens: Ok(value.tokens) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LeakVerdict {
+            label: ::std::result::Result<super::LeakLabel, ::std::string::String>,
+            token_hash: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakVerdict {
+            fn default() -> Self {
+                Self {
+                    label: Err("no value supplied for label".to_string()),
+                    token_hash: Err("no value supplied for token_hash".to_string()),
+                }
+            }
+        }
+        impl LeakVerdict {
+            pub fn label<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LeakLabel>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.label =
+                    value.try_into().map_err(|e| format!("error converting supplied value for label: {e}"));
+                self
+            }
+            pub fn token_hash<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_hash = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_hash: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakVerdict> for super::LeakVerdict {
+            type Error = super::error::ConversionError;
+            fn try_from(value: LeakVerdict) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { label: value.label?, token_hash: value.token_hash? })
+            }
+        }
+        impl ::std::convert::From<super::LeakVerdict> for LeakVerdict {
+            fn from(value: super::LeakVerdict) -> Self {
+                Self { label: Ok(value.label), token_hash: Ok(value.token_hash) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LeakVerdicts {
+            data: ::std::result::Result<::std::vec::Vec<super::LeakVerdict>, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakVerdicts {
+            fn default() -> Self {
+                Self { data: Err("no value supplied for data".to_string()) }
+            }
+        }
+        impl LeakVerdicts {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::LeakVerdict>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakVerdicts> for super::LeakVerdicts {
+            type Error = super::error::ConversionError;
+            fn try_from(value: LeakVerdicts) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data? })
+            }
+        }
+        impl ::std::convert::From<super::LeakVerdicts> for LeakVerdicts {
+            fn from(value: super::LeakVerdicts) -> Self {
+                Self { data: Ok(value.data) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct PlanList {
             data: ::std::result::Result<::std::vec::Vec<super::PlanView>, ::std::string::String>,
         }
@@ -2830,6 +3207,47 @@ pub mod types {
                     reset: Ok(value.reset),
                     subject: Ok(value.subject),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ReportedToken {
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ReportedToken {
+            fn default() -> Self {
+                Self { token: Err("no value supplied for token".to_string()), url: Ok(Default::default()) }
+            }
+        }
+        impl ReportedToken {
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for token: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ReportedToken> for super::ReportedToken {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ReportedToken) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { token: value.token?, url: value.url? })
+            }
+        }
+        impl ::std::convert::From<super::ReportedToken> for ReportedToken {
+            fn from(value: super::ReportedToken) -> Self {
+                Self { token: Ok(value.token), url: Ok(value.url) }
             }
         }
         #[derive(Clone, Debug)]
@@ -4267,7 +4685,7 @@ pub mod types {
 ///
 ///Issue, verify, rotate and revoke API keys; manage workspaces, plans, audit events and usage.
 ///
-///Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
+///Every request but GitHub's signed leak reports (`POST /v1/leaks/github`, `x-keyward-authentication: github-signature`) authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
 ///
 ///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (1 MiB for `POST /v1/keys/import`; else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
 ///
@@ -4414,6 +4832,27 @@ impl Client {
     ///```
     pub fn import_keys(&self) -> builder::ImportKeys<'_> {
         builder::ImportKeys::new(self)
+    }
+    ///Reports tokens an operator's own scanner found: each that is a key the caller may manage
+    ///(of the workspace acted on, and within the caller's scopes and resources) is revoked at once
+    ///or flagged, per `keyward serve --leaked-keys`, with a `key.leaked` audit event, even when it
+    ///is the workspace's last key able to manage keys. Any other token, a key of another workspace
+    ///included, is "false_positive". Needs `keys:write`
+    ///
+    ///Sends a `POST` request to `/v1/keys/leaked`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.report_leaked_keys()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn report_leaked_keys(&self) -> builder::ReportLeakedKeys<'_> {
+        builder::ReportLeakedKeys::new(self)
     }
     ///A key with its usage over the last 30 days. Needs `keys:read`
     ///
@@ -4562,6 +5001,33 @@ impl Client {
     ///```
     pub fn key_usage(&self) -> builder::KeyUsage<'_> {
         builder::KeyUsage::new(self)
+    }
+    ///GitHub secret scanning's leak report (the partner programme's contract): a JSON array of
+    ///`{token, type, url, source}`, signed with ECDSA P-256 over SHA-256 of the raw body. Each token
+    ///that is one of this deployment's keys is revoked at once, or flagged (`leakedAt`,
+    ///`leakSource`), per `keyward serve --leaked-keys`, with a `key.leaked` audit event; a leaked
+    ///key is revoked even when it is its workspace's last key able to manage keys. The answer is
+    ///GitHub's feedback format, one entry per token, in order. Authenticated by the signature, not
+    ///by an API key: the public keys are configured with `--github-scanning-key ID=FILE`. An
+    ///unsigned, badly signed or unknown-key report is 401 `INVALID_SIGNATURE` and changes nothing.
+    ///The answer says only whether each token was a key
+    ///
+    ///Sends a `POST` request to `/v1/leaks/github`
+    ///
+    ///Arguments:
+    ///- `github_public_key_identifier`: The id of the GitHub key that signed the body
+    ///- `github_public_key_signature`: Base64 of the DER ECDSA P-256 (SHA-256) signature of the raw body
+    ///- `body`: At most 1000 tokens; the raw bytes are what the signature covers
+    ///```ignore
+    ///let response = client.report_github_leaks()
+    ///    .github_public_key_identifier(github_public_key_identifier)
+    ///    .github_public_key_signature(github_public_key_signature)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn report_github_leaks(&self) -> builder::ReportGithubLeaks<'_> {
+        builder::ReportGithubLeaks::new(self)
     }
     ///Lists the plans. Needs `workspaces:read`
     ///
@@ -5225,6 +5691,91 @@ pub mod builder {
             }
         }
     }
+    ///Builder for [`Client::report_leaked_keys`]
+    ///
+    ///[`Client::report_leaked_keys`]: super::Client::report_leaked_keys
+    #[derive(Debug, Clone)]
+    pub struct ReportLeakedKeys<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::LeakReportRequest, String>,
+    }
+    impl<'a> ReportLeakedKeys<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::LeakReportRequest>,
+            <V as std::convert::TryInto<types::LeakReportRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `LeakReportRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::LeakReportRequest) -> types::builder::LeakReportRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/keys/leaked`
+        pub async fn send(self) -> Result<ResponseValue<types::LeakVerdicts>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::LeakReportRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/keys/leaked", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "report_leaked_keys" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
     ///Builder for [`Client::get_key`]
     ///
     ///[`Client::get_key`]: super::Client::get_key
@@ -5867,6 +6418,103 @@ pub mod builder {
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::report_github_leaks`]
+    ///
+    ///[`Client::report_github_leaks`]: super::Client::report_github_leaks
+    #[derive(Debug, Clone)]
+    pub struct ReportGithubLeaks<'a> {
+        client: &'a super::Client,
+        github_public_key_identifier: Result<::std::string::String, String>,
+        github_public_key_signature: Result<::std::string::String, String>,
+        body: Result<::std::vec::Vec<types::GitHubLeak>, String>,
+    }
+    impl<'a> ReportGithubLeaks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                github_public_key_identifier: Err(
+                    "github_public_key_identifier was not initialized".to_string()
+                ),
+                github_public_key_signature: Err(
+                    "github_public_key_signature was not initialized".to_string()
+                ),
+                body: Err("body was not initialized".to_string()),
+            }
+        }
+        pub fn github_public_key_identifier<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.github_public_key_identifier = value.try_into().map_err(|_| {
+                "conversion to `:: std :: string :: String` for github_public_key_identifier failed"
+                    .to_string()
+            });
+            self
+        }
+        pub fn github_public_key_signature<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.github_public_key_signature = value.try_into().map_err(|_| {
+                "conversion to `:: std :: string :: String` for github_public_key_signature failed"
+                    .to_string()
+            });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::vec::Vec<types::GitHubLeak>>,
+        {
+            self.body = value.try_into().map_err(|_| {
+                "conversion to `:: std :: vec :: Vec < GitHubLeak >` for body failed".to_string()
+            });
+            self
+        }
+        ///Sends a `POST` request to `/v1/leaks/github`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<::std::vec::Vec<types::GitHubLeakFeedback>>, Error<types::ErrorBody>>
+        {
+            let Self { client, github_public_key_identifier, github_public_key_signature, body } = self;
+            let github_public_key_identifier = github_public_key_identifier.map_err(Error::InvalidRequest)?;
+            let github_public_key_signature = github_public_key_signature.map_err(Error::InvalidRequest)?;
+            let body = body.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/leaks/github", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            header_map
+                .append("Github-Public-Key-Identifier", github_public_key_identifier.to_string().try_into()?);
+            header_map
+                .append("Github-Public-Key-Signature", github_public_key_signature.to_string().try_into()?);
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "report_github_leaks" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }

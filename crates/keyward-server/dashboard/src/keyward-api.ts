@@ -70,6 +70,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/leaked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reports tokens an operator's own scanner found: each that is a key the caller may manage
+         *     (of the workspace acted on, and within the caller's scopes and resources) is revoked at once
+         *     or flagged, per `keyward serve --leaked-keys`, with a `key.leaked` audit event, even when it
+         *     is the workspace's last key able to manage keys. Any other token, a key of another workspace
+         *     included, is "false_positive". Needs `keys:write`.
+         */
+        post: operations["report_leaked_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys/{id}": {
         parameters: {
             query?: never;
@@ -180,6 +203,33 @@ export interface paths {
         get: operations["key_usage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/leaks/github": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * GitHub secret scanning's leak report (the partner programme's contract): a JSON array of
+         *     `{token, type, url, source}`, signed with ECDSA P-256 over SHA-256 of the raw body. Each token
+         *     that is one of this deployment's keys is revoked at once, or flagged (`leakedAt`,
+         *     `leakSource`), per `keyward serve --leaked-keys`, with a `key.leaked` audit event; a leaked
+         *     key is revoked even when it is its workspace's last key able to manage keys. The answer is
+         *     GitHub's feedback format, one entry per token, in order. Authenticated by the signature, not
+         *     by an API key: the public keys are configured with `--github-scanning-key ID=FILE`. An
+         *     unsigned, badly signed or unknown-key report is 401 `INVALID_SIGNATURE` and changes nothing.
+         *     The answer says only whether each token was a key.
+         */
+        post: operations["report_github_leaks"];
         delete?: never;
         options?: never;
         head?: never;
@@ -655,7 +705,7 @@ export interface components {
          * @description Every error keyward reports. The code strings are part of the API contract.
          * @enum {string}
          */
-        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
+        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INVALID_SIGNATURE" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
         /** @description The error: a stable code, a message, details and the request's id. */
         ErrorObject: {
             /** @description Stable code, e.g. `RATE_LIMITED`. */
@@ -668,6 +718,26 @@ export interface components {
             message: string;
             /** @description The request's id, also sent as `X-Request-Id`. */
             requestId?: string | null;
+        };
+        /** @description One token GitHub found, as GitHub's secret-scanning partner programme sends it. */
+        GitHubLeak: {
+            /** @description What GitHub scanned, e.g. `content` or `commit`. */
+            source?: string | null;
+            /** @description The matched text. */
+            token: string;
+            /** @description The secret type GitHub matched (the partner's pattern name). */
+            type: string;
+            /** @description Where GitHub found it. */
+            url?: string | null;
+        };
+        /** @description GitHub's partner feedback for one token. */
+        GitHubLeakFeedback: {
+            /** @description Whether the token was one of this deployment's keys. */
+            label: components["schemas"]["LeakLabel"];
+            /** @description SHA-256 of the token, lowercase hex. */
+            token_hash: string;
+            /** @description The reported `type`, echoed. */
+            token_type: string;
         };
         /**
          * @description One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
@@ -761,6 +831,28 @@ export interface components {
              */
             keyId: string;
         };
+        /**
+         * @description Whether a reported token is one of this deployment's keys.
+         * @enum {string}
+         */
+        LeakLabel: "true_positive" | "false_positive";
+        /** @description Body of `POST /v1/keys/leaked`. */
+        LeakReportRequest: {
+            /** @description 1 to 1000 tokens. */
+            tokens: components["schemas"]["ReportedToken"][];
+        };
+        /** @description The verdict on one reported token. */
+        LeakVerdict: {
+            /** @description Whether the token was one of the keys the caller manages. */
+            label: components["schemas"]["LeakLabel"];
+            /** @description SHA-256 of the token, lowercase hex. */
+            tokenHash: string;
+        };
+        /** @description The verdicts, in the order the tokens were given. */
+        LeakVerdicts: {
+            /** @description One per token. */
+            data: components["schemas"]["LeakVerdict"][];
+        };
         /** @description A list of plans. */
         PlanList: {
             /** @description The plans. */
@@ -827,6 +919,13 @@ export interface components {
             reset: number;
             /** @description `key` or `workspace`. */
             subject: string;
+        };
+        /** @description One token an operator's own scanner found. */
+        ReportedToken: {
+            /** @description The matched text. */
+            token: string;
+            /** @description Where it was found (kept on the key as `leakSource`, at most 2048 characters). */
+            url?: string | null;
         };
         /** @description Body of `POST /v1/verifier/resolve`. */
         ResolveRequest: {
@@ -1542,6 +1641,106 @@ export interface operations {
                 };
             };
             /** @description PAYLOAD_TOO_LARGE: the body is larger than 1 MiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_leaked_keys: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeakReportRequest"];
+            };
+        };
+        responses: {
+            /** @description One verdict per token, in order */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeakVerdicts"];
+                };
+            };
+            /** @description VALIDATION_FAILED: not 1 to 1000 tokens, or a field breaks its rule; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
             413: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2442,6 +2641,77 @@ export interface operations {
                     "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
                     "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
                     "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_github_leaks: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The id of the GitHub key that signed the body */
+                "Github-Public-Key-Identifier": string;
+                /** @description Base64 of the DER ECDSA P-256 (SHA-256) signature of the raw body */
+                "Github-Public-Key-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description At most 1000 tokens; the raw bytes are what the signature covers */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GitHubLeak"][];
+            };
+        };
+        responses: {
+            /** @description GitHub's feedback: one label per token, in order */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHubLeakFeedback"][];
+                };
+            };
+            /** @description VALIDATION_FAILED: a signed body that is not an array of at most 1000 reports */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_SIGNATURE: a signature header is missing, names an unconfigured key, or does not sign the body; nothing was changed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };

@@ -28,7 +28,7 @@ pub(crate) struct GitHubLeak {
     #[serde(default)]
     #[schema(max_length = 2048)]
     pub(crate) url: Option<String>,
-    /// What GitHub scanned: `content`, `commit`, `pull_request_title`, ...
+    /// What GitHub scanned, e.g. `content` or `commit`.
     #[serde(default)]
     #[schema(max_length = 256)]
     pub(crate) source: Option<String>,

@@ -105,7 +105,7 @@ pub(crate) async fn report_github_leaks(
 /// (of the workspace acted on, and within the caller's scopes and resources) is revoked at once
 /// or flagged, per `keyward serve --leaked-keys`, with a `key.leaked` audit event, even when it
 /// is the workspace's last key able to manage keys. Any other token, a key of another workspace
-/// included, is `false_positive`. Needs `keys:write`.
+/// included, is "false_positive". Needs `keys:write`.
 #[utoipa::path(
     post,
     path = "/v1/keys/leaked",
