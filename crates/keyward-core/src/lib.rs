@@ -46,8 +46,9 @@ pub use ratelimit::{
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
-    Actor, ActorKey, AuditFilter, ImportedKey, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
-    NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
+    Actor, ActorKey, AuditFilter, CreatedKey, ImportedKey, KeyChangeListener, KeyFilter, KeyPatch,
+    KeyService, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, NewKey, NewWorkspace, Page,
+    WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::{Unwritten, UsageRecorder, UsageSink};

@@ -220,9 +220,8 @@ enum LeakedKeys {
 }
 
 fn github_key(spec: &str) -> anyhow::Result<GitHubScanningKey> {
-    let (id, path) = spec
-        .split_once('=')
-        .with_context(|| format!("`github-scanning-key` {spec:?} is not ID=FILE"))?;
+    let (id, path) =
+        spec.split_once('=').with_context(|| format!("`github-scanning-key` {spec:?} is not ID=FILE"))?;
     let pem = std::fs::read_to_string(path).with_context(|| format!("`github-scanning-key` {id}: {path}"))?;
     GitHubScanningKey::from_pem(id, &pem).map_err(|e| anyhow::anyhow!("`github-scanning-key` {id}: {e}"))
 }

@@ -100,7 +100,9 @@ impl Modify for Signed {
             || RefOr::T(ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build());
         for op in operations_where(openapi, |path| SIGNED_PATHS.contains(&path)) {
             op.security = None;
-            let shared = SHARED.iter().filter(|s| s.status == "503" || (s.status == "413" && op.request_body.is_some()));
+            let shared = SHARED
+                .iter()
+                .filter(|s| s.status == "503" || (s.status == "413" && op.request_body.is_some()));
             for shared in shared {
                 let mut response = ResponseBuilder::new().description(shared.description).build();
                 response.content.insert("application/json".into(), error_body());
@@ -115,7 +117,8 @@ impl Modify for Signed {
                     .headers
                     .insert("X-Request-Id".into(), RefOr::Ref(Ref::new("#/components/headers/X-Request-Id")));
             }
-            op.extensions = Some(ExtensionsBuilder::new().add("x-keyward-authentication", "github-signature").build());
+            op.extensions =
+                Some(ExtensionsBuilder::new().add("x-keyward-authentication", "github-signature").build());
         }
     }
 }

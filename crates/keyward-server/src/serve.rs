@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyward_core::{
-    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, LegacyFormat, KeyStore, NewKey, NewWorkspace,
-    ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
+    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, LegacyFormat, NewKey,
+    NewWorkspace, ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};

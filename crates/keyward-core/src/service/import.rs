@@ -57,7 +57,10 @@ impl KeyService {
             validate_new_key(&mut row.key, actor, now).map_err(|e| in_row(e, i))?;
             if row.prefix.chars().count() > 12 || row.last4.chars().count() > 4 {
                 let field = if row.prefix.chars().count() > 12 { "prefix" } else { "last4" };
-                return Err(in_row(Error::validation(field, "too long (prefix: 12, last4: 4 characters)"), i));
+                return Err(in_row(
+                    Error::validation(field, "too long (prefix: 12, last4: 4 characters)"),
+                    i,
+                ));
             }
             if let Some(first) = seen.insert(row.digest, i) {
                 return Err(duplicate(i).with_detail("duplicateOf", first));

@@ -7,8 +7,8 @@ use super::cursor::next_cursor;
 use super::validate::{page_size, validate_expiry, validate_metadata, validate_name, validate_resources};
 use super::{Actor, CreatedKey, KeyFilter, KeyPatch, KeyService, NewKey, Page};
 use crate::clock::truncate_ms;
-use crate::hash::KeyHash;
 use crate::error::{Error, ErrorCode};
+use crate::hash::KeyHash;
 use crate::model::{ApiKey, AuditAction, KeyId, KeyStatus, Plan, Workspace, WorkspaceId};
 use crate::secret::ApiKeySecret;
 use crate::store::{KeyGuard, KeyListQuery, StoreError};
@@ -25,7 +25,15 @@ impl KeyService {
         let plan = self.plan_allowing_api(&ws).await?;
 
         let secret = self.format.generate(ws.environment.key_environment());
-        let key = new_record(new, &ws, display_prefix(&secret), display_last4(&secret), self.hasher.hash(&secret), actor, now);
+        let key = new_record(
+            new,
+            &ws,
+            display_prefix(&secret),
+            display_last4(&secret),
+            self.hasher.hash(&secret),
+            actor,
+            now,
+        );
         let ev = self.event(AuditAction::KeyCreated, Some(ws.id), Some(key.id), actor);
         self.store.insert_key(&key, plan.max_keys, &ev).await?;
         Ok(CreatedKey { key, secret })

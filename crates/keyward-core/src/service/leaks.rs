@@ -55,7 +55,8 @@ impl KeyService {
         actor: &Actor,
     ) -> Result<Option<ApiKey>, Error> {
         let plain = token.expose_secret();
-        let shaped = self.format.parse(plain).is_ok() || self.legacy.as_ref().is_some_and(|l| l.matches(plain));
+        let shaped =
+            self.format.parse(plain).is_ok() || self.legacy.as_ref().is_some_and(|l| l.matches(plain));
         if !shaped {
             return Ok(None);
         }

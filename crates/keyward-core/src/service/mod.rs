@@ -33,8 +33,8 @@ use chrono::Duration;
 
 pub use actor::{Actor, ActorKey};
 pub use import::{ImportedKey, MAX_IMPORT_KEYS};
-pub use leaks::{LeakPolicy, MAX_LEAK_SOURCE_LEN};
 pub use inputs::{AuditFilter, CreatedKey, KeyFilter, KeyPatch, NewKey, NewWorkspace, Page, WorkspacePatch};
+pub use leaks::{LeakPolicy, MAX_LEAK_SOURCE_LEN};
 pub use validate::MAX_YEAR;
 
 use crate::clock::{Clock, SystemClock};

@@ -9,8 +9,8 @@ use keyward_core::{ImportedKey, KeyDigest, KeyFilter, KeyPatch, MAX_IMPORT_KEYS,
 use super::parse_scopes;
 use crate::AppState;
 use crate::dto::keys::{
-    ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, ImportKeyRow, ImportKeysRequest, ImportedKeys, KeyPage,
-    ListKeysQuery, RotateKeyRequest, UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
+    ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, ImportKeyRow, ImportKeysRequest, ImportedKeys,
+    KeyPage, ListKeysQuery, RotateKeyRequest, UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Caller, key_id};
@@ -105,28 +105,28 @@ pub(crate) async fn import_keys(
 }
 
 fn import_row(i: usize, row: ImportKeyRow, caller: &Caller) -> Result<ImportedKey, ApiError> {
-            let field = |f: &str| format!("keys[{i}].{f}");
-            let digest = Some(row.digest.as_str())
-                .filter(|d| d.len() == 64)
-                .and_then(KeyDigest::from_hex)
-                .ok_or_else(|| ApiError::validation(&field("digest"), "64 hex characters (SHA-256)"))?;
-            Ok(ImportedKey {
-                key: NewKey {
-                    workspace_id: caller.workspace,
-                    name: row.name,
-                    scopes: parse_scopes(&field("scopes"), &row.scopes)?,
-                    resources: row.resources,
-                    active: row.active.unwrap_or(true),
-                    expires_at: row.expires_at,
-                    rate_limit: row.rate_limit.map(RateLimitPolicy::new),
-                    concurrency_limit: row.concurrency_limit,
-                    credits: row.credits,
-                    metadata: row.metadata,
-                },
-                digest,
-                prefix: row.prefix,
-                last4: row.last4,
-            })
+    let field = |f: &str| format!("keys[{i}].{f}");
+    let digest = Some(row.digest.as_str())
+        .filter(|d| d.len() == 64)
+        .and_then(KeyDigest::from_hex)
+        .ok_or_else(|| ApiError::validation(&field("digest"), "64 hex characters (SHA-256)"))?;
+    Ok(ImportedKey {
+        key: NewKey {
+            workspace_id: caller.workspace,
+            name: row.name,
+            scopes: parse_scopes(&field("scopes"), &row.scopes)?,
+            resources: row.resources,
+            active: row.active.unwrap_or(true),
+            expires_at: row.expires_at,
+            rate_limit: row.rate_limit.map(RateLimitPolicy::new),
+            concurrency_limit: row.concurrency_limit,
+            credits: row.credits,
+            metadata: row.metadata,
+        },
+        digest,
+        prefix: row.prefix,
+        last4: row.last4,
+    })
 }
 
 /// Lists the workspace's keys, newest first, masked. Needs `keys:read`.

@@ -96,7 +96,11 @@ pub(crate) async fn report_github_leaks(
     let mut feedback = Vec::with_capacity(reports.len());
     for report in reports {
         let label = handle(&state, &report.token, report.url.as_deref(), None, &actor).await?;
-        feedback.push(GitHubLeakFeedback { token_hash: token_hash(&report.token), token_type: report.token_type, label });
+        feedback.push(GitHubLeakFeedback {
+            token_hash: token_hash(&report.token),
+            token_type: report.token_type,
+            label,
+        });
     }
     Ok(Json(feedback))
 }

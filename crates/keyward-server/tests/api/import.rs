@@ -85,10 +85,17 @@ async fn imported_keys_verify_through_a_peppered_server() {
     assert_eq!(call(reqwest::Method::GET, "/v1/status", &other, None).await.0, StatusCode::OK);
     // The shape alone opens nothing: not imported, refused after the lookup.
     let (status, refused) = call(reqwest::Method::GET, "/v1/status", &legacy_key(3), None).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("INVALID_API_KEY")));
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("INVALID_API_KEY"))
+    );
     // Neither keyward's format nor the legacy one: refused before any lookup.
-    let (status, refused) = call(reqwest::Method::GET, "/v1/status", "pk_live_abcdefghijklmnopqrstuvwxyz", None).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("INVALID_API_KEY")));
+    let (status, refused) =
+        call(reqwest::Method::GET, "/v1/status", "pk_live_abcdefghijklmnopqrstuvwxyz", None).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("INVALID_API_KEY"))
+    );
     // keyward's own keys still verify under the pepper.
     assert_eq!(call(reqwest::Method::GET, "/v1/status", &root, None).await.0, StatusCode::OK);
 
@@ -162,7 +169,12 @@ async fn a_bulk_import_with_one_bad_row_changes_nothing() {
 #[tokio::test]
 async fn duplicate_digests_conflict_naming_the_row() {
     let s = Server::start().await;
-    let r = import(&s, &s.root, vec![row(&legacy_key(1), "a"), row(&legacy_key(2), "b"), row(&legacy_key(1), "c")]).await;
+    let r = import(
+        &s,
+        &s.root,
+        vec![row(&legacy_key(1), "a"), row(&legacy_key(2), "b"), row(&legacy_key(1), "c")],
+    )
+    .await;
     r.assert_error(409, "CONFLICT");
     assert_eq!(r.body["error"]["details"]["row"], 2);
     assert_eq!(r.body["error"]["details"]["duplicateOf"], 0);

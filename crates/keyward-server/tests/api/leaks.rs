@@ -190,7 +190,8 @@ async fn a_leaked_last_admin_key_is_revoked() {
 }
 
 async fn operator(s: &Server, key: &str, tokens: &[&str]) -> Reply {
-    let tokens: Vec<Value> = tokens.iter().map(|t| json!({"token": t, "url": "https://paste.example/abc"})).collect();
+    let tokens: Vec<Value> =
+        tokens.iter().map(|t| json!({"token": t, "url": "https://paste.example/abc"})).collect();
     s.post("/v1/keys/leaked", key, json!({ "tokens": tokens })).await
 }
 
@@ -223,7 +224,8 @@ async fn the_operator_endpoint_acts_only_on_keys_the_caller_manages() {
 
     let r = operator(&s, &scanner, &[&narrow, &wide, &theirs, "kw_live_unknown"]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let labels: Vec<&str> = r.body["data"].as_array().unwrap().iter().map(|v| v["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> =
+        r.body["data"].as_array().unwrap().iter().map(|v| v["label"].as_str().unwrap()).collect();
     assert_eq!(labels, ["true_positive", "false_positive", "false_positive", "false_positive"]);
     assert_eq!(r.body["data"][0]["tokenHash"], sha256_hex(&narrow));
     s.get("/v1/status", &narrow).await.assert_error(401, "KEY_REVOKED");

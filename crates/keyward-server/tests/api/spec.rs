@@ -58,7 +58,11 @@ fn every_operation_is_documented_and_secured() {
     }
     assert_eq!(operations, 26);
     assert_eq!(
-        self::operations(&doc).iter().filter(|(_, op)| signed(op)).map(|(at, _)| at.as_str()).collect::<Vec<_>>(),
+        self::operations(&doc)
+            .iter()
+            .filter(|(_, op)| signed(op))
+            .map(|(at, _)| at.as_str())
+            .collect::<Vec<_>>(),
         ["POST /v1/leaks/github"],
         "the only operation without an API key"
     );
@@ -76,7 +80,10 @@ fn assert_signed(at: &str, op: &Value) {
     assert!(op.get("security").is_none(), "{at} takes no API key");
     let params = op["parameters"].as_array().unwrap();
     for header in ["Github-Public-Key-Identifier", "Github-Public-Key-Signature"] {
-        assert!(params.iter().any(|p| p["name"] == header && p["in"] == "header" && p["required"] == true), "{at}");
+        assert!(
+            params.iter().any(|p| p["name"] == header && p["in"] == "header" && p["required"] == true),
+            "{at}"
+        );
     }
     assert!(!params.iter().any(|p| p["name"] == "X-Workspace-Id"), "{at} acts on no workspace");
     let responses = op["responses"].as_object().unwrap();
