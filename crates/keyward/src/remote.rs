@@ -177,9 +177,9 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         credits: k.credits.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         metadata: k.metadata.into_iter().collect(),
         version: 0,
-        leaked_at: None,
-        leak_source: None,
-        imported_at: None,
+        leaked_at: k.leaked_at,
+        leak_source: k.leak_source,
+        imported_at: k.imported_at,
     };
     let workspace = Workspace {
         id: WorkspaceId(ws.id),
