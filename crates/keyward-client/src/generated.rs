@@ -184,6 +184,36 @@ pub mod types {
             value.parse()
         }
     }
+    ///What verifying a workspace's audit hash chain found.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct AuditChainView {
+        ///The position of the last event purged by the retention (0: none); the chain starts
+        ///after it.
+        #[serde(rename = "anchorSeq")]
+        pub anchor_seq: u64,
+        ///The first broken link; `null` when the chain holds.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub broken: ::std::option::Option<BrokenLinkView>,
+        ///Events checked.
+        pub events: u64,
+        ///The newest event's hash: keep it where the database's administrators cannot write, and
+        ///compare it later (`keyward audit verify --expect`).
+        #[serde(rename = "headHash")]
+        pub head_hash: ::std::string::String,
+        ///The position of the newest event.
+        #[serde(rename = "headSeq")]
+        pub head_seq: u64,
+        ///Whether the chain holds from its anchor to its head.
+        pub valid: bool,
+        ///The workspace.
+        #[serde(rename = "workspaceId")]
+        pub workspace_id: ::uuid::Uuid,
+    }
+    impl AuditChainView {
+        pub fn builder() -> builder::AuditChainView {
+            Default::default()
+        }
+    }
     ///An audit event.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct AuditEventView {
@@ -228,6 +258,22 @@ pub mod types {
     }
     impl AuditPage {
         pub fn builder() -> builder::AuditPage {
+            Default::default()
+        }
+    }
+    ///Where an audit chain breaks.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct BrokenLinkView {
+        ///The event found there; `null` when it is missing.
+        #[serde(rename = "eventId", skip_serializing_if = "::std::option::Option::is_none")]
+        pub event_id: ::std::option::Option<::uuid::Uuid>,
+        ///What is wrong.
+        pub reason: ::std::string::String,
+        ///The position it breaks at.
+        pub seq: ::std::num::NonZeroU64,
+    }
+    impl BrokenLinkView {
+        pub fn builder() -> builder::BrokenLinkView {
             Default::default()
         }
     }
@@ -1772,6 +1818,126 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct AuditChainView {
+            anchor_seq: ::std::result::Result<u64, ::std::string::String>,
+            broken:
+                ::std::result::Result<::std::option::Option<super::BrokenLinkView>, ::std::string::String>,
+            events: ::std::result::Result<u64, ::std::string::String>,
+            head_hash: ::std::result::Result<::std::string::String, ::std::string::String>,
+            head_seq: ::std::result::Result<u64, ::std::string::String>,
+            valid: ::std::result::Result<bool, ::std::string::String>,
+            workspace_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for AuditChainView {
+            fn default() -> Self {
+                Self {
+                    anchor_seq: Err("no value supplied for anchor_seq".to_string()),
+                    broken: Ok(Default::default()),
+                    events: Err("no value supplied for events".to_string()),
+                    head_hash: Err("no value supplied for head_hash".to_string()),
+                    head_seq: Err("no value supplied for head_seq".to_string()),
+                    valid: Err("no value supplied for valid".to_string()),
+                    workspace_id: Err("no value supplied for workspace_id".to_string()),
+                }
+            }
+        }
+        impl AuditChainView {
+            pub fn anchor_seq<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.anchor_seq = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for anchor_seq: {e}"));
+                self
+            }
+            pub fn broken<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::BrokenLinkView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.broken =
+                    value.try_into().map_err(|e| format!("error converting supplied value for broken: {e}"));
+                self
+            }
+            pub fn events<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.events =
+                    value.try_into().map_err(|e| format!("error converting supplied value for events: {e}"));
+                self
+            }
+            pub fn head_hash<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.head_hash = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for head_hash: {e}"));
+                self
+            }
+            pub fn head_seq<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.head_seq = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for head_seq: {e}"));
+                self
+            }
+            pub fn valid<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.valid =
+                    value.try_into().map_err(|e| format!("error converting supplied value for valid: {e}"));
+                self
+            }
+            pub fn workspace_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.workspace_id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for workspace_id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<AuditChainView> for super::AuditChainView {
+            type Error = super::error::ConversionError;
+            fn try_from(value: AuditChainView) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    anchor_seq: value.anchor_seq?,
+                    broken: value.broken?,
+                    events: value.events?,
+                    head_hash: value.head_hash?,
+                    head_seq: value.head_seq?,
+                    valid: value.valid?,
+                    workspace_id: value.workspace_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::AuditChainView> for AuditChainView {
+            fn from(value: super::AuditChainView) -> Self {
+                Self {
+                    anchor_seq: Ok(value.anchor_seq),
+                    broken: Ok(value.broken),
+                    events: Ok(value.events),
+                    head_hash: Ok(value.head_hash),
+                    head_seq: Ok(value.head_seq),
+                    valid: Ok(value.valid),
+                    workspace_id: Ok(value.workspace_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct AuditEventView {
             action: ::std::result::Result<super::AuditAction, ::std::string::String>,
             actor_key_id: ::std::result::Result<::std::option::Option<::uuid::Uuid>, ::std::string::String>,
@@ -1962,6 +2128,62 @@ pub mod types {
         impl ::std::convert::From<super::AuditPage> for AuditPage {
             fn from(value: super::AuditPage) -> Self {
                 Self { data: Ok(value.data), next_cursor: Ok(value.next_cursor) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct BrokenLinkView {
+            event_id: ::std::result::Result<::std::option::Option<::uuid::Uuid>, ::std::string::String>,
+            reason: ::std::result::Result<::std::string::String, ::std::string::String>,
+            seq: ::std::result::Result<::std::num::NonZeroU64, ::std::string::String>,
+        }
+        impl ::std::default::Default for BrokenLinkView {
+            fn default() -> Self {
+                Self {
+                    event_id: Ok(Default::default()),
+                    reason: Err("no value supplied for reason".to_string()),
+                    seq: Err("no value supplied for seq".to_string()),
+                }
+            }
+        }
+        impl BrokenLinkView {
+            pub fn event_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::uuid::Uuid>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for event_id: {e}"));
+                self
+            }
+            pub fn reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.reason =
+                    value.try_into().map_err(|e| format!("error converting supplied value for reason: {e}"));
+                self
+            }
+            pub fn seq<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::num::NonZeroU64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.seq =
+                    value.try_into().map_err(|e| format!("error converting supplied value for seq: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<BrokenLinkView> for super::BrokenLinkView {
+            type Error = super::error::ConversionError;
+            fn try_from(value: BrokenLinkView) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { event_id: value.event_id?, reason: value.reason?, seq: value.seq? })
+            }
+        }
+        impl ::std::convert::From<super::BrokenLinkView> for BrokenLinkView {
+            fn from(value: super::BrokenLinkView) -> Self {
+                Self { event_id: Ok(value.event_id), reason: Ok(value.reason), seq: Ok(value.seq) }
             }
         }
         #[derive(Clone, Debug)]
@@ -4772,6 +4994,23 @@ impl Client {
     pub fn list_audit_events(&self) -> builder::ListAuditEvents<'_> {
         builder::ListAuditEvents::new(self)
     }
+    ///Verifies the workspace's audit hash chain: every event carries a SHA-256 linking it to the
+    ///one before, written with the change it records, so an event edited, deleted or reordered in
+    ///the database breaks the chain there. Reports the first broken link. Needs `audit:read`
+    ///
+    ///Sends a `GET` request to `/v1/audit-events/verify`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.verify_audit_chain()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn verify_audit_chain(&self) -> builder::VerifyAuditChain<'_> {
+        builder::VerifyAuditChain::new(self)
+    }
     ///Lists the workspace's keys, newest first, masked. Needs `keys:read`
     ///
     ///Sends a `GET` request to `/v1/keys`
@@ -5397,6 +5636,67 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo { operation_id: "list_audit_events" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::verify_audit_chain`]
+    ///
+    ///[`Client::verify_audit_chain`]: super::Client::verify_audit_chain
+    #[derive(Debug, Clone)]
+    pub struct VerifyAuditChain<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> VerifyAuditChain<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/audit-events/verify`
+        pub async fn send(self) -> Result<ResponseValue<types::AuditChainView>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/audit-events/verify", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "verify_audit_chain" };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

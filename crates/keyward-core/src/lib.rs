@@ -11,6 +11,7 @@
 //! assert_eq!(stored.digest.to_hex().len(), 64);
 //! ```
 
+pub mod audit_chain;
 pub mod change;
 pub mod clock;
 pub mod error;

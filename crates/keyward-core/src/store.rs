@@ -274,8 +274,21 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// Audit events, newest first.
     async fn list_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
 
-    /// Deletes audit events older than `before`; returns how many.
+    /// Deletes audit events older than `before`; returns how many. A store that keeps the
+    /// audit hash chain deletes a prefix of each chain and keeps its last hash as the anchor.
     async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Verifies the audit log's hash chains ([`crate::audit_chain`]): the chain of `workspace`,
+    /// or every chain (the one of events without a workspace too), each also against the heads
+    /// in `known` exported earlier. A store without the chain answers `Other`.
+    async fn verify_audit(
+        &self,
+        workspace: Option<WorkspaceId>,
+        known: &[crate::audit_chain::KnownHead],
+    ) -> Result<Vec<crate::audit_chain::ChainReport>, StoreError> {
+        let _ = (workspace, known);
+        Err(StoreError::Other("this store keeps no audit hash chain".into()))
+    }
 
     /// Adds a batch of usage: per-day counts and last-used times, in one transaction.
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;

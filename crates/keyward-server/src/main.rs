@@ -36,6 +36,9 @@ enum Command {
     /// Plans, on the database directly.
     #[command(subcommand)]
     Plans(PlansCommand),
+    /// The audit log, on the database directly.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -112,6 +115,25 @@ fn parse_time(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2027-01-31T00:00:00Z"))
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verifies the audit log's hash chains, one per workspace: prints each chain's head
+    /// (`WORKSPACE=SEQ:HASH`; keep them where the database's administrators cannot write) or
+    /// the first broken link, and exits 1 when any chain is broken.
+    Verify {
+        /// Only this workspace's chain, by id or name.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// A head printed by an earlier run; the chain must still hold it (repeat for more).
+        #[arg(long = "expect", value_name = "HEAD")]
+        expect: Vec<keyward_core::audit_chain::KnownHead>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -433,6 +455,36 @@ async fn main() -> anyhow::Result<()> {
             println!("{:<36}  {:<8}  {:<16}  NAME", "ID", "ENV", "PLAN");
             for w in service.list_workspaces().await? {
                 println!("{:<36}  {:<8}  {:<16}  {}", w.id, w.environment.as_str(), w.plan_id.0, w.name);
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { workspace, expect, store, .. }) => {
+            let service = store.service().await?;
+            let ws = match workspace {
+                Some(named) => Some(keyward_server::admin::find_workspace(&service, Some(&named)).await?.id),
+                None => None,
+            };
+            let chains = service.store().verify_audit(ws, &expect).await?;
+            let mut broken = 0;
+            for c in &chains {
+                let name = c.workspace_id.map_or_else(|| "-".to_owned(), |w| w.to_string());
+                match &c.broken {
+                    None => println!(
+                        "ok      {name}={}:{}  ({} events after position {})",
+                        c.head_seq, c.head_hash, c.events, c.anchor_seq
+                    ),
+                    Some(b) => {
+                        broken += 1;
+                        let event = b.event_id.map_or_else(|| "missing".to_owned(), |e| e.to_string());
+                        println!("BROKEN  {name} at position {} (event {event}): {}", b.seq, b.reason);
+                    }
+                }
+            }
+            if broken > 0 {
+                anyhow::bail!(
+                    "{broken} of {} audit chains are broken: the audit log was altered",
+                    chains.len()
+                );
             }
             Ok(())
         }

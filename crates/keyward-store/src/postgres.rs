@@ -321,6 +321,7 @@ impl SqlBackend for PgStore {
     type Db = Postgres;
 
     const BACKEND: &'static str = "postgres";
+    const LOCK_ROW: &'static str = " FOR UPDATE";
 
     fn db_err(e: sqlx::Error) -> StoreError {
         db_err(e)

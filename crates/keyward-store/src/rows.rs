@@ -437,3 +437,23 @@ mod tests {
         assert_eq!(by_text, ids);
     }
 }
+
+/// An `audit_heads` row: a chain's newest position and hash, and its anchor.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HeadRow {
+    pub(crate) chain: String,
+    pub(crate) seq: i64,
+    pub(crate) hash: String,
+    pub(crate) anchor_seq: i64,
+    pub(crate) anchor_hash: String,
+}
+
+/// An `audit_events` row with its place in its chain.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChainedAuditRow {
+    #[sqlx(flatten)]
+    pub(crate) event: AuditRow,
+    pub(crate) seq: i64,
+    pub(crate) prev_hash: Option<String>,
+    pub(crate) hash: Option<String>,
+}

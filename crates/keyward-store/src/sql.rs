@@ -14,6 +14,7 @@
 use std::marker::PhantomData;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::audit_chain::{self, ChainCheck, ChainReport, KnownHead};
 use keyward_core::{
     ApiKey, AuditEvent, AuditQuery, CreditOutcome, KeyDigest, KeyGuard, KeyId, KeyListQuery, KeyStatus, Plan,
     PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
@@ -21,8 +22,8 @@ use keyward_core::{
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
 use crate::rows::{
-    AuditRow, AuditValues, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow, WorkspaceValues,
-    audit_columns, day_text, key_columns, to_i64, to_ms,
+    AuditRow, AuditValues, ChainedAuditRow, HeadRow, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow,
+    WorkspaceRow, WorkspaceValues, audit_columns, day_text, from_ms, key_columns, to_i64, to_ms,
 };
 
 /// A connection to a backend's database.
@@ -64,6 +65,10 @@ pub(crate) trait SqlBackend {
 
     /// Adds a usage batch that is not empty, in one transaction.
     async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+
+    /// What makes a `SELECT` of one row lock it until the transaction ends (`" FOR UPDATE"`),
+    /// where write transactions are not serialised anyway; empty otherwise.
+    const LOCK_ROW: &'static str;
 }
 
 /// The queries of every [`SqlBackend`] whose database takes the column types of the row mapping:
@@ -88,6 +93,9 @@ where
     KeyRow: for<'r> FromRow<'r, Row<B>>,
     AuditRow: for<'r> FromRow<'r, Row<B>>,
     UsageRow: for<'r> FromRow<'r, Row<B>>,
+    HeadRow: for<'r> FromRow<'r, Row<B>>,
+    ChainedAuditRow: for<'r> FromRow<'r, Row<B>>,
+    (String, i64, String): for<'r> FromRow<'r, Row<B>>,
 {
     pub(crate) async fn save_plan(store: &B, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
         let v = PlanValues::new(plan)?;
@@ -408,11 +416,102 @@ where
         Self::fetch_all(store, sql, AuditRow::into_event).await
     }
 
+    /// Deletes, per chain, the events up to the newest one older than `before` (a prefix, so
+    /// the rest still follows on) and makes that one the chain's anchor; then the events older
+    /// than `before` that predate the chain.
     pub(crate) async fn purge_audit(store: &B, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut sql = QueryBuilder::new("DELETE FROM audit_events WHERE at < ");
-        sql.push_bind(to_ms(before));
-        let done = store.read(async |conn| sql.build().execute(conn).await.map_err(B::db_err)).await?;
-        Ok(B::rows_affected(&done))
+        let before = to_ms(before);
+        store
+            .write(async |conn| {
+                let mut sql = QueryBuilder::new(
+                    "SELECT e.chain, e.seq, e.hash FROM audit_events e JOIN (SELECT chain, MAX(seq) AS seq \
+                     FROM audit_events WHERE seq IS NOT NULL AND at < ",
+                );
+                sql.push_bind(before).push(" GROUP BY chain) m ON e.chain = m.chain AND e.seq = m.seq");
+                let anchors: Vec<(String, i64, String)> =
+                    sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                let mut purged = 0;
+                for (chain, seq, hash) in anchors {
+                    let mut sql = QueryBuilder::new("DELETE FROM audit_events WHERE chain = ");
+                    sql.push_bind(chain.clone()).push(" AND seq <= ").push_bind(seq);
+                    purged += B::rows_affected(&sql.build().execute(&mut *conn).await.map_err(B::db_err)?);
+                    let mut sql = QueryBuilder::new("UPDATE audit_heads SET anchor_seq = ");
+                    sql.push_bind(seq)
+                        .push(", anchor_hash = ")
+                        .push_bind(hash)
+                        .push(" WHERE chain = ")
+                        .push_bind(chain);
+                    sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                }
+                let mut sql = QueryBuilder::new("DELETE FROM audit_events WHERE seq IS NULL AND at < ");
+                sql.push_bind(before);
+                purged += B::rows_affected(&sql.build().execute(&mut *conn).await.map_err(B::db_err)?);
+                Ok(purged)
+            })
+            .await
+    }
+
+    /// Walks each chain (of `workspace`, or all) from its anchor to its head, a page at a time.
+    pub(crate) async fn verify_audit(
+        store: &B,
+        workspace: Option<WorkspaceId>,
+        known: &[KnownHead],
+    ) -> Result<Vec<ChainReport>, StoreError> {
+        const PAGE: i64 = 1000;
+        let mut sql = QueryBuilder::new("SELECT chain, seq, hash, anchor_seq, anchor_hash FROM audit_heads");
+        if let Some(ws) = workspace {
+            sql.push(" WHERE chain = ").push_bind(ws.to_string());
+        }
+        sql.push(" ORDER BY chain");
+        let heads: Vec<HeadRow> =
+            store.read(async |conn| sql.build_query_as().fetch_all(conn).await.map_err(B::db_err)).await?;
+        let corrupt = |what: &str| StoreError::Other(format!("corrupt audit head: {what}"));
+        let mut reports = Vec::with_capacity(heads.len());
+        for head in heads {
+            let workspace_id = match head.chain.as_str() {
+                "" => None,
+                id => Some(id.parse::<WorkspaceId>().map_err(|_| corrupt("chain"))?),
+            };
+            let anchor_hash = audit_chain::from_hex(&head.anchor_hash).ok_or_else(|| corrupt("anchor"))?;
+            let hash = audit_chain::from_hex(&head.hash).ok_or_else(|| corrupt("hash"))?;
+            let mut check =
+                ChainCheck::new(workspace_id, (head.anchor_seq as u64, anchor_hash), (head.seq as u64, hash));
+            for k in known.iter().filter(|k| k.workspace_id == workspace_id) {
+                check.expect(k.seq, k.hash);
+            }
+            let mut after = head.anchor_seq;
+            loop {
+                let mut sql = QueryBuilder::new(concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    ", seq, prev_hash, hash FROM audit_events WHERE chain = "
+                ));
+                sql.push_bind(head.chain.clone())
+                    .push(" AND seq > ")
+                    .push_bind(after)
+                    .push(" ORDER BY seq LIMIT ")
+                    .push_bind(PAGE);
+                let rows: Vec<ChainedAuditRow> = store
+                    .read(async |conn| sql.build_query_as().fetch_all(conn).await.map_err(B::db_err))
+                    .await?;
+                let n = rows.len();
+                for row in rows {
+                    after = row.seq;
+                    let (seq, prev, hash) =
+                        (row.seq as u64, row.prev_hash.unwrap_or_default(), row.hash.unwrap_or_default());
+                    match row.event.into_event() {
+                        Ok(event) => check.next(&event, seq, &prev, &hash),
+                        // A row that no longer reads as an event was edited.
+                        Err(_) => check.unreadable(seq),
+                    }
+                }
+                if check.is_broken() || (n as i64) < PAGE {
+                    break;
+                }
+            }
+            reports.push(check.finish());
+        }
+        Ok(reports)
     }
 
     pub(crate) async fn record_usage(store: &B, batch: &UsageBatch) -> Result<(), StoreError> {
@@ -591,10 +690,37 @@ where
         done.ok_or(StoreError::Conflict)
     }
 
+    /// Appends `ev` to its workspace's chain: locks the chain's head, links the event to it and
+    /// moves the head, all in the caller's transaction.
     async fn insert_audit(conn: &mut Conn<B>, ev: &AuditEvent) -> Result<(), StoreError> {
         let v = AuditValues::new(ev);
+        let chain = v.workspace_id.clone().unwrap_or_default();
+        let genesis = audit_chain::to_hex(&audit_chain::GENESIS);
         let mut sql =
-            QueryBuilder::new(concat!("INSERT INTO audit_events (", audit_columns!(), ") VALUES ("));
+            QueryBuilder::new("INSERT INTO audit_heads (chain, seq, hash, anchor_seq, anchor_hash) VALUES (");
+        sql.push_bind(chain.clone())
+            .push(", 0, ")
+            .push_bind(genesis.clone())
+            .push(", 0, ")
+            .push_bind(genesis)
+            .push(") ON CONFLICT (chain) DO NOTHING");
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        let mut sql = QueryBuilder::new(
+            "SELECT chain, seq, hash, anchor_seq, anchor_hash FROM audit_heads WHERE chain = ",
+        );
+        sql.push_bind(chain.clone()).push(B::LOCK_ROW);
+        let head: HeadRow = sql.build_query_as().fetch_one(&mut *conn).await.map_err(B::db_err)?;
+        let prev = audit_chain::from_hex(&head.hash)
+            .ok_or_else(|| StoreError::Other("corrupt audit head: hash".into()))?;
+        let seq = head.seq + 1;
+        // The hash covers what the row stores: the time to the millisecond.
+        let stored = AuditEvent { at: from_ms(v.at)?, ..ev.clone() };
+        let hash = audit_chain::to_hex(&audit_chain::link(&stored, seq as u64, &prev));
+        let mut sql = QueryBuilder::new(concat!(
+            "INSERT INTO audit_events (",
+            audit_columns!(),
+            ", chain, seq, prev_hash, hash) VALUES ("
+        ));
         sql.separated(", ")
             .push_bind(v.id)
             .push_bind(v.workspace_id)
@@ -604,8 +730,15 @@ where
             .push_bind(v.ip)
             .push_bind(v.user_agent)
             .push_bind(v.request_id)
-            .push_bind(v.at);
+            .push_bind(v.at)
+            .push_bind(chain.clone())
+            .push_bind(seq)
+            .push_bind(audit_chain::to_hex(&prev))
+            .push_bind(hash.clone());
         sql.push(")");
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        let mut sql = QueryBuilder::new("UPDATE audit_heads SET seq = ");
+        sql.push_bind(seq).push(", hash = ").push_bind(hash).push(" WHERE chain = ").push_bind(chain);
         sql.build().execute(conn).await.map_err(B::db_err)?;
         Ok(())
     }
@@ -807,6 +940,19 @@ macro_rules! impl_key_store {
                         <$store as SqlBackend>::BACKEND,
                         "purge_audit",
                         Queries::purge_audit(self, before),
+                    )
+                    .await
+                }
+
+                async fn verify_audit(
+                    &self,
+                    workspace: Option<WorkspaceId>,
+                    known: &[keyward_core::audit_chain::KnownHead],
+                ) -> Result<Vec<keyward_core::audit_chain::ChainReport>, StoreError> {
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "verify_audit",
+                        Queries::verify_audit(self, workspace, known),
                     )
                     .await
                 }

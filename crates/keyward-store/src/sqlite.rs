@@ -173,6 +173,9 @@ impl SqlBackend for SqliteStore {
         Ok(out)
     }
 
+    // Every write transaction holds the database's write lock already.
+    const LOCK_ROW: &'static str = "";
+
     async fn lock_workspace(_: &mut SqliteConnection, _: &str) -> Result<(), StoreError> {
         // Every write transaction holds the database's write lock already.
         Ok(())

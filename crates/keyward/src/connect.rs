@@ -17,7 +17,7 @@
 //! In remote mode the service holds no database credentials, only a key with scope
 //! `keys:verify` (an internal key, one that also holds `workspaces:admin`, verifies the keys
 //! of every workspace; any other only those of its own workspace), given with
-//! [`Connect::service_key`] or in `KEYWARD_SERVICE_KEY`. See `keyward::remote` for how it works;
+//! `Connect::service_key` or in `KEYWARD_SERVICE_KEY`. See `keyward::remote` for how it works;
 //! rate limits are local unless [`Connect::redis`] is set.
 //!
 //! ```no_run

@@ -9,7 +9,7 @@
 //! This crate re-exports the parts behind features: `sqlite` (default), `postgres`, `tower`
 //! (default; also what tonic services use), `axum`, `actix`, `redis`, `remote` (verify through a
 //! `keyward serve`, no database; `rustls` for https). Each store feature builds only its own
-//! database driver. [`connect`] turns a URL into a ready verifier and layer.
+//! database driver. [`connect()`] turns a URL into a ready verifier and layer.
 //!
 //! ```
 //! # #[cfg(all(feature = "sqlite", feature = "tower"))]

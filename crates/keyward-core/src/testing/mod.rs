@@ -152,6 +152,13 @@ impl KeyStore for InstrumentedStore {
     async fn purge_audit(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.up()?.purge_audit(before).await
     }
+    async fn verify_audit(
+        &self,
+        workspace: Option<WorkspaceId>,
+        known: &[crate::audit_chain::KnownHead],
+    ) -> Result<Vec<crate::audit_chain::ChainReport>, StoreError> {
+        self.up()?.verify_audit(workspace, known).await
+    }
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         self.usage_writes.fetch_add(1, Ordering::SeqCst);
         self.up()?.record_usage(batch).await

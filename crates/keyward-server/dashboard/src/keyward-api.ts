@@ -25,6 +25,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit-events/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Verifies the workspace's audit hash chain: every event carries a SHA-256 linking it to the
+         *     one before, written with the change it records, so an event edited, deleted or reordered in
+         *     the database breaks the chain there. Reports the first broken link. Needs `audit:read`.
+         */
+        get: operations["verify_audit_chain"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys": {
         parameters: {
             query?: never;
@@ -581,6 +602,38 @@ export interface components {
          * @enum {string}
          */
         AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.imported" | "key.leaked" | "workspace.created" | "workspace.updated" | "plan.saved";
+        /** @description What verifying a workspace's audit hash chain found. */
+        AuditChainView: {
+            /**
+             * Format: uint64
+             * @description The position of the last event purged by the retention (0: none); the chain starts
+             *     after it.
+             */
+            anchorSeq: number;
+            broken?: components["schemas"]["BrokenLinkView"] | null;
+            /**
+             * Format: uint64
+             * @description Events checked.
+             */
+            events: number;
+            /**
+             * @description The newest event's hash: keep it where the database's administrators cannot write, and
+             *     compare it later (`keyward audit verify --expect`).
+             */
+            headHash: string;
+            /**
+             * Format: uint64
+             * @description The position of the newest event.
+             */
+            headSeq: number;
+            /** @description Whether the chain holds from its anchor to its head. */
+            valid: boolean;
+            /**
+             * Format: uuid
+             * @description The workspace.
+             */
+            workspaceId: string;
+        };
         /** @description An audit event. */
         AuditEventView: {
             /** @description What happened. */
@@ -623,6 +676,21 @@ export interface components {
             data: components["schemas"]["AuditEventView"][];
             /** @description Pass as `cursor` to get the next page; `null` on the last page. */
             nextCursor?: string | null;
+        };
+        /** @description Where an audit chain breaks. */
+        BrokenLinkView: {
+            /**
+             * Format: uuid
+             * @description The event found there; `null` when it is missing.
+             */
+            eventId?: string | null;
+            /** @description What is wrong. */
+            reason: string;
+            /**
+             * Format: uint64
+             * @description The position it breaks at.
+             */
+            seq: number;
         };
         /** @description Body of `POST /v1/keys`. */
         CreateKeyRequest: {
@@ -1297,6 +1365,92 @@ export interface operations {
                 };
             };
             /** @description VALIDATION_FAILED: a bad filter, `cursor` or `limit`, or an unknown or repeated query parameter; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `audit:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    verify_audit_chain: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The chain's state; `valid` false names the first broken link */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditChainView"];
+                };
+            };
+            /** @description API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

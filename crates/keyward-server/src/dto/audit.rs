@@ -79,3 +79,42 @@ pub(crate) struct AuditPage {
     #[schema(value_type = Option<Cursor>, inline)]
     pub(crate) next_cursor: Option<String>,
 }
+
+/// What verifying a workspace's audit hash chain found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditChainView {
+    /// The workspace.
+    pub(crate) workspace_id: Uuid,
+    /// Whether the chain holds from its anchor to its head.
+    pub(crate) valid: bool,
+    /// Events checked.
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
+    pub(crate) events: u64,
+    /// The position of the last event purged by the retention (0: none); the chain starts
+    /// after it.
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
+    pub(crate) anchor_seq: u64,
+    /// The position of the newest event.
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
+    pub(crate) head_seq: u64,
+    /// The newest event's hash: keep it where the database's administrators cannot write, and
+    /// compare it later (`keyward audit verify --expect`).
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub(crate) head_hash: String,
+    /// The first broken link; `null` when the chain holds.
+    pub(crate) broken: Option<BrokenLinkView>,
+}
+
+/// Where an audit chain breaks.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BrokenLinkView {
+    /// The position it breaks at.
+    #[schema(format = "uint64", minimum = 1, maximum = 18446744073709551615_u64)]
+    pub(crate) seq: u64,
+    /// The event found there; `null` when it is missing.
+    pub(crate) event_id: Option<Uuid>,
+    /// What is wrong.
+    pub(crate) reason: String,
+}

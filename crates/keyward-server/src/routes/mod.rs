@@ -42,6 +42,7 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::list_plans))
         .routes(routes!(workspaces::save_plan))
         .routes(routes!(audit::list_audit_events))
+        .routes(routes!(audit::verify_audit_chain))
 }
 
 /// The operations outside keyward's layer, authenticated by a signature instead of a key: GitHub

@@ -1,5 +1,6 @@
 //! End-to-end tests of the management API over a real socket, on a real SQLite file.
 
+mod audit_chain;
 mod binary;
 mod config_file;
 mod connected;

@@ -153,3 +153,55 @@ pub async fn usage_counts_per_day(store: Arc<dyn KeyStore>) {
         expect_err(ctx.service.usage(ctx.ws.id, k1.id, days).await, ErrorCode::ValidationFailed);
     }
 }
+
+/// The audit hash chain: every workspace's events (and those of no workspace) form a chain that
+/// holds after any number of writes, concurrent ones included, and after purges, which leave an
+/// anchor the remaining events follow.
+pub async fn audit_chain_holds_across_writes_and_purges(store: Arc<dyn KeyStore>) {
+    let ctx = setup(store).await;
+    let sys = Actor::system();
+    let other = ctx.service.create_workspace(NewWorkspace::live("Other"), &sys).await.expect("workspace");
+    let first = ctx.key("first").await;
+    ctx.service.deactivate_key(ctx.ws.id, first.id, &sys).await.expect("deactivate");
+    // Writers of one chain at once (renames take no workspace lock): none may fork it.
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        keys.push(ctx.key(&format!("k{i}")).await);
+    }
+    let writes: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let (service, ws, id) = (ctx.service.clone(), ctx.ws.id, k.id);
+            tokio::spawn(async move {
+                let patch = KeyPatch { name: Some("renamed".into()), ..KeyPatch::default() };
+                service.update_key(ws, id, patch, &Actor::system()).await
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.expect("task").expect("rename");
+    }
+    ctx.service.create_key(NewKey::new(other.id, "elsewhere"), &sys).await.expect("create");
+
+    let chains = ctx.store.verify_audit(None, &[]).await.expect("verify");
+    assert!(chains.iter().all(|c| c.broken.is_none()), "{chains:#?}");
+    let ours = chains.iter().find(|c| c.workspace_id == Some(ctx.ws.id)).expect("the workspace's chain");
+    // workspace.created, key.created, key.deactivated, 4 x key.created, 4 x key.updated
+    assert_eq!((ours.events, ours.head_seq, ours.anchor_seq), (11, 11, 0));
+    assert!(chains.iter().any(|c| c.workspace_id == Some(other.id)));
+    assert!(chains.iter().any(|c| c.workspace_id.is_none()), "plan changes have a chain of their own");
+    let one = ctx.store.verify_audit(Some(other.id), &[]).await.expect("verify one");
+    assert_eq!(one.len(), 1);
+    assert_eq!((one[0].workspace_id, one[0].events), (Some(other.id), 2));
+
+    // Purged: what is left still follows on from the anchor.
+    ctx.clock.advance(Duration::days(91));
+    ctx.key("after").await;
+    assert_eq!(ctx.service.purge_audit().await.expect("purge"), 14);
+    let chains = ctx.store.verify_audit(Some(ctx.ws.id), &[]).await.expect("verify");
+    assert_eq!(chains[0].broken, None, "{chains:#?}");
+    assert_eq!((chains[0].anchor_seq, chains[0].events, chains[0].head_seq), (11, 1, 12));
+    ctx.key("later").await;
+    let chains = ctx.store.verify_audit(Some(ctx.ws.id), &[]).await.expect("verify");
+    assert_eq!((chains[0].broken.clone(), chains[0].events), (None, 2));
+}

@@ -86,6 +86,7 @@ macro_rules! keyward_store_contract {
             store_key_limit_counts_only_live_keys,
             audit_list_filters_and_pages,
             audit_purge_keeps_recent_events,
+            audit_chain_holds_across_writes_and_purges,
             consume_credits_outcomes,
             concurrent_consumption_never_goes_negative,
             usage_counts_per_day,

@@ -56,7 +56,7 @@ async fn tables_live_in_their_own_schema_and_migrations_apply_once() {
     .fetch_all(store.pool())
     .await
     .expect("tables");
-    assert_eq!(tables, ["api_keys", "audit_events", "plans", "usage_daily", "workspaces"]);
+    assert_eq!(tables, ["api_keys", "audit_events", "audit_heads", "plans", "usage_daily", "workspaces"]);
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _keyward_migrations WHERE success")
         .fetch_one(store.pool())
         .await
@@ -550,4 +550,23 @@ async fn test_schemas_are_dropped() {
         .await
         .expect("count");
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn tampering_with_the_audit_log_is_found_at_the_right_event() {
+    if PgTestSchema::from_env().is_none() {
+        return;
+    }
+    crate::audit_chain::tampering_is_found(
+        async || {
+            // The schema lives as long as its handle.
+            let schema = PgTestSchema::from_env().expect("set");
+            let store = schema.open().await;
+            (Arc::new(store.clone()) as Arc<dyn KeyStore>, (schema, store))
+        },
+        async |(_, store): &(PgTestSchema, PgStore), sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await.expect("tamper");
+        },
+    )
+    .await;
 }

@@ -51,7 +51,16 @@ async fn migrations_apply_on_open_and_reopening_is_idempotent() {
             .expect("tables");
     assert_eq!(
         tables,
-        ["api_keys", "audit_events", "changes", "plans", "sqlite_sequence", "usage_daily", "workspaces"]
+        [
+            "api_keys",
+            "audit_events",
+            "audit_heads",
+            "changes",
+            "plans",
+            "sqlite_sequence",
+            "usage_daily",
+            "workspaces"
+        ]
     );
     let applied = migrations_applied(&store).await;
     assert!(applied >= 1);
@@ -373,4 +382,18 @@ async fn unapplied_migrations_are_read_from_the_migrations_table() {
     file.inner.close().await;
     let e = file.inner.unapplied_migrations(limit).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn tampering_with_the_audit_log_is_found_at_the_right_event() {
+    crate::audit_chain::tampering_is_found(
+        async || {
+            let file = crate::common::sqlite_file().await;
+            (file.store.clone() as Arc<dyn keyward_core::KeyStore>, file)
+        },
+        async |file: &crate::common::SqliteFile, sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(file.inner.pool()).await.expect("tamper");
+        },
+    )
+    .await;
 }
