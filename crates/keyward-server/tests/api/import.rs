@@ -208,4 +208,7 @@ async fn import_bounds_and_scope() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["data"].as_array().expect("keys").len(), 1000);
     assert_eq!(r.body["data"][999]["name"], "legacy 999", "in the order given");
+    // The 1000 events, written in one transaction, extend the workspace's audit chain intact.
+    let chain = s.get("/v1/audit-events/verify", &s.root).await;
+    assert_eq!(chain.body["valid"], true, "{}", chain.body);
 }

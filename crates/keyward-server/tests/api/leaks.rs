@@ -113,6 +113,9 @@ async fn a_signed_github_report_revokes_the_key_it_names() {
     assert!(events[0]["actorKeyId"].is_null(), "GitHub is no key");
     assert_eq!(events[0]["userAgent"], "GitHub secret scanning");
 
+    let chain = s.get("/v1/audit-events/verify", &s.root).await;
+    assert_eq!(chain.body["valid"], true, "{}", chain.body);
+
     // Reported again: still a true positive, nothing more changes.
     let r = signed(&s, &[&leaked]).await;
     assert_eq!(r.body[0]["label"], "true_positive");
