@@ -5,7 +5,10 @@
 # check (`--checks all`), every phase (examples, coverage, fuzzing, stateful) and the root key.
 # Any finding fails the script. The one streaming operation, `GET /v1/verifier/events` (an
 # event stream that never ends by itself), is left out: a request of it would only time out; the
-# API tests (tests/api/verifier.rs) and the remote-mode tests read it. Hooks (scripts/schemathesis_hooks.py) keep the run from disabling
+# API tests (tests/api/verifier.rs) and the remote-mode tests read it. `POST /v1/leaks/github`
+# takes no API key (GitHub's signature instead, `x-keyward-authentication`): it is fuzzed
+# unsigned, so every case must be a documented 401, and the hooks leave it out of the
+# past-authentication share; tests/api/leaks.rs sends it signed reports. Hooks (scripts/schemathesis_hooks.py) keep the run from disabling
 # its own key and move values inside the rules JSON Schema cannot state; the script fails too when
 # fewer than SCHEMATHESIS_MIN_CASES cases were sent or too few of them got past authentication.
 #

@@ -47,6 +47,10 @@ pub mod types {
         pub grace_ends_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///The key's id.
         pub id: ::uuid::Uuid,
+        ///When the key was imported from another system by its digest; `null` for keys keyward
+        ///issued. An imported key's `prefix` and `last4` are what the import gave, or empty.
+        #[serde(rename = "importedAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub imported_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
         #[serde(rename = "ipAllowlist")]
         pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
@@ -55,6 +59,12 @@ pub mod types {
         ///When the key was last used (recorded in batches: up to 10 seconds late).
         #[serde(rename = "lastUsedAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub last_used_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///Where the reported leak was found (the report's URL).
+        #[serde(rename = "leakSource", skip_serializing_if = "::std::option::Option::is_none")]
+        pub leak_source: ::std::option::Option<::std::string::String>,
+        ///When a leak report named the key; `null` when none did.
+        #[serde(rename = "leakedAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub leaked_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
         ///Prefix and last 4 characters, for display.
         #[serde(rename = "maskedKey")]
         pub masked_key: ::std::string::String,
@@ -120,6 +130,10 @@ pub mod types {
         KeyRevoked,
         #[serde(rename = "key.deleted")]
         KeyDeleted,
+        #[serde(rename = "key.imported")]
+        KeyImported,
+        #[serde(rename = "key.leaked")]
+        KeyLeaked,
         #[serde(rename = "workspace.created")]
         WorkspaceCreated,
         #[serde(rename = "workspace.updated")]
@@ -139,6 +153,8 @@ pub mod types {
                 Self::KeyRotated => f.write_str("key.rotated"),
                 Self::KeyRevoked => f.write_str("key.revoked"),
                 Self::KeyDeleted => f.write_str("key.deleted"),
+                Self::KeyImported => f.write_str("key.imported"),
+                Self::KeyLeaked => f.write_str("key.leaked"),
                 Self::WorkspaceCreated => f.write_str("workspace.created"),
                 Self::WorkspaceUpdated => f.write_str("workspace.updated"),
                 Self::KeyCreditsRefilled => f.write_str("key.credits_refilled"),
@@ -157,6 +173,8 @@ pub mod types {
                 "key.rotated" => Ok(Self::KeyRotated),
                 "key.revoked" => Ok(Self::KeyRevoked),
                 "key.deleted" => Ok(Self::KeyDeleted),
+                "key.imported" => Ok(Self::KeyImported),
+                "key.leaked" => Ok(Self::KeyLeaked),
                 "workspace.created" => Ok(Self::WorkspaceCreated),
                 "workspace.updated" => Ok(Self::WorkspaceUpdated),
                 "key.credits_refilled" => Ok(Self::KeyCreditsRefilled),
@@ -436,6 +454,8 @@ pub mod types {
         KeyRevoked,
         #[serde(rename = "KEY_EXPIRED")]
         KeyExpired,
+        #[serde(rename = "INVALID_SIGNATURE")]
+        InvalidSignature,
         #[serde(rename = "INSUFFICIENT_SCOPE")]
         InsufficientScope,
         #[serde(rename = "RESOURCE_NOT_ALLOWED")]
@@ -486,6 +506,7 @@ pub mod types {
                 Self::KeyInactive => f.write_str("KEY_INACTIVE"),
                 Self::KeyRevoked => f.write_str("KEY_REVOKED"),
                 Self::KeyExpired => f.write_str("KEY_EXPIRED"),
+                Self::InvalidSignature => f.write_str("INVALID_SIGNATURE"),
                 Self::InsufficientScope => f.write_str("INSUFFICIENT_SCOPE"),
                 Self::ResourceNotAllowed => f.write_str("RESOURCE_NOT_ALLOWED"),
                 Self::IpNotAllowed => f.write_str("IP_NOT_ALLOWED"),
@@ -519,6 +540,7 @@ pub mod types {
                 "KEY_INACTIVE" => Ok(Self::KeyInactive),
                 "KEY_REVOKED" => Ok(Self::KeyRevoked),
                 "KEY_EXPIRED" => Ok(Self::KeyExpired),
+                "INVALID_SIGNATURE" => Ok(Self::InvalidSignature),
                 "INSUFFICIENT_SCOPE" => Ok(Self::InsufficientScope),
                 "RESOURCE_NOT_ALLOWED" => Ok(Self::ResourceNotAllowed),
                 "IP_NOT_ALLOWED" => Ok(Self::IpNotAllowed),
@@ -573,6 +595,116 @@ pub mod types {
     }
     impl ErrorObject {
         pub fn builder() -> builder::ErrorObject {
+            Default::default()
+        }
+    }
+    ///One token GitHub found, as GitHub's secret-scanning partner programme sends it.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct GitHubLeak {
+        ///What GitHub scanned, e.g. `content` or `commit`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub source: ::std::option::Option<::std::string::String>,
+        ///The matched text.
+        pub token: ::std::string::String,
+        ///The secret type GitHub matched (the partner's pattern name).
+        #[serde(rename = "type")]
+        pub type_: ::std::string::String,
+        ///Where GitHub found it.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<::std::string::String>,
+    }
+    impl GitHubLeak {
+        pub fn builder() -> builder::GitHubLeak {
+            Default::default()
+        }
+    }
+    ///GitHub's partner feedback for one token.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct GitHubLeakFeedback {
+        ///Whether the token was one of this deployment's keys.
+        pub label: LeakLabel,
+        ///SHA-256 of the token, lowercase hex.
+        pub token_hash: ::std::string::String,
+        ///The reported `type`, echoed.
+        pub token_type: ::std::string::String,
+    }
+    impl GitHubLeakFeedback {
+        pub fn builder() -> builder::GitHubLeakFeedback {
+            Default::default()
+        }
+    }
+    ///One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
+    ///`POST /v1/keys`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImportKeyRow {
+        ///Whether the key starts active (default true).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub active: ::std::option::Option<bool>,
+        ///Most requests the key may have in flight at once; absent is unlimited.
+        #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
+        pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
+        ///Starting credits; absent means the key does not use credits.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits: ::std::option::Option<u64>,
+        ///SHA-256 of the whole key as callers send it, in hex (64 characters).
+        pub digest: ::std::string::String,
+        ///When the key stops working; must lie in the future. Absent: never.
+        #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///Where the key may be used from, as on create (at most 100 entries); empty: the
+        ///workspace's list applies.
+        #[serde(rename = "ipAllowlist", default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub ip_allowlist: ::std::vec::Vec<::std::string::String>,
+        ///What to show of the key's end, at most 4 characters (default: none).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub last4: ::std::option::Option<::std::string::String>,
+        ///Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8).
+        #[serde(default, skip_serializing_if = ":: std :: collections :: HashMap::is_empty")]
+        pub metadata: ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+        ///Descriptive name.
+        pub name: ::std::string::String,
+        ///What to show of the key's start, at most 12 characters (default: none).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub prefix: ::std::option::Option<::std::string::String>,
+        ///The key's own rate limit; absent uses the plan's.
+        #[serde(rename = "rateLimit", skip_serializing_if = "::std::option::Option::is_none")]
+        pub rate_limit: ::std::option::Option<::std::vec::Vec<RateLimitWindow>>,
+        ///How the credits refill, as on create; absent: they do not.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub refill: ::std::option::Option<CreditRefill>,
+        ///The resources the key is restricted to; empty (the default) means all resources.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub resources: ::std::vec::Vec<::std::string::String>,
+        ///What the key may do; never wider than the caller's own scopes. Default: none.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub scopes: ::std::vec::Vec<::std::string::String>,
+    }
+    impl ImportKeyRow {
+        pub fn builder() -> builder::ImportKeyRow {
+            Default::default()
+        }
+    }
+    ///Body of `POST /v1/keys/import`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImportKeysRequest {
+        ///1 to 1000 keys, imported all or none.
+        pub keys: ::std::vec::Vec<ImportKeyRow>,
+    }
+    impl ImportKeysRequest {
+        pub fn builder() -> builder::ImportKeysRequest {
+            Default::default()
+        }
+    }
+    ///The keys an import stored, in the order given.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct ImportedKeys {
+        ///The keys, masked.
+        pub data: ::std::vec::Vec<ApiKeyView>,
+    }
+    impl ImportedKeys {
+        pub fn builder() -> builder::ImportedKeys {
             Default::default()
         }
     }
@@ -690,6 +822,85 @@ pub mod types {
     }
     impl LastUse {
         pub fn builder() -> builder::LastUse {
+            Default::default()
+        }
+    }
+    ///Whether a reported token is one of this deployment's keys.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum LeakLabel {
+        #[serde(rename = "true_positive")]
+        TruePositive,
+        #[serde(rename = "false_positive")]
+        FalsePositive,
+    }
+    impl ::std::fmt::Display for LeakLabel {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::TruePositive => f.write_str("true_positive"),
+                Self::FalsePositive => f.write_str("false_positive"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for LeakLabel {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "true_positive" => Ok(Self::TruePositive),
+                "false_positive" => Ok(Self::FalsePositive),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for LeakLabel {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for LeakLabel {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///Body of `POST /v1/keys/leaked`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct LeakReportRequest {
+        ///1 to 1000 tokens.
+        pub tokens: ::std::vec::Vec<ReportedToken>,
+    }
+    impl LeakReportRequest {
+        pub fn builder() -> builder::LeakReportRequest {
+            Default::default()
+        }
+    }
+    ///The verdict on one reported token.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct LeakVerdict {
+        ///Whether the token was one of the keys the caller manages.
+        pub label: LeakLabel,
+        ///SHA-256 of the token, lowercase hex.
+        #[serde(rename = "tokenHash")]
+        pub token_hash: ::std::string::String,
+    }
+    impl LeakVerdict {
+        pub fn builder() -> builder::LeakVerdict {
+            Default::default()
+        }
+    }
+    ///The verdicts, in the order the tokens were given.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct LeakVerdicts {
+        ///One per token.
+        pub data: ::std::vec::Vec<LeakVerdict>,
+    }
+    impl LeakVerdicts {
+        pub fn builder() -> builder::LeakVerdicts {
             Default::default()
         }
     }
@@ -812,6 +1023,21 @@ pub mod types {
             value: ::std::string::String,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
+        }
+    }
+    ///One token an operator's own scanner found.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReportedToken {
+        ///The matched text.
+        pub token: ::std::string::String,
+        ///Where it was found (kept on the key as `leakSource`, at most 2048 characters).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<::std::string::String>,
+    }
+    impl ReportedToken {
+        pub fn builder() -> builder::ReportedToken {
+            Default::default()
         }
     }
     ///Body of `POST /v1/verifier/resolve`.
@@ -1318,10 +1544,20 @@ pub mod types {
                 ::std::string::String,
             >,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            imported_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
             ip_allowlist:
                 ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
             last4: ::std::result::Result<::std::string::String, ::std::string::String>,
             last_used_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            leak_source:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            leaked_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
             >,
@@ -1365,9 +1601,12 @@ pub mod types {
                     expires_at: Ok(Default::default()),
                     grace_ends_at: Ok(Default::default()),
                     id: Err("no value supplied for id".to_string()),
+                    imported_at: Ok(Default::default()),
                     ip_allowlist: Err("no value supplied for ip_allowlist".to_string()),
                     last4: Err("no value supplied for last4".to_string()),
                     last_used_at: Ok(Default::default()),
+                    leak_source: Ok(Default::default()),
+                    leaked_at: Ok(Default::default()),
                     masked_key: Err("no value supplied for masked_key".to_string()),
                     metadata: Err("no value supplied for metadata".to_string()),
                     name: Err("no value supplied for name".to_string()),
@@ -1465,6 +1704,16 @@ pub mod types {
                     value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
+            pub fn imported_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.imported_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for imported_at: {e}"));
+                self
+            }
             pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
             where
                 T: ::std::iter::IntoIterator<Item = S>,
@@ -1490,6 +1739,26 @@ pub mod types {
                 self.last_used_at = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for last_used_at: {e}"));
+                self
+            }
+            pub fn leak_source<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.leak_source = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for leak_source: {e}"));
+                self
+            }
+            pub fn leaked_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.leaked_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for leaked_at: {e}"));
                 self
             }
             pub fn masked_key<T>(mut self, value: T) -> Self
@@ -1649,9 +1918,12 @@ pub mod types {
                     expires_at: value.expires_at?,
                     grace_ends_at: value.grace_ends_at?,
                     id: value.id?,
+                    imported_at: value.imported_at?,
                     ip_allowlist: value.ip_allowlist?,
                     last4: value.last4?,
                     last_used_at: value.last_used_at?,
+                    leak_source: value.leak_source?,
+                    leaked_at: value.leaked_at?,
                     masked_key: value.masked_key?,
                     metadata: value.metadata?,
                     name: value.name?,
@@ -1681,9 +1953,12 @@ pub mod types {
                     expires_at: Ok(value.expires_at),
                     grace_ends_at: Ok(value.grace_ends_at),
                     id: Ok(value.id),
+                    imported_at: Ok(value.imported_at),
                     ip_allowlist: Ok(value.ip_allowlist),
                     last4: Ok(value.last4),
                     last_used_at: Ok(value.last_used_at),
+                    leak_source: Ok(value.leak_source),
+                    leaked_at: Ok(value.leaked_at),
                     masked_key: Ok(value.masked_key),
                     metadata: Ok(value.metadata),
                     name: Ok(value.name),
@@ -2523,6 +2798,426 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct GitHubLeak {
+            source:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            type_: ::std::result::Result<::std::string::String, ::std::string::String>,
+            url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for GitHubLeak {
+            fn default() -> Self {
+                Self {
+                    source: Ok(Default::default()),
+                    token: Err("no value supplied for token".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
+                    url: Ok(Default::default()),
+                }
+            }
+        }
+        impl GitHubLeak {
+            pub fn source<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.source =
+                    value.try_into().map_err(|e| format!("error converting supplied value for source: {e}"));
+                self
+            }
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for token: {e}"));
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ =
+                    value.try_into().map_err(|e| format!("error converting supplied value for type_: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GitHubLeak> for super::GitHubLeak {
+            type Error = super::error::ConversionError;
+            fn try_from(value: GitHubLeak) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { source: value.source?, token: value.token?, type_: value.type_?, url: value.url? })
+            }
+        }
+        impl ::std::convert::From<super::GitHubLeak> for GitHubLeak {
+            fn from(value: super::GitHubLeak) -> Self {
+                Self {
+                    source: Ok(value.source),
+                    token: Ok(value.token),
+                    type_: Ok(value.type_),
+                    url: Ok(value.url),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct GitHubLeakFeedback {
+            label: ::std::result::Result<super::LeakLabel, ::std::string::String>,
+            token_hash: ::std::result::Result<::std::string::String, ::std::string::String>,
+            token_type: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for GitHubLeakFeedback {
+            fn default() -> Self {
+                Self {
+                    label: Err("no value supplied for label".to_string()),
+                    token_hash: Err("no value supplied for token_hash".to_string()),
+                    token_type: Err("no value supplied for token_type".to_string()),
+                }
+            }
+        }
+        impl GitHubLeakFeedback {
+            pub fn label<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LeakLabel>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.label =
+                    value.try_into().map_err(|e| format!("error converting supplied value for label: {e}"));
+                self
+            }
+            pub fn token_hash<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_hash = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_hash: {e}"));
+                self
+            }
+            pub fn token_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_type = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_type: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GitHubLeakFeedback> for super::GitHubLeakFeedback {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: GitHubLeakFeedback,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { label: value.label?, token_hash: value.token_hash?, token_type: value.token_type? })
+            }
+        }
+        impl ::std::convert::From<super::GitHubLeakFeedback> for GitHubLeakFeedback {
+            fn from(value: super::GitHubLeakFeedback) -> Self {
+                Self {
+                    label: Ok(value.label),
+                    token_hash: Ok(value.token_hash),
+                    token_type: Ok(value.token_type),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportKeyRow {
+            active: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            concurrency_limit:
+                ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
+            credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+            digest: ::std::result::Result<::std::string::String, ::std::string::String>,
+            expires_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            ip_allowlist:
+                ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+            last4: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            metadata: ::std::result::Result<
+                ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            prefix:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            rate_limit: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>,
+                ::std::string::String,
+            >,
+            refill: ::std::result::Result<::std::option::Option<super::CreditRefill>, ::std::string::String>,
+            resources: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+            scopes: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportKeyRow {
+            fn default() -> Self {
+                Self {
+                    active: Ok(Default::default()),
+                    concurrency_limit: Ok(Default::default()),
+                    credits: Ok(Default::default()),
+                    digest: Err("no value supplied for digest".to_string()),
+                    expires_at: Ok(Default::default()),
+                    ip_allowlist: Ok(Default::default()),
+                    last4: Ok(Default::default()),
+                    metadata: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    prefix: Ok(Default::default()),
+                    rate_limit: Ok(Default::default()),
+                    refill: Ok(Default::default()),
+                    resources: Ok(Default::default()),
+                    scopes: Ok(Default::default()),
+                }
+            }
+        }
+        impl ImportKeyRow {
+            pub fn active<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.active =
+                    value.try_into().map_err(|e| format!("error converting supplied value for active: {e}"));
+                self
+            }
+            pub fn concurrency_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::num::NonZeroU32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.concurrency_limit = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for concurrency_limit: {e}"));
+                self
+            }
+            pub fn credits<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits =
+                    value.try_into().map_err(|e| format!("error converting supplied value for credits: {e}"));
+                self
+            }
+            pub fn digest<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.digest =
+                    value.try_into().map_err(|e| format!("error converting supplied value for digest: {e}"));
+                self
+            }
+            pub fn expires_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.expires_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for expires_at: {e}"));
+                self
+            }
+            pub fn ip_allowlist<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.ip_allowlist = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
+            pub fn last4<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.last4 =
+                    value.try_into().map_err(|e| format!("error converting supplied value for last4: {e}"));
+                self
+            }
+            pub fn metadata<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                        ::std::collections::HashMap<::std::string::String, ::std::string::String>,
+                    >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.metadata = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for metadata: {e}"));
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name =
+                    value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self
+            }
+            pub fn prefix<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.prefix =
+                    value.try_into().map_err(|e| format!("error converting supplied value for prefix: {e}"));
+                self
+            }
+            pub fn rate_limit<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<super::RateLimitWindow>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.rate_limit = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for rate_limit: {e}"));
+                self
+            }
+            pub fn refill<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::CreditRefill>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refill =
+                    value.try_into().map_err(|e| format!("error converting supplied value for refill: {e}"));
+                self
+            }
+            pub fn resources<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.resources = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
+            pub fn scopes<T, S>(mut self, value: T) -> Self
+            where
+                T: ::std::iter::IntoIterator<Item = S>,
+                S: ::std::convert::Into<::std::string::String>,
+            {
+                self.scopes = Ok(value.into_iter().map(::std::convert::Into::into).collect());
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportKeyRow> for super::ImportKeyRow {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ImportKeyRow) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    active: value.active?,
+                    concurrency_limit: value.concurrency_limit?,
+                    credits: value.credits?,
+                    digest: value.digest?,
+                    expires_at: value.expires_at?,
+                    ip_allowlist: value.ip_allowlist?,
+                    last4: value.last4?,
+                    metadata: value.metadata?,
+                    name: value.name?,
+                    prefix: value.prefix?,
+                    rate_limit: value.rate_limit?,
+                    refill: value.refill?,
+                    resources: value.resources?,
+                    scopes: value.scopes?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::ImportKeyRow> for ImportKeyRow {
+            fn from(value: super::ImportKeyRow) -> Self {
+                Self {
+                    active: Ok(value.active),
+                    concurrency_limit: Ok(value.concurrency_limit),
+                    credits: Ok(value.credits),
+                    digest: Ok(value.digest),
+                    expires_at: Ok(value.expires_at),
+                    ip_allowlist: Ok(value.ip_allowlist),
+                    last4: Ok(value.last4),
+                    metadata: Ok(value.metadata),
+                    name: Ok(value.name),
+                    prefix: Ok(value.prefix),
+                    rate_limit: Ok(value.rate_limit),
+                    refill: Ok(value.refill),
+                    resources: Ok(value.resources),
+                    scopes: Ok(value.scopes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportKeysRequest {
+            keys: ::std::result::Result<::std::vec::Vec<super::ImportKeyRow>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportKeysRequest {
+            fn default() -> Self {
+                Self { keys: Err("no value supplied for keys".to_string()) }
+            }
+        }
+        impl ImportKeysRequest {
+            pub fn keys<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ImportKeyRow>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.keys =
+                    value.try_into().map_err(|e| format!("error converting supplied value for keys: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportKeysRequest> for super::ImportKeysRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: ImportKeysRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { keys: value.keys? })
+            }
+        }
+        impl ::std::convert::From<super::ImportKeysRequest> for ImportKeysRequest {
+            fn from(value: super::ImportKeysRequest) -> Self {
+                Self { keys: Ok(value.keys) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ImportedKeys {
+            data: ::std::result::Result<::std::vec::Vec<super::ApiKeyView>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ImportedKeys {
+            fn default() -> Self {
+                Self { data: Err("no value supplied for data".to_string()) }
+            }
+        }
+        impl ImportedKeys {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ApiKeyView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ImportedKeys> for super::ImportedKeys {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ImportedKeys) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data? })
+            }
+        }
+        impl ::std::convert::From<super::ImportedKeys> for ImportedKeys {
+            fn from(value: super::ImportedKeys) -> Self {
+                Self { data: Ok(value.data) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct KeyPage {
             data: ::std::result::Result<::std::vec::Vec<super::ApiKeyView>, ::std::string::String>,
             next_cursor:
@@ -2610,6 +3305,115 @@ pub mod types {
         impl ::std::convert::From<super::LastUse> for LastUse {
             fn from(value: super::LastUse) -> Self {
                 Self { at: Ok(value.at), key_id: Ok(value.key_id) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LeakReportRequest {
+            tokens: ::std::result::Result<::std::vec::Vec<super::ReportedToken>, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakReportRequest {
+            fn default() -> Self {
+                Self { tokens: Err("no value supplied for tokens".to_string()) }
+            }
+        }
+        impl LeakReportRequest {
+            pub fn tokens<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::ReportedToken>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tokens =
+                    value.try_into().map_err(|e| format!("error converting supplied value for tokens: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakReportRequest> for super::LeakReportRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: LeakReportRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { tokens: value.tokens? })
+            }
+        }
+        impl ::std::convert::From<super::LeakReportRequest> for LeakReportRequest {
+            fn from(value: super::LeakReportRequest) -> Self {
+                Self { tokens: Ok(value.tokens) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LeakVerdict {
+            label: ::std::result::Result<super::LeakLabel, ::std::string::String>,
+            token_hash: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakVerdict {
+            fn default() -> Self {
+                Self {
+                    label: Err("no value supplied for label".to_string()),
+                    token_hash: Err("no value supplied for token_hash".to_string()),
+                }
+            }
+        }
+        impl LeakVerdict {
+            pub fn label<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::LeakLabel>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.label =
+                    value.try_into().map_err(|e| format!("error converting supplied value for label: {e}"));
+                self
+            }
+            pub fn token_hash<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token_hash = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for token_hash: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakVerdict> for super::LeakVerdict {
+            type Error = super::error::ConversionError;
+            fn try_from(value: LeakVerdict) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { label: value.label?, token_hash: value.token_hash? })
+            }
+        }
+        impl ::std::convert::From<super::LeakVerdict> for LeakVerdict {
+            fn from(value: super::LeakVerdict) -> Self {
+                Self { label: Ok(value.label), token_hash: Ok(value.token_hash) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct LeakVerdicts {
+            data: ::std::result::Result<::std::vec::Vec<super::LeakVerdict>, ::std::string::String>,
+        }
+        impl ::std::default::Default for LeakVerdicts {
+            fn default() -> Self {
+                Self { data: Err("no value supplied for data".to_string()) }
+            }
+        }
+        impl LeakVerdicts {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::LeakVerdict>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<LeakVerdicts> for super::LeakVerdicts {
+            type Error = super::error::ConversionError;
+            fn try_from(value: LeakVerdicts) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data? })
+            }
+        }
+        impl ::std::convert::From<super::LeakVerdicts> for LeakVerdicts {
+            fn from(value: super::LeakVerdicts) -> Self {
+                Self { data: Ok(value.data) }
             }
         }
         #[derive(Clone, Debug)]
@@ -2906,6 +3710,47 @@ pub mod types {
                     reset: Ok(value.reset),
                     subject: Ok(value.subject),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct ReportedToken {
+            token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for ReportedToken {
+            fn default() -> Self {
+                Self { token: Err("no value supplied for token".to_string()), url: Ok(Default::default()) }
+            }
+        }
+        impl ReportedToken {
+            pub fn token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.token =
+                    value.try_into().map_err(|e| format!("error converting supplied value for token: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<ReportedToken> for super::ReportedToken {
+            type Error = super::error::ConversionError;
+            fn try_from(value: ReportedToken) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { token: value.token?, url: value.url? })
+            }
+        }
+        impl ::std::convert::From<super::ReportedToken> for ReportedToken {
+            fn from(value: super::ReportedToken) -> Self {
+                Self { token: Ok(value.token), url: Ok(value.url) }
             }
         }
         #[derive(Clone, Debug)]
@@ -4439,9 +5284,9 @@ pub mod types {
 ///
 ///Issue, verify, rotate and revoke API keys; manage workspaces, plans, audit events and usage.
 ///
-///Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
+///Every request but GitHub's signed leak reports (`POST /v1/leaks/github`, `x-keyward-authentication: github-signature`) authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; a key in the query string is refused with 400 `API_KEY_IN_URL`).
 ///
-///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
+///Every error is `{"error": {"code", "message", "details", "requestId"}}` with a stable `code`; every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (1 MiB for `POST /v1/keys/import`; else 413 `PAYLOAD_TOO_LARGE`); a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 `METHOD_NOT_ALLOWED` with `Allow`, once the key is verified.
 ///
 ///Version: 0.1.0
 pub struct Client {
@@ -4581,6 +5426,49 @@ impl Client {
     ///```
     pub fn create_key(&self) -> builder::CreateKey<'_> {
         builder::CreateKey::new(self)
+    }
+    ///Imports keys issued by another system, so they keep working: each by the SHA-256 digest of
+    ///its value (never the value itself), with the settings of `POST /v1/keys`. 1 to 1000 keys per
+    ///call, all or none (one refused row stores nothing); the body may be up to 1 MiB. Imported keys
+    ///are verified by hash like keyward's own; a value that is not keyward's format is accepted when
+    ///it matches the server's `--legacy-key-prefix` (its shape is checked, not a checksum). Needs
+    ///`keys:write`; every key's scopes and resources must lie within the caller's
+    ///
+    ///Sends a `POST` request to `/v1/keys/import`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.import_keys()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn import_keys(&self) -> builder::ImportKeys<'_> {
+        builder::ImportKeys::new(self)
+    }
+    ///Reports tokens an operator's own scanner found: each that is a key the caller may manage
+    ///(of the workspace acted on, and within the caller's scopes and resources) is revoked at once
+    ///or flagged, per `keyward serve --leaked-keys`, with a `key.leaked` audit event, even when it
+    ///is the workspace's last key able to manage keys. Any other token, a key of another workspace
+    ///included, is "false_positive". Needs `keys:write`
+    ///
+    ///Sends a `POST` request to `/v1/keys/leaked`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.report_leaked_keys()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn report_leaked_keys(&self) -> builder::ReportLeakedKeys<'_> {
+        builder::ReportLeakedKeys::new(self)
     }
     ///A key with its usage over the last 30 days. Needs `keys:read`
     ///
@@ -4729,6 +5617,33 @@ impl Client {
     ///```
     pub fn key_usage(&self) -> builder::KeyUsage<'_> {
         builder::KeyUsage::new(self)
+    }
+    ///GitHub secret scanning's leak report (the partner programme's contract): a JSON array of
+    ///`{token, type, url, source}`, signed with ECDSA P-256 over SHA-256 of the raw body. Each token
+    ///that is one of this deployment's keys is revoked at once, or flagged (`leakedAt`,
+    ///`leakSource`), per `keyward serve --leaked-keys`, with a `key.leaked` audit event; a leaked
+    ///key is revoked even when it is its workspace's last key able to manage keys. The answer is
+    ///GitHub's feedback format, one entry per token, in order. Authenticated by the signature, not
+    ///by an API key: the public keys are configured with `--github-scanning-key ID=FILE`. An
+    ///unsigned, badly signed or unknown-key report is 401 `INVALID_SIGNATURE` and changes nothing.
+    ///The answer says only whether each token was a key
+    ///
+    ///Sends a `POST` request to `/v1/leaks/github`
+    ///
+    ///Arguments:
+    ///- `github_public_key_identifier`: The id of the GitHub key that signed the body
+    ///- `github_public_key_signature`: Base64 of the DER ECDSA P-256 (SHA-256) signature of the raw body
+    ///- `body`: At most 1000 tokens; the raw bytes are what the signature covers
+    ///```ignore
+    ///let response = client.report_github_leaks()
+    ///    .github_public_key_identifier(github_public_key_identifier)
+    ///    .github_public_key_signature(github_public_key_signature)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn report_github_leaks(&self) -> builder::ReportGithubLeaks<'_> {
+        builder::ReportGithubLeaks::new(self)
     }
     ///Lists the plans. Needs `workspaces:read`
     ///
@@ -5359,6 +6274,178 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::import_keys`]
+    ///
+    ///[`Client::import_keys`]: super::Client::import_keys
+    #[derive(Debug, Clone)]
+    pub struct ImportKeys<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::ImportKeysRequest, String>,
+    }
+    impl<'a> ImportKeys<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ImportKeysRequest>,
+            <V as std::convert::TryInto<types::ImportKeysRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `ImportKeysRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::ImportKeysRequest) -> types::builder::ImportKeysRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/keys/import`
+        pub async fn send(self) -> Result<ResponseValue<types::ImportedKeys>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::ImportKeysRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/keys/import", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "import_keys" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                409u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::report_leaked_keys`]
+    ///
+    ///[`Client::report_leaked_keys`]: super::Client::report_leaked_keys
+    #[derive(Debug, Clone)]
+    pub struct ReportLeakedKeys<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::LeakReportRequest, String>,
+    }
+    impl<'a> ReportLeakedKeys<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::LeakReportRequest>,
+            <V as std::convert::TryInto<types::LeakReportRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `LeakReportRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::LeakReportRequest) -> types::builder::LeakReportRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/keys/leaked`
+        pub async fn send(self) -> Result<ResponseValue<types::LeakVerdicts>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::LeakReportRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/keys/leaked", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "report_leaked_keys" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
@@ -6008,6 +7095,103 @@ pub mod builder {
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::report_github_leaks`]
+    ///
+    ///[`Client::report_github_leaks`]: super::Client::report_github_leaks
+    #[derive(Debug, Clone)]
+    pub struct ReportGithubLeaks<'a> {
+        client: &'a super::Client,
+        github_public_key_identifier: Result<::std::string::String, String>,
+        github_public_key_signature: Result<::std::string::String, String>,
+        body: Result<::std::vec::Vec<types::GitHubLeak>, String>,
+    }
+    impl<'a> ReportGithubLeaks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                github_public_key_identifier: Err(
+                    "github_public_key_identifier was not initialized".to_string()
+                ),
+                github_public_key_signature: Err(
+                    "github_public_key_signature was not initialized".to_string()
+                ),
+                body: Err("body was not initialized".to_string()),
+            }
+        }
+        pub fn github_public_key_identifier<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.github_public_key_identifier = value.try_into().map_err(|_| {
+                "conversion to `:: std :: string :: String` for github_public_key_identifier failed"
+                    .to_string()
+            });
+            self
+        }
+        pub fn github_public_key_signature<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.github_public_key_signature = value.try_into().map_err(|_| {
+                "conversion to `:: std :: string :: String` for github_public_key_signature failed"
+                    .to_string()
+            });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::vec::Vec<types::GitHubLeak>>,
+        {
+            self.body = value.try_into().map_err(|_| {
+                "conversion to `:: std :: vec :: Vec < GitHubLeak >` for body failed".to_string()
+            });
+            self
+        }
+        ///Sends a `POST` request to `/v1/leaks/github`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<::std::vec::Vec<types::GitHubLeakFeedback>>, Error<types::ErrorBody>>
+        {
+            let Self { client, github_public_key_identifier, github_public_key_signature, body } = self;
+            let github_public_key_identifier = github_public_key_identifier.map_err(Error::InvalidRequest)?;
+            let github_public_key_signature = github_public_key_signature.map_err(Error::InvalidRequest)?;
+            let body = body.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/leaks/github", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(3usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            header_map
+                .append("Github-Public-Key-Identifier", github_public_key_identifier.to_string().try_into()?);
+            header_map
+                .append("Github-Public-Key-Signature", github_public_key_signature.to_string().try_into()?);
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "report_github_leaks" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),
             }

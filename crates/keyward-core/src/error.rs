@@ -72,6 +72,9 @@ catalog! {
     KeyRevoked = ("KEY_REVOKED", 401, 16),
     /// The key's expiry time has passed.
     KeyExpired = ("KEY_EXPIRED", 401, 16),
+    /// A signed request (a GitHub secret-scanning leak report) is unsigned, signed by an
+    /// unknown key, or its signature does not match its body.
+    InvalidSignature = ("INVALID_SIGNATURE", 401, 16),
     /// The key lacks a scope the operation needs; `details.missing` names it.
     InsufficientScope = ("INSUFFICIENT_SCOPE", 403, 7),
     /// The key is restricted to other resources.

@@ -149,6 +149,55 @@ pub enum KeyFormatError {
     SecretTooShort,
 }
 
+/// Keys issued by another system and [imported](crate::KeyService::import_keys) by their
+/// digest: a fixed prefix and a length range, any visible ASCII after it. Such keys carry no
+/// checksum, so a verifier configured with this format checks only their shape, then looks them
+/// up by hash like any other key.
+///
+/// ```
+/// use keyward_core::LegacyFormat;
+///
+/// let legacy = LegacyFormat::new("sk_", 20, 128).unwrap();
+/// assert!(legacy.matches("sk_live_abcdefghijklmnop"));
+/// assert!(!legacy.matches("sk_short"));
+/// assert!(!legacy.matches("pk_live_abcdefghijklmnop"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyFormat {
+    prefix: String,
+    min_len: usize,
+    max_len: usize,
+}
+
+/// Longest key a [`LegacyFormat`] may accept.
+pub const MAX_LEGACY_KEY_LEN: usize = 512;
+
+impl LegacyFormat {
+    /// Keys starting with `prefix` (1 to 32 visible ASCII characters), `min_len` to `max_len`
+    /// characters long in all (`prefix` + 8 <= `min_len` <= `max_len` <= 512).
+    pub fn new(prefix: &str, min_len: usize, max_len: usize) -> Result<Self, &'static str> {
+        if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the legacy key prefix must be 1 to 32 visible ASCII characters");
+        }
+        if min_len < prefix.len() + 8 || min_len > max_len || max_len > MAX_LEGACY_KEY_LEN {
+            return Err("legacy key lengths need prefix length + 8 <= min <= max <= 512");
+        }
+        Ok(Self { prefix: prefix.to_owned(), min_len, max_len })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether `key` has this shape.
+    pub fn matches(&self, key: &str) -> bool {
+        key.starts_with(&self.prefix)
+            && (self.min_len..=self.max_len).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_graphic())
+    }
+}
+
 /// A deployment's key format. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFormat {

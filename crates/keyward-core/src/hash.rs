@@ -76,6 +76,7 @@ struct Pepper {
 pub struct KeyHasher {
     current: Option<Pepper>,
     previous: Vec<Pepper>,
+    plain_fallback: bool,
 }
 
 impl fmt::Debug for KeyHasher {
@@ -98,12 +99,20 @@ impl KeyHasher {
         Self {
             current: Some(Pepper { id: pepper_id.into(), secret: Arc::new(Zeroizing::new(pepper)) }),
             previous: Vec::new(),
+            plain_fallback: false,
         }
     }
 
     /// Keeps accepting keys hashed with an older pepper (`None` for plain SHA-256).
     pub fn with_previous(mut self, pepper_id: impl Into<String>, pepper: Vec<u8>) -> Self {
         self.previous.push(Pepper { id: pepper_id.into(), secret: Arc::new(Zeroizing::new(pepper)) });
+        self
+    }
+
+    /// With a pepper, keeps accepting keys stored under plain SHA-256 (pepper id `None`) as the
+    /// last candidate: keys [imported](crate::KeyService::import_keys) by their SHA-256 digest.
+    pub fn with_plain_fallback(mut self) -> Self {
+        self.plain_fallback = true;
         self
     }
 
@@ -117,6 +126,9 @@ impl KeyHasher {
         let bytes = key.expose_secret().as_bytes();
         let mut out = vec![hash_with(self.current.as_ref(), bytes)];
         out.extend(self.previous.iter().map(|p| hash_with(Some(p), bytes)));
+        if self.plain_fallback && self.current.is_some() {
+            out.push(hash_with(None, bytes));
+        }
         out
     }
 }
@@ -159,5 +171,9 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[0], h.hash(&k));
         assert_eq!(c[1], KeyHasher::hmac("old", b"o".to_vec()).hash(&k));
+        let c = h.with_plain_fallback().candidates(&k);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[2], KeyHasher::sha256().hash(&k));
+        assert_eq!(KeyHasher::sha256().with_plain_fallback().candidates(&k).len(), 1);
     }
 }

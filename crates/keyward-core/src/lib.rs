@@ -35,7 +35,9 @@ pub use change::{Change, ChangeListener};
 pub use client_addr::{MAX_IP_ALLOWLIST, TrustedProxies, ip_allowed, parse_ip_allowlist};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorBody, ErrorCode, ErrorObject};
-pub use format::{KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, ParsedKey, SecretEncoding};
+pub use format::{
+    KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, LegacyFormat, ParsedKey, SecretEncoding,
+};
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
 pub use ipnet::IpNet;
 pub use model::{
@@ -48,8 +50,9 @@ pub use ratelimit::{
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
-    Actor, ActorKey, AuditFilter, CreatedKey, KeyChangeListener, KeyFilter, KeyPatch, KeyService, NewKey,
-    NewWorkspace, Page, WorkspaceChange, WorkspacePatch,
+    Actor, ActorKey, AuditFilter, CreatedKey, ImportedKey, KeyChangeListener, KeyFilter, KeyPatch,
+    KeyService, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, NewKey, NewWorkspace, Page,
+    WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::{Unwritten, UsageRecorder, UsageSink};

@@ -326,6 +326,13 @@ pub struct ApiKey {
     pub metadata: BTreeMap<String, String>,
     /// Optimistic-concurrency version, bumped by every change to the record.
     pub version: u64,
+    /// When a leak report named this key (it may still work: see the leak settings).
+    pub leaked_at: Option<DateTime<Utc>>,
+    /// Where the leak was found (the report's URL), when one was reported.
+    pub leak_source: Option<String>,
+    /// When the key was imported from another system (by its digest); `None` for keys keyward
+    /// issued. An imported key's `prefix` and `last4` are what the import said, or empty.
+    pub imported_at: Option<DateTime<Utc>>,
 }
 
 /// How often credits refill.
@@ -478,6 +485,14 @@ pub enum AuditAction {
     #[serde(rename = "key.deleted")]
     #[strum(serialize = "key.deleted")]
     KeyDeleted,
+    /// A key issued elsewhere was imported by its digest.
+    #[serde(rename = "key.imported")]
+    #[strum(serialize = "key.imported")]
+    KeyImported,
+    /// A leak report named the key (revoked or flagged per the server's setting).
+    #[serde(rename = "key.leaked")]
+    #[strum(serialize = "key.leaked")]
+    KeyLeaked,
     /// A workspace was created.
     #[serde(rename = "workspace.created")]
     #[strum(serialize = "workspace.created")]

@@ -210,6 +210,16 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Inserts keys of one workspace, each with its audit event, in one transaction: all of them
+    /// or none. `Duplicate` if any id or digest exists already or twice among them; with
+    /// `max_live_keys`, `KeyLimitReached` if the workspace would then hold more keys that are
+    /// neither revoked nor deleted, decided and inserted atomically. For imports.
+    async fn insert_keys(
+        &self,
+        keys: &[(ApiKey, AuditEvent)],
+        max_live_keys: Option<u32>,
+    ) -> Result<(), StoreError>;
+
     /// A key by id, deleted or not.
     async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError>;
 

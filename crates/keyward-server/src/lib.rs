@@ -23,6 +23,7 @@ mod dto;
 mod error;
 mod extract;
 pub mod health;
+pub mod leaks;
 pub mod metrics;
 mod observe;
 mod openapi;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub dashboard: dashboard::Sessions,
     /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client (none by default).
     pub trusted_proxies: Vec<keyward_core::IpNet>,
+    /// What leak reports do, and the keys GitHub signs them with.
+    pub leaks: leaks::LeakSettings,
 }
 
 impl AppState {
@@ -85,12 +88,20 @@ impl AppState {
             metrics: None,
             dashboard: dashboard::Sessions::default(),
             trusted_proxies: Vec::new(),
+            leaks: leaks::LeakSettings::default(),
         }
     }
 
     /// Believes `Forwarded` / `X-Forwarded-For` from these proxies when checking IP allowlists.
     pub fn with_trusted_proxies(mut self, proxies: Vec<keyward_core::IpNet>) -> Self {
         self.trusted_proxies = proxies;
+        self
+    }
+
+    /// Handles leak reports with `settings` (by default: revoke, and no GitHub keys, so every
+    /// GitHub report is refused).
+    pub fn with_leaks(mut self, settings: leaks::LeakSettings) -> Self {
+        self.leaks = settings;
         self
     }
 
@@ -118,7 +129,12 @@ impl AppState {
 /// The layer gives every `/v1` request its id (the caller's `X-Request-Id` when sane) and puts it
 /// on the response; the handlers' error bodies carry the same one.
 pub fn app(state: AppState) -> Router {
-    let (v1, spec) = openapi::api();
+    let (v1, signed, spec) = openapi::api();
+    // Authenticated by their signature: keyward's layer never sees them.
+    let signed = signed
+        .layer(middleware::from_fn(signed_request_id))
+        .with_state(state.clone())
+        .layer(middleware::from_fn(observe::route_template));
     let v1 = v1
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
@@ -137,7 +153,8 @@ pub fn app(state: AppState) -> Router {
         .with_state(state.readiness.clone())
         .layer(middleware::from_fn(public_request_id))
         .layer(middleware::from_fn(observe::route_template));
-    let mut app = Router::new().merge(docs).merge(health).merge(v1).merge(dashboard::router(&state));
+    let mut app =
+        Router::new().merge(docs).merge(health).merge(signed).merge(v1).merge(dashboard::router(&state));
     if let Some(handle) = state.metrics.clone() {
         let scope = metrics::METRICS_SCOPE.parse().expect("a valid scope");
         let metrics = Router::new()
@@ -173,6 +190,17 @@ fn with_request_logs(router: Router) -> Router {
                 .on_failure(()),
         )
         .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, api_key]))
+}
+
+/// The signed routes get their request id by the same rule, also for their error bodies.
+async fn signed_request_id(mut req: Request, next: Next) -> Response {
+    let header = HeaderName::from_static(keyward_core::http::REQUEST_ID);
+    let id = keyward_core::http::request_id(req.headers().get(&header).map(HeaderValue::as_bytes));
+    let value = HeaderValue::from_str(&id).expect("request ids are visible ASCII");
+    req.headers_mut().insert(header.clone(), value.clone());
+    let mut response = error::with_request_id(req, next).await;
+    response.headers_mut().insert(header, value);
+    response
 }
 
 /// Public routes (the documentation, the health checks), which keyward's layer never sees, get

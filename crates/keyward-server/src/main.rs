@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use keyward_core::{KeyFormat, SecretEncoding};
+use keyward_core::{KeyFormat, LeakPolicy, LegacyFormat, SecretEncoding};
+use keyward_server::leaks::{GitHubScanningKey, LeakSettings};
 use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
 
 #[derive(Debug, Parser)]
@@ -235,6 +236,19 @@ impl From<Encoding> for SecretEncoding {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum LeakedKeys {
+    Revoke,
+    Flag,
+}
+
+fn github_key(spec: &str) -> anyhow::Result<GitHubScanningKey> {
+    let (id, path) =
+        spec.split_once('=').with_context(|| format!("`github-scanning-key` {spec:?} is not ID=FILE"))?;
+    let pem = std::fs::read_to_string(path).with_context(|| format!("`github-scanning-key` {id}: {path}"))?;
+    GitHubScanningKey::from_pem(id, &pem).map_err(|e| anyhow::anyhow!("`github-scanning-key` {id}: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -288,6 +302,26 @@ struct ServeArgs {
     /// Most client connections served at once; more wait, unaccepted, until one closes.
     #[arg(long, env = "KEYWARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Also accept keys imported from another system (`POST /v1/keys/import`) whose value
+    /// starts with this prefix (e.g. `sk_`): they carry no keyward checksum, so only their
+    /// shape is checked before their hash is looked up. Default: only keyward's format.
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_PREFIX")]
+    legacy_key_prefix: Option<String>,
+    /// Shortest imported key accepted with `--legacy-key-prefix`, in characters.
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_MIN_LEN", default_value_t = 20)]
+    legacy_key_min_len: usize,
+    /// Longest imported key accepted with `--legacy-key-prefix`, in characters (at most 512).
+    #[arg(long, env = "KEYWARD_LEGACY_KEY_MAX_LEN", default_value_t = 128)]
+    legacy_key_max_len: usize,
+    /// A public key GitHub's secret scanning signs leak reports with, as `ID=FILE` (GitHub's key
+    /// identifier, and a PEM file holding the key); repeat for more. `POST /v1/leaks/github`
+    /// refuses every report without one. Nothing is fetched from GitHub at run time.
+    #[arg(long = "github-scanning-key", env = "KEYWARD_GITHUB_SCANNING_KEY", value_name = "ID=FILE", action = clap::ArgAction::Append, value_delimiter = ',')]
+    github_scanning_keys: Vec<String>,
+    /// What a leak report does to a key it names: `revoke` it at once (even the workspace's last
+    /// key able to manage keys), or `flag` it (leakedAt, leakSource) and leave it working.
+    #[arg(long, env = "KEYWARD_LEAKED_KEYS", value_enum, default_value = "revoke")]
+    leaked_keys: LeakedKeys,
     /// Log format.
     #[arg(long, env = "KEYWARD_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -309,8 +343,23 @@ fn parse_proxy(s: &str) -> Result<keyward_core::IpNet, String> {
 }
 
 impl ServeArgs {
-    fn serve_config(self) -> ServeConfig {
-        ServeConfig {
+    fn serve_config(self) -> anyhow::Result<ServeConfig> {
+        let legacy_keys = self
+            .legacy_key_prefix
+            .as_deref()
+            .map(|p| LegacyFormat::new(p, self.legacy_key_min_len, self.legacy_key_max_len))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("`legacy-key-prefix`: {e}"))?;
+        let leaks = LeakSettings {
+            policy: match self.leaked_keys {
+                LeakedKeys::Revoke => LeakPolicy::Revoke,
+                LeakedKeys::Flag => LeakPolicy::Flag,
+            },
+            github_keys: self.github_scanning_keys.iter().map(|k| github_key(k)).collect::<Result<_, _>>()?,
+        };
+        Ok(ServeConfig {
+            legacy_keys,
+            leaks,
             bind: self.bind,
             database_max_connections: self.database_max_connections,
             database_timeout: Duration::from_secs(self.database_timeout_secs),
@@ -328,7 +377,7 @@ impl ServeArgs {
             metrics_bind: self.metrics_bind,
             trusted_proxies: self.trusted_proxy,
             ..self.store.config()
-        }
+        })
     }
 }
 
@@ -342,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check(args)) => {
-            let config = args.serve_config();
+            let config = args.serve_config()?;
             // What clap cannot see: the key format is checked when the server starts.
             if let Err(e) = KeyFormat::new(&config.key_prefix) {
                 anyhow::bail!("`key-prefix` {:?} is refused: {e}", config.key_prefix);
@@ -461,7 +510,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(file) = &parsed.file {
                 tracing::info!(config = %file.path().display(), "settings read from the config file");
             }
-            run(args.serve_config(), shutdown_signal()).await
+            run(args.serve_config()?, shutdown_signal()).await
         }
     }
 }

@@ -21,12 +21,13 @@ use crate::AppState;
     info(
         title = "keyward management API",
         description = "Issue, verify, rotate and revoke API keys; manage workspaces, plans, audit events and usage.\n\n\
-Every request authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` \
+Every request but GitHub's signed leak reports (`POST /v1/leaks/github`, `x-keyward-authentication: github-signature`) authenticates with a keyward key, sent as `Authorization: Bearer <key>` or `X-API-Key: <key>` \
 (both at once only if they carry the same key; two different keys are refused with 400 `CONFLICTING_API_KEYS`; \
 a key in the query string is refused with 400 `API_KEY_IN_URL`).\n\n\
 Every error is `{\"error\": {\"code\", \"message\", \"details\", \"requestId\"}}` with a stable `code`; \
 every response carries `X-Request-Id`; a 401 carries `WWW-Authenticate`; a 429 carries `Retry-After`. \
-Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (else 413 `PAYLOAD_TOO_LARGE`); \
+Request bodies are JSON (`Content-Type: application/json`) of at most 64 KiB (1 MiB for `POST /v1/keys/import`; \
+else 413 `PAYLOAD_TOO_LARGE`); \
 a JSON value of the wrong type, such as an array where an object is expected, and unknown fields are refused \
 with 400 `VALIDATION_FAILED`. Timestamps are RFC 3339 with a 4-digit year (0000 to 9999). \
 An unknown path answers 404 `NOT_FOUND` and a method a path does not support answers 405 \
@@ -44,31 +45,82 @@ An unknown path answers 404 `NOT_FOUND` and a method a path does not support ans
         (name = "workspaces", description = "Tenants"),
         (name = "plans", description = "What workspaces may do"),
         (name = "audit", description = "Who changed what"),
+        (name = "leaks", description = "Leak reports from GitHub secret scanning, authenticated by GitHub's signature instead of an API key"),
     )
 )]
 struct ApiDoc;
 
 /// The modifiers, run once the router has added every path: `#[openapi(modifiers(..))]` would run
 /// them before.
-const MODIFIERS: &[&dyn Modify] = &[&Security, &InlineValues, &CoreSchemas, &Conventions, &Links];
+const MODIFIERS: &[&dyn Modify] = &[&Security, &InlineValues, &CoreSchemas, &Conventions, &Signed, &Links];
 
-/// The `/v1` router and the complete document describing it.
-pub(crate) fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Paths whose operations authenticate by a signature, outside keyward's layer: no API key, no
+/// `X-Workspace-Id`, no rate limit. Marked `x-keyward-authentication` in the document.
+pub(crate) const SIGNED_PATHS: &[&str] = &["/v1/leaks/github"];
+
+/// The `/v1` router (behind keyward's layer), the router of the [signed](SIGNED_PATHS)
+/// operations, and the complete document describing both.
+pub(crate) fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = crate::routes::router(ApiDoc::openapi()).split_for_parts();
+    let (signed, signed_doc) = crate::routes::signed_router().split_for_parts();
+    doc.merge(signed_doc);
     for modifier in MODIFIERS {
         modifier.modify(&mut doc);
     }
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    (router, doc)
+    (router, signed, doc)
 }
 
-/// Every operation of the document.
+/// Every operation of the document that takes an API key.
 fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
-    openapi.paths.paths.values_mut().flat_map(|item| {
+    operations_where(openapi, |path| !SIGNED_PATHS.contains(&path))
+}
+
+fn operations_where(
+    openapi: &mut utoipa::openapi::OpenApi,
+    keep: fn(&str) -> bool,
+) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.iter_mut().filter(move |(path, _)| keep(path)).flat_map(|(_, item)| {
         [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete]
             .into_iter()
             .flatten()
     })
+}
+
+/// The signed operations: their error bodies, the body limit and the store's answer, the request
+/// id; and the mark that they take no API key.
+struct Signed;
+
+impl Modify for Signed {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::extensions::ExtensionsBuilder;
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+        let error_body =
+            || RefOr::T(ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build());
+        for op in operations_where(openapi, |path| SIGNED_PATHS.contains(&path)) {
+            op.security = None;
+            let shared = SHARED
+                .iter()
+                .filter(|s| s.status == "503" || (s.status == "413" && op.request_body.is_some()));
+            for shared in shared {
+                let mut response = ResponseBuilder::new().description(shared.description).build();
+                response.content.insert("application/json".into(), error_body());
+                op.responses.responses.entry(shared.status.into()).or_insert(RefOr::T(response));
+            }
+            for (status, response) in &mut op.responses.responses {
+                let RefOr::T(response) = response else { continue };
+                if status.starts_with('4') || status.starts_with('5') {
+                    response.content.entry("application/json".into()).or_insert_with(error_body);
+                }
+                response
+                    .headers
+                    .insert("X-Request-Id".into(), RefOr::Ref(Ref::new("#/components/headers/X-Request-Id")));
+            }
+            op.extensions =
+                Some(ExtensionsBuilder::new().add("x-keyward-authentication", "github-signature").build());
+        }
+    }
 }
 
 /// The two ways to send a key, and every operation needs one of them.
@@ -273,6 +325,8 @@ impl Modify for Conventions {
             let has_body = op.request_body.is_some();
             for shared in SHARED.iter().filter(|s| has_body || !s.body_only) {
                 match op.responses.responses.get_mut(shared.status) {
+                    // An operation with a body limit of its own states it.
+                    Some(RefOr::T(_)) if shared.status == "413" => {}
                     Some(RefOr::T(declared)) => {
                         declared.description = format!("{}; {}", declared.description, shared.description);
                     }
@@ -484,7 +538,7 @@ impl Modify for Links {
 
 /// The management API's OpenAPI 3.1 document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().1
+    api().2
 }
 
 /// The document as pretty JSON with a trailing newline, exactly as checked in under `openapi/`:

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use keyward_core::{
-    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, NewKey, NewWorkspace,
-    ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
+    Actor, ChangeListener, CreatedKey, KeyFormat, KeyHasher, KeyService, KeyStore, LegacyFormat, NewKey,
+    NewWorkspace, ScopeSet, SecretEncoding, StoreError, StorePolicy, UsageRecorder, Verifier,
 };
 use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};
@@ -74,6 +74,11 @@ pub struct ServeConfig {
     pub pepper: Option<String>,
     /// Id recorded with peppered hashes.
     pub pepper_id: String,
+    /// Imported keys' format, accepted without keyward's checksum; `None` accepts only
+    /// keyward's format.
+    pub legacy_keys: Option<LegacyFormat>,
+    /// What leak reports do (revoke or flag) and the keys GitHub's reports are signed with.
+    pub leaks: crate::leaks::LeakSettings,
     /// Audit retention in days.
     pub audit_retention_days: u32,
     /// Verifier cache TTL: also the longest a node may act on a stale key while the change feed
@@ -109,6 +114,8 @@ impl Default for ServeConfig {
             key_encoding: SecretEncoding::Base62,
             pepper: None,
             pepper_id: "p1".into(),
+            legacy_keys: None,
+            leaks: crate::leaks::LeakSettings::default(),
             audit_retention_days: 90,
             cache_ttl: Duration::from_secs(60),
             serve_stale: None,
@@ -192,10 +199,16 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn KeyStore>> {
 pub fn service(config: &ServeConfig, store: Arc<dyn KeyStore>) -> anyhow::Result<KeyService> {
     let format = KeyFormat::new(&config.key_prefix)?.with_encoding(config.key_encoding);
     let hasher = match &config.pepper {
-        Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()),
+        // Imported keys are stored under their plain SHA-256 digest.
+        Some(p) => KeyHasher::hmac(config.pepper_id.clone(), p.as_bytes().to_vec()).with_plain_fallback(),
         None => KeyHasher::sha256(),
     };
-    Ok(KeyService::new(store)
+    let mut service = KeyService::new(store);
+    if let Some(legacy) = &config.legacy_keys {
+        // The verifiers built from the service take it too.
+        service = service.with_legacy_format(legacy.clone());
+    }
+    Ok(service
         .with_format(format)
         .with_hasher(hasher)
         .with_audit_retention(chrono::Duration::days(i64::from(config.audit_retention_days))))
@@ -276,7 +289,7 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
         None => None,
     };
     let verifier = verifier.build();
-    let mut state = AppState::new(service, verifier.clone());
+    let mut state = AppState::new(service, verifier.clone()).with_leaks(config.leaks.clone());
     // Other processes' and nodes' changes reach this node's cache, then its remote verifiers.
     let listeners: Vec<Arc<dyn ChangeListener>> = vec![Arc::new(verifier), Arc::new(state.relay.clone())];
     let feed = match &database {

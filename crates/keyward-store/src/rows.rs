@@ -23,7 +23,7 @@ macro_rules! key_columns {
         "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
          status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
          rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version, \
-         refill, refilled_at, ip_allowlist"
+         refill, refilled_at, ip_allowlist, leaked_at, leak_source, imported_at"
     };
 }
 pub(crate) use key_columns;
@@ -233,6 +233,9 @@ pub(crate) struct KeyRow {
     refill: Option<String>,
     refilled_at: Option<i64>,
     ip_allowlist: String,
+    leaked_at: Option<i64>,
+    leak_source: Option<String>,
+    imported_at: Option<i64>,
 }
 
 impl KeyRow {
@@ -269,6 +272,9 @@ impl KeyRow {
             refill: from_opt_json("refill", self.refill)?,
             refilled_at: from_opt_ms(self.refilled_at)?,
             ip_allowlist: from_json("ip_allowlist", &self.ip_allowlist)?,
+            leaked_at: from_opt_ms(self.leaked_at)?,
+            leak_source: self.leak_source,
+            imported_at: from_opt_ms(self.imported_at)?,
         })
     }
 }
@@ -305,6 +311,9 @@ pub(crate) struct KeyValues {
     pub(crate) refill: Option<String>,
     pub(crate) refilled_at: Option<i64>,
     pub(crate) ip_allowlist: String,
+    pub(crate) leaked_at: Option<i64>,
+    pub(crate) leak_source: Option<String>,
+    pub(crate) imported_at: Option<i64>,
 }
 
 impl KeyValues {
@@ -339,6 +348,9 @@ impl KeyValues {
             refill: key.refill.as_ref().map(to_json).transpose()?,
             refilled_at: opt_ms(key.refilled_at),
             ip_allowlist: to_json(&key.ip_allowlist)?,
+            leaked_at: opt_ms(key.leaked_at),
+            leak_source: key.leak_source.clone(),
+            imported_at: opt_ms(key.imported_at),
         })
     }
 }

@@ -228,6 +228,38 @@ where
             .await
     }
 
+    pub(crate) async fn insert_keys(
+        store: &B,
+        keys: &[(ApiKey, AuditEvent)],
+        max_live_keys: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let Some((first, _)) = keys.first() else { return Ok(()) };
+        let workspace = first.workspace_id.to_string();
+        if keys.iter().any(|(k, _)| k.workspace_id != first.workspace_id) {
+            return Err(StoreError::Other("insert_keys takes the keys of one workspace".into()));
+        }
+        let values = keys.iter().map(|(k, _)| KeyValues::new(k)).collect::<Result<Vec<_>, _>>()?;
+        store
+            .write(async |conn| {
+                if max_live_keys.is_some() {
+                    B::lock_workspace(conn, &workspace).await?;
+                }
+                for (v, (_, event)) in values.into_iter().zip(keys) {
+                    Self::insert_key_row(conn, v).await?;
+                    Self::insert_audit(conn, event).await?;
+                }
+                // Counted after the inserts, in the same transaction: the limit holds for the
+                // whole batch.
+                if let Some(max) = max_live_keys
+                    && Self::count_live(conn, &workspace).await? > i64::from(max)
+                {
+                    return Err(StoreError::KeyLimitReached);
+                }
+                Ok(())
+            })
+            .await
+    }
+
     pub(crate) async fn get_key(store: &B, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
         Self::key_where(store, "id", id.to_string()).await
     }
@@ -645,7 +677,10 @@ where
             .push_bind(v.version)
             .push_bind(v.refill)
             .push_bind(v.refilled_at)
-            .push_bind(v.ip_allowlist);
+            .push_bind(v.ip_allowlist)
+            .push_bind(v.leaked_at)
+            .push_bind(v.leak_source)
+            .push_bind(v.imported_at);
         sql.push(")");
         sql.build().execute(conn).await.map_err(B::db_err)?;
         Ok(())
@@ -694,6 +729,10 @@ where
             .push_bind(v.refill)
             .push(", ip_allowlist = ")
             .push_bind(v.ip_allowlist)
+            .push(", leaked_at = ")
+            .push_bind(v.leaked_at)
+            .push(", leak_source = ")
+            .push_bind(v.leak_source)
             .push(" WHERE id = ")
             .push_bind(v.id)
             .push(" AND version = ")
@@ -861,6 +900,19 @@ macro_rules! impl_key_store {
                         <$store as SqlBackend>::BACKEND,
                         "insert_key",
                         Queries::insert_key(self, key, max_live_keys, event),
+                    )
+                    .await
+                }
+
+                async fn insert_keys(
+                    &self,
+                    keys: &[(ApiKey, AuditEvent)],
+                    max_live_keys: Option<u32>,
+                ) -> Result<(), StoreError> {
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "insert_keys",
+                        Queries::insert_keys(self, keys, max_live_keys),
                     )
                     .await
                 }

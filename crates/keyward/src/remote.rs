@@ -187,6 +187,9 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         ip_allowlist: allowlist(&k.ip_allowlist)?,
         metadata: k.metadata.into_iter().collect(),
         version: 0,
+        leaked_at: k.leaked_at,
+        leak_source: k.leak_source,
+        imported_at: k.imported_at,
     };
     let workspace = Workspace {
         ip_allowlist: allowlist(&ws.ip_allowlist)?,

@@ -1,6 +1,6 @@
 //! The key lifecycle: create, read, list, change, activate, deactivate, revoke, delete, rotate.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use super::cursor::decode_cursor;
 use super::cursor::next_cursor;
@@ -8,6 +8,7 @@ use super::validate::{page_size, validate_expiry, validate_metadata, validate_na
 use super::{Actor, CreatedKey, KeyFilter, KeyPatch, KeyService, NewKey, Page};
 use crate::clock::truncate_ms;
 use crate::error::{Error, ErrorCode};
+use crate::hash::KeyHash;
 use crate::model::{ApiKey, AuditAction, CreditRefill, KeyId, KeyStatus, Plan, Workspace, WorkspaceId};
 use crate::secret::ApiKeySecret;
 use crate::store::{KeyGuard, KeyListQuery, StoreError};
@@ -19,66 +20,26 @@ impl KeyService {
     /// `KEY_LIMIT_REACHED`, `INSUFFICIENT_SCOPE`/`RESOURCE_NOT_ALLOWED` (wider than the actor).
     pub async fn create_key(&self, mut new: NewKey, actor: &Actor) -> Result<CreatedKey, Error> {
         let now = self.clock.now();
-        // Stores keep milliseconds: return exactly what a later read will return.
-        new.expires_at = new.expires_at.map(truncate_ms);
-        validate_name(&new.name)?;
-        validate_resources(&new.resources)?;
-        validate_metadata(&new.metadata)?;
-        validate_expiry(new.expires_at, now)?;
-        if let Some(p) = &new.rate_limit {
-            p.validate().map_err(|r| Error::validation("rateLimit", r))?;
-        }
-        if new.concurrency_limit == Some(0) {
-            return Err(Error::validation("concurrencyLimit", "must be at least 1"));
-        }
-        if new.credits.is_some_and(|c| c < 0) {
-            return Err(Error::validation("credits", "must not be negative"));
-        }
-        if let Some(r) = &new.refill {
-            validate_refill(r)?;
-        }
-        let ip_allowlist = validate_ip_allowlist(new.ip_allowlist)?;
-        actor.check_grant(&new.scopes, &new.resources)?;
+        validate_new_key(&mut new, actor, now)?;
         let ws = self.get_workspace(new.workspace_id).await?;
         let plan = self.plan_allowing_api(&ws).await?;
 
         let secret = self.format.generate(ws.environment.key_environment());
-        let key = ApiKey {
-            id: KeyId::new(),
-            workspace_id: ws.id,
-            name: new.name,
-            environment: ws.environment.key_environment(),
-            prefix: display_prefix(&secret),
-            last4: display_last4(&secret),
-            hash: self.hasher.hash(&secret),
-            scopes: new.scopes,
-            resources: new.resources,
-            status: if new.active { KeyStatus::Active } else { KeyStatus::Inactive },
-            deleted_at: None,
-            revoked_at: None,
-            created_at: now,
-            created_ip: actor.ip.clone(),
-            updated_at: now,
-            last_used_at: None,
-            expires_at: new.expires_at,
-            rotated_from: None,
-            rotated_to: None,
-            grace_ends_at: None,
-            rate_limit: new.rate_limit,
-            concurrency_limit: new.concurrency_limit,
-            credits: new.credits.or(new.refill.map(|r| r.amount)),
-            refill: new.refill,
-            refilled_at: new.refill.map(|_| now),
-            ip_allowlist,
-            metadata: new.metadata,
-            version: 1,
-        };
+        let key = new_record(
+            new,
+            &ws,
+            display_prefix(&secret),
+            display_last4(&secret),
+            self.hasher.hash(&secret),
+            actor,
+            now,
+        );
         let ev = self.event(AuditAction::KeyCreated, Some(ws.id), Some(key.id), actor);
         self.store.insert_key(&key, plan.max_keys, &ev).await?;
         Ok(CreatedKey { key, secret })
     }
 
-    async fn plan_allowing_api(&self, ws: &Workspace) -> Result<Plan, Error> {
+    pub(super) async fn plan_allowing_api(&self, ws: &Workspace) -> Result<Plan, Error> {
         let plan = self
             .store
             .get_plan(&ws.plan_id)
@@ -333,6 +294,10 @@ impl KeyService {
                 grace_ends_at: None,
                 revoked_at: None,
                 version: 1,
+                // A new value: neither leaked nor imported.
+                leaked_at: None,
+                leak_source: None,
+                imported_at: None,
                 ..old.clone()
             };
             let expected = old.version;
@@ -426,4 +391,73 @@ fn display_prefix(secret: &ApiKeySecret) -> String {
 fn display_last4(secret: &ApiKeySecret) -> String {
     let s = secret.expose_secret();
     s[s.len().saturating_sub(4)..].to_owned()
+}
+
+/// Checks a new key's settings (the actor may grant them); times truncated to what stores keep.
+pub(super) fn validate_new_key(new: &mut NewKey, actor: &Actor, now: DateTime<Utc>) -> Result<(), Error> {
+    // Stores keep milliseconds: return exactly what a later read will return.
+    new.expires_at = new.expires_at.map(truncate_ms);
+    validate_name(&new.name)?;
+    validate_resources(&new.resources)?;
+    validate_metadata(&new.metadata)?;
+    validate_expiry(new.expires_at, now)?;
+    if let Some(p) = &new.rate_limit {
+        p.validate().map_err(|r| Error::validation("rateLimit", r))?;
+    }
+    if new.concurrency_limit == Some(0) {
+        return Err(Error::validation("concurrencyLimit", "must be at least 1"));
+    }
+    if new.credits.is_some_and(|c| c < 0) {
+        return Err(Error::validation("credits", "must not be negative"));
+    }
+    if let Some(r) = &new.refill {
+        validate_refill(r)?;
+    }
+    new.ip_allowlist = validate_ip_allowlist(std::mem::take(&mut new.ip_allowlist))?;
+    actor.check_grant(&new.scopes, &new.resources)
+}
+
+/// The record of a new key of `ws`, stored under `hash`.
+pub(super) fn new_record(
+    new: NewKey,
+    ws: &Workspace,
+    prefix: String,
+    last4: String,
+    hash: KeyHash,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> ApiKey {
+    ApiKey {
+        id: KeyId::new(),
+        workspace_id: ws.id,
+        name: new.name,
+        environment: ws.environment.key_environment(),
+        prefix,
+        last4,
+        hash,
+        scopes: new.scopes,
+        resources: new.resources,
+        status: if new.active { KeyStatus::Active } else { KeyStatus::Inactive },
+        deleted_at: None,
+        revoked_at: None,
+        created_at: now,
+        created_ip: actor.ip.clone(),
+        updated_at: now,
+        last_used_at: None,
+        expires_at: new.expires_at,
+        rotated_from: None,
+        rotated_to: None,
+        grace_ends_at: None,
+        rate_limit: new.rate_limit,
+        concurrency_limit: new.concurrency_limit,
+        credits: new.credits.or(new.refill.map(|r| r.amount)),
+        refill: new.refill,
+        refilled_at: new.refill.map(|_| now),
+        ip_allowlist: new.ip_allowlist,
+        metadata: new.metadata,
+        version: 1,
+        leaked_at: None,
+        leak_source: None,
+        imported_at: None,
+    }
 }

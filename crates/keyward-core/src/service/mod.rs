@@ -19,8 +19,10 @@
 mod actor;
 mod audit;
 mod cursor;
+mod import;
 mod inputs;
 mod keys;
+mod leaks;
 mod validate;
 mod workspaces;
 
@@ -30,11 +32,13 @@ use std::sync::{Arc, RwLock};
 use chrono::Duration;
 
 pub use actor::{Actor, ActorKey};
+pub use import::{ImportedKey, MAX_IMPORT_KEYS};
 pub use inputs::{AuditFilter, CreatedKey, KeyFilter, KeyPatch, NewKey, NewWorkspace, Page, WorkspacePatch};
+pub use leaks::{LeakPolicy, MAX_LEAK_SOURCE_LEN};
 pub use validate::MAX_YEAR;
 
 use crate::clock::{Clock, SystemClock};
-use crate::format::KeyFormat;
+use crate::format::{KeyFormat, LegacyFormat};
 use crate::hash::KeyHasher;
 use crate::model::{ApiKey, AuditAction, AuditEvent, AuditEventId, KeyId, PlanId, WorkspaceId};
 use crate::store::KeyStore;
@@ -73,6 +77,7 @@ pub enum WorkspaceChange {
 pub struct KeyService {
     store: Arc<dyn KeyStore>,
     format: KeyFormat,
+    legacy: Option<LegacyFormat>,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
     audit_retention: Duration,
@@ -98,6 +103,7 @@ impl KeyService {
         Self {
             store,
             format: KeyFormat::default(),
+            legacy: None,
             hasher: KeyHasher::sha256(),
             clock: Arc::new(SystemClock),
             audit_retention: DEFAULT_AUDIT_RETENTION,
@@ -109,6 +115,12 @@ impl KeyService {
     /// Uses another key format.
     pub fn with_format(mut self, format: KeyFormat) -> Self {
         self.format = format;
+        self
+    }
+    /// Also takes keys of `legacy` (imported from another system) for keys: in leak reports, and
+    /// in the verifiers built from this service.
+    pub fn with_legacy_format(mut self, legacy: LegacyFormat) -> Self {
+        self.legacy = Some(legacy);
         self
     }
     /// Uses another hasher (e.g. HMAC with a pepper).
@@ -144,6 +156,10 @@ impl KeyService {
     /// The key format.
     pub fn format(&self) -> &KeyFormat {
         &self.format
+    }
+    /// The format of imported keys, when one is configured.
+    pub fn legacy_format(&self) -> Option<&LegacyFormat> {
+        self.legacy.as_ref()
     }
     /// The hasher.
     pub fn hasher(&self) -> &KeyHasher {

@@ -155,6 +155,9 @@ pub fn raw_key(ws: WorkspaceId, now: DateTime<Utc>) -> ApiKey {
         ip_allowlist: Vec::new(),
         metadata: BTreeMap::new(),
         version: 1,
+        leaked_at: None,
+        leak_source: None,
+        imported_at: None,
     }
 }
 

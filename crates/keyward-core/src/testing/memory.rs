@@ -14,7 +14,7 @@ use crate::hash::KeyDigest;
 use crate::model::{ApiKey, AuditEvent, KeyId, KeyStatus, Plan, PlanId, UsageDay, Workspace, WorkspaceId};
 use crate::store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct State {
     plans: BTreeMap<String, Plan>,
     workspaces: BTreeMap<WorkspaceId, Workspace>,
@@ -64,6 +64,7 @@ impl State {
                 last_used_at: stored.last_used_at,
                 credits: stored.credits,
                 refilled_at: stored.refilled_at,
+                imported_at: stored.imported_at,
                 ..key.clone()
             }),
             _ => Err(StoreError::Conflict),
@@ -157,6 +158,28 @@ impl KeyStore for MemoryStore {
         }
         s.audit(event)?;
         s.insert_new_key(key.clone());
+        Ok(())
+    }
+
+    async fn insert_keys(
+        &self,
+        keys: &[(ApiKey, AuditEvent)],
+        max_live_keys: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut s = self.state();
+        // Checked on a copy, so that a failure leaves nothing behind.
+        let mut next = s.clone();
+        for (key, event) in keys {
+            next.check_new_key(key)?;
+            next.audit(event)?;
+            next.insert_new_key(key.clone());
+        }
+        if let (Some(max), Some((first, _))) = (max_live_keys, keys.first())
+            && next.live_keys(first.workspace_id) > max as usize
+        {
+            return Err(StoreError::KeyLimitReached);
+        }
+        *s = next;
         Ok(())
     }
 

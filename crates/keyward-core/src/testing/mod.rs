@@ -108,6 +108,9 @@ impl KeyStore for InstrumentedStore {
     async fn insert_key(&self, key: &ApiKey, max: Option<u32>, event: &AuditEvent) -> Result<(), StoreError> {
         self.up()?.insert_key(key, max, event).await
     }
+    async fn insert_keys(&self, keys: &[(ApiKey, AuditEvent)], max: Option<u32>) -> Result<(), StoreError> {
+        self.up()?.insert_keys(keys, max).await
+    }
     async fn get_key(&self, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
         self.up()?.get_key(id).await
     }

@@ -9,7 +9,7 @@ use super::presented::VerifierConfig;
 use super::source::Source;
 use super::{CacheEntry, Inner, KeyResolver, StorePolicy, Verifier};
 use crate::clock::{Clock, SystemClock};
-use crate::format::KeyFormat;
+use crate::format::{KeyFormat, LegacyFormat};
 use crate::hash::{KeyDigest, KeyHasher};
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::service::KeyService;
@@ -21,6 +21,7 @@ use crate::usage::UsageRecorder;
 pub struct VerifierBuilder {
     source: Source,
     format: KeyFormat,
+    legacy: Option<LegacyFormat>,
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
     /// Subscribed to at build, so changes through it reach the cache at once.
@@ -59,6 +60,12 @@ impl VerifierBuilder {
     /// verifier built from a service uses the service's.
     pub fn format(mut self, format: KeyFormat) -> Self {
         self.format = format;
+        self
+    }
+    /// Also accepts keys of `legacy` (imported from another system): their shape is checked
+    /// instead of keyward's format and checksum, then they are looked up by hash like others.
+    pub fn legacy_format(mut self, legacy: LegacyFormat) -> Self {
+        self.legacy = Some(legacy);
         self
     }
     /// Hashes keys this way (plain SHA-256 by default; HMAC with the deployment's pepper).
@@ -149,6 +156,7 @@ impl VerifierBuilder {
                     bearer_header: self.bearer_header,
                     api_key_header: self.api_key_header,
                     format: self.format,
+                    legacy: self.legacy,
                 },
                 hasher: self.hasher,
                 clock: self.clock,
@@ -174,6 +182,7 @@ impl Verifier {
     pub fn builder(service: &KeyService) -> VerifierBuilder {
         VerifierBuilder {
             format: service.format().clone(),
+            legacy: service.legacy_format().cloned(),
             hasher: service.hasher().clone(),
             clock: service.clock().clone(),
             service: Some(service.clone()),
@@ -201,6 +210,7 @@ impl Verifier {
         VerifierBuilder {
             source,
             format: KeyFormat::default(),
+            legacy: None,
             hasher: KeyHasher::sha256(),
             clock: Arc::new(SystemClock),
             service: None,

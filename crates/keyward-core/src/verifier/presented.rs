@@ -1,7 +1,7 @@
 //! Which key a request presents: the bearer or API-key header, never the URL.
 
 use crate::error::{Error, ErrorCode};
-use crate::format::{KeyFormat, KeyParseError};
+use crate::format::{KeyFormat, KeyParseError, LegacyFormat};
 
 /// Query parameters that are refused because they look like a key sent in the URL.
 pub const KEY_QUERY_PARAMS: &[&str] =
@@ -16,6 +16,8 @@ pub struct VerifierConfig {
     pub api_key_header: String,
     /// The key format, to parse keys and to spot them in query strings.
     pub format: KeyFormat,
+    /// Imported keys' format, accepted without a checksum; `None` accepts only `format`.
+    pub legacy: Option<LegacyFormat>,
 }
 
 /// The credentials a request presents, as raw header values.

@@ -204,6 +204,8 @@ var ACTIONS = [
   "key.revoked",
   "key.deleted",
   "key.credits_refilled",
+  "key.imported",
+  "key.leaked",
   "workspace.created",
   "workspace.updated",
   "plan.saved"

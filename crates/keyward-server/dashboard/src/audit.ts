@@ -15,6 +15,8 @@ const ACTIONS: Schemas['AuditAction'][] = [
   'key.revoked',
   'key.deleted',
   'key.credits_refilled',
+  'key.imported',
+  'key.leaked',
   'workspace.created',
   'workspace.updated',
   'plan.saved',

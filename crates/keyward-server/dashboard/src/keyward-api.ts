@@ -67,6 +67,53 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/keys/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Imports keys issued by another system, so they keep working: each by the SHA-256 digest of
+         *     its value (never the value itself), with the settings of `POST /v1/keys`. 1 to 1000 keys per
+         *     call, all or none (one refused row stores nothing); the body may be up to 1 MiB. Imported keys
+         *     are verified by hash like keyward's own; a value that is not keyward's format is accepted when
+         *     it matches the server's `--legacy-key-prefix` (its shape is checked, not a checksum). Needs
+         *     `keys:write`; every key's scopes and resources must lie within the caller's.
+         */
+        post: operations["import_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/leaked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reports tokens an operator's own scanner found: each that is a key the caller may manage
+         *     (of the workspace acted on, and within the caller's scopes and resources) is revoked at once
+         *     or flagged, per `keyward serve --leaked-keys`, with a `key.leaked` audit event, even when it
+         *     is the workspace's last key able to manage keys. Any other token, a key of another workspace
+         *     included, is "false_positive". Needs `keys:write`.
+         */
+        post: operations["report_leaked_keys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/keys/{id}": {
         parameters: {
             query?: never;
@@ -177,6 +224,33 @@ export interface paths {
         get: operations["key_usage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/leaks/github": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * GitHub secret scanning's leak report (the partner programme's contract): a JSON array of
+         *     `{token, type, url, source}`, signed with ECDSA P-256 over SHA-256 of the raw body. Each token
+         *     that is one of this deployment's keys is revoked at once, or flagged (`leakedAt`,
+         *     `leakSource`), per `keyward serve --leaked-keys`, with a `key.leaked` audit event; a leaked
+         *     key is revoked even when it is its workspace's last key able to manage keys. The answer is
+         *     GitHub's feedback format, one entry per token, in order. Authenticated by the signature, not
+         *     by an API key: the public keys are configured with `--github-scanning-key ID=FILE`. An
+         *     unsigned, badly signed or unknown-key report is 401 `INVALID_SIGNATURE` and changes nothing.
+         *     The answer says only whether each token was a key.
+         */
+        post: operations["report_github_leaks"];
         delete?: never;
         options?: never;
         head?: never;
@@ -443,6 +517,12 @@ export interface components {
              */
             id: string;
             /**
+             * Format: date-time
+             * @description When the key was imported from another system by its digest; `null` for keys keyward
+             *     issued. An imported key's `prefix` and `last4` are what the import gave, or empty.
+             */
+            importedAt?: string | null;
+            /**
              * @description Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
              * @example [
              *       "203.0.113.0/24",
@@ -461,6 +541,13 @@ export interface components {
              * @description When the key was last used (recorded in batches: up to 10 seconds late).
              */
             lastUsedAt?: string | null;
+            /** @description Where the reported leak was found (the report's URL). */
+            leakSource?: string | null;
+            /**
+             * Format: date-time
+             * @description When a leak report named the key; `null` when none did.
+             */
+            leakedAt?: string | null;
             /**
              * @description Prefix and last 4 characters, for display.
              * @example kw_live_3xQz…a9Fk
@@ -529,7 +616,7 @@ export interface components {
          * @description What happened, in an audit event.
          * @enum {string}
          */
-        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "workspace.created" | "workspace.updated" | "key.credits_refilled" | "plan.saved";
+        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.imported" | "key.leaked" | "workspace.created" | "workspace.updated" | "key.credits_refilled" | "plan.saved";
         /** @description What verifying a workspace's audit hash chain found. */
         AuditChainView: {
             /**
@@ -734,7 +821,7 @@ export interface components {
          * @description Every error keyward reports. The code strings are part of the API contract.
          * @enum {string}
          */
-        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "IP_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
+        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INVALID_SIGNATURE" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "IP_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
         /** @description The error: a stable code, a message, details and the request's id. */
         ErrorObject: {
             /** @description Stable code, e.g. `RATE_LIMITED`. */
@@ -747,6 +834,94 @@ export interface components {
             message: string;
             /** @description The request's id, also sent as `X-Request-Id`. */
             requestId?: string | null;
+        };
+        /** @description One token GitHub found, as GitHub's secret-scanning partner programme sends it. */
+        GitHubLeak: {
+            /** @description What GitHub scanned, e.g. `content` or `commit`. */
+            source?: string | null;
+            /** @description The matched text. */
+            token: string;
+            /** @description The secret type GitHub matched (the partner's pattern name). */
+            type: string;
+            /** @description Where GitHub found it. */
+            url?: string | null;
+        };
+        /** @description GitHub's partner feedback for one token. */
+        GitHubLeakFeedback: {
+            /** @description Whether the token was one of this deployment's keys. */
+            label: components["schemas"]["LeakLabel"];
+            /** @description SHA-256 of the token, lowercase hex. */
+            token_hash: string;
+            /** @description The reported `type`, echoed. */
+            token_type: string;
+        };
+        /**
+         * @description One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
+         *     `POST /v1/keys`.
+         */
+        ImportKeyRow: {
+            /** @description Whether the key starts active (default true). */
+            active?: boolean | null;
+            /**
+             * Format: uint32
+             * @description Most requests the key may have in flight at once; absent is unlimited.
+             */
+            concurrencyLimit?: number | null;
+            /**
+             * Format: int64
+             * @description Starting credits; absent means the key does not use credits.
+             */
+            credits?: number | null;
+            /** @description SHA-256 of the whole key as callers send it, in hex (64 characters). */
+            digest: string;
+            /**
+             * Format: date-time
+             * @description When the key stops working; must lie in the future. Absent: never.
+             */
+            expiresAt?: string | null;
+            /**
+             * @description Where the key may be used from, as on create (at most 100 entries); empty: the
+             *     workspace's list applies.
+             */
+            ipAllowlist?: string[];
+            /**
+             * @description What to show of the key's end, at most 4 characters (default: none).
+             * @example x7Qa
+             */
+            last4?: string;
+            /** @description Free-form labels: at most 50 entries; keys of 1 to 64 bytes, values of at most 512 bytes (UTF-8). */
+            metadata?: {
+                [key: string]: string;
+            };
+            /** @description Descriptive name. */
+            name: string;
+            /**
+             * @description What to show of the key's start, at most 12 characters (default: none).
+             * @example sk_live_4eC3
+             */
+            prefix?: string;
+            /** @description The key's own rate limit; absent uses the plan's. */
+            rateLimit?: components["schemas"]["RateLimitWindow"][] | null;
+            refill?: components["schemas"]["CreditRefill"] | null;
+            /** @description The resources the key is restricted to; empty (the default) means all resources. */
+            resources?: string[];
+            /**
+             * @description What the key may do; never wider than the caller's own scopes. Default: none.
+             * @example [
+             *       "orders:read"
+             *     ]
+             */
+            scopes?: string[];
+        };
+        /** @description Body of `POST /v1/keys/import`. */
+        ImportKeysRequest: {
+            /** @description 1 to 1000 keys, imported all or none. */
+            keys: components["schemas"]["ImportKeyRow"][];
+        };
+        /** @description The keys an import stored, in the order given. */
+        ImportedKeys: {
+            /** @description The keys, masked. */
+            data: components["schemas"]["ApiKeyView"][];
         };
         /**
          * @description Whether a key is for production or for testing; part of the key's text.
@@ -777,6 +952,28 @@ export interface components {
              * @description The key.
              */
             keyId: string;
+        };
+        /**
+         * @description Whether a reported token is one of this deployment's keys.
+         * @enum {string}
+         */
+        LeakLabel: "true_positive" | "false_positive";
+        /** @description Body of `POST /v1/keys/leaked`. */
+        LeakReportRequest: {
+            /** @description 1 to 1000 tokens. */
+            tokens: components["schemas"]["ReportedToken"][];
+        };
+        /** @description The verdict on one reported token. */
+        LeakVerdict: {
+            /** @description Whether the token was one of the keys the caller manages. */
+            label: components["schemas"]["LeakLabel"];
+            /** @description SHA-256 of the token, lowercase hex. */
+            tokenHash: string;
+        };
+        /** @description The verdicts, in the order the tokens were given. */
+        LeakVerdicts: {
+            /** @description One per token. */
+            data: components["schemas"]["LeakVerdict"][];
         };
         /** @description A list of plans. */
         PlanList: {
@@ -850,6 +1047,13 @@ export interface components {
          * @enum {string}
          */
         RefillInterval: "daily" | "monthly";
+        /** @description One token an operator's own scanner found. */
+        ReportedToken: {
+            /** @description The matched text. */
+            token: string;
+            /** @description Where it was found (kept on the key as `leakSource`, at most 2048 characters). */
+            url?: string | null;
+        };
         /** @description Body of `POST /v1/verifier/resolve`. */
         ResolveRequest: {
             /** @description The key as presented to your service. */
@@ -1536,6 +1740,226 @@ export interface operations {
             };
             /** @description NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import_keys: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportKeysRequest"];
+            };
+        };
+        responses: {
+            /** @description Imported, in the order given */
+            201: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportedKeys"];
+                };
+            };
+            /** @description VALIDATION_FAILED: not 1 to 1000 keys, or a row's field breaks its rule (`details.field` is `keys[i].field`, `details.row` is `i`), e.g. a digest that is not 64 hex characters; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or a key's scopes are wider than the caller's (`details.missing`, `details.row`); RESOURCE_NOT_ALLOWED: a key's resources are wider than the caller's; KEY_LIMIT_REACHED: the keys would exceed the plan's `maxKeys`; FEATURE_NOT_IN_PLAN: the plan has no API access; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description CONFLICT: a digest is given twice (`details.duplicateOf`) or is stored already (`details.row`, `details.field` `keys[i].digest`) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 1 MiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_leaked_keys: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LeakReportRequest"];
+            };
+        };
+        responses: {
+            /** @description One verdict per token, in order */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeakVerdicts"];
+                };
+            };
+            /** @description VALIDATION_FAILED: not 1 to 1000 tokens, or a field breaks its rule; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `keys:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -2445,6 +2869,77 @@ export interface operations {
                     "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
                     "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
                     "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    report_github_leaks: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The id of the GitHub key that signed the body */
+                "Github-Public-Key-Identifier": string;
+                /** @description Base64 of the DER ECDSA P-256 (SHA-256) signature of the raw body */
+                "Github-Public-Key-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description At most 1000 tokens; the raw bytes are what the signature covers */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GitHubLeak"][];
+            };
+        };
+        responses: {
+            /** @description GitHub's feedback: one label per token, in order */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GitHubLeakFeedback"][];
+                };
+            };
+            /** @description VALIDATION_FAILED: a signed body that is not an array of at most 1000 reports */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INVALID_SIGNATURE: a signature header is missing, names an unconfigured key, or does not sign the body; nothing was changed */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };

@@ -78,6 +78,13 @@ pub(crate) struct ApiKeyView {
     /// Free-form labels.
     #[schema(schema_with = labels)]
     pub(crate) metadata: BTreeMap<String, String>,
+    /// When a leak report named the key; `null` when none did.
+    pub(crate) leaked_at: Option<DateTime<Utc>>,
+    /// Where the reported leak was found (the report's URL).
+    pub(crate) leak_source: Option<String>,
+    /// When the key was imported from another system by its digest; `null` for keys keyward
+    /// issued. An imported key's `prefix` and `last4` are what the import gave, or empty.
+    pub(crate) imported_at: Option<DateTime<Utc>>,
 }
 
 /// Credits that refill: in the first request or read of each period (UTC) the key's credits are
@@ -119,7 +126,10 @@ impl From<&ApiKey> for ApiKeyView {
             environment: k.environment,
             prefix: k.prefix.clone(),
             last4: k.last4.clone(),
-            masked_key: format!("{}…{}", k.prefix, k.last4),
+            masked_key: match (k.imported_at, k.prefix.is_empty()) {
+                (Some(_), true) => format!("imported…{}", k.last4),
+                _ => format!("{}…{}", k.prefix, k.last4),
+            },
             scopes: k.scopes.iter().map(ToString::to_string).collect(),
             resources: k.resources.clone(),
             status: k.status,
@@ -139,6 +149,9 @@ impl From<&ApiKey> for ApiKeyView {
             refilled_at: k.refilled_at,
             ip_allowlist: k.ip_allowlist.iter().map(ToString::to_string).collect(),
             metadata: k.metadata.clone(),
+            leaked_at: k.leaked_at,
+            leak_source: k.leak_source.clone(),
+            imported_at: k.imported_at,
         }
     }
 }
@@ -214,6 +227,82 @@ pub(crate) struct CreateKeyRequest {
     #[serde(default)]
     #[schema(schema_with = labels)]
     pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// One key of `POST /v1/keys/import`: its SHA-256 digest (never its value) and the settings of
+/// `POST /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ImportKeyRow {
+    /// SHA-256 of the whole key as callers send it, in hex (64 characters).
+    #[schema(pattern = "^[0-9a-fA-F]{64}$", min_length = 64, max_length = 64)]
+    pub(crate) digest: String,
+    /// What to show of the key's start, at most 12 characters (default: none).
+    #[serde(default)]
+    #[schema(max_length = 12, example = "sk_live_4eC3")]
+    pub(crate) prefix: String,
+    /// What to show of the key's end, at most 4 characters (default: none).
+    #[serde(default)]
+    #[schema(max_length = 4, example = "x7Qa")]
+    pub(crate) last4: String,
+    /// Descriptive name.
+    #[schema(value_type = Name, inline, example = "Legacy billing key")]
+    pub(crate) name: String,
+    /// What the key may do; never wider than the caller's own scopes. Default: none.
+    #[serde(default)]
+    #[schema(value_type = Vec<Scope>, inline, example = json!(["orders:read"]))]
+    pub(crate) scopes: Vec<String>,
+    /// The resources the key is restricted to; empty (the default) means all resources.
+    #[serde(default)]
+    #[schema(value_type = Vec<Resource>, inline, max_items = 100)]
+    pub(crate) resources: Vec<String>,
+    /// Whether the key starts active (default true).
+    #[serde(default)]
+    pub(crate) active: Option<bool>,
+    /// When the key stops working; must lie in the future. Absent: never.
+    #[serde(default)]
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    /// The key's own rate limit; absent uses the plan's.
+    #[serde(default)]
+    #[schema(max_items = 8)]
+    pub(crate) rate_limit: Option<Vec<RateLimitWindow>>,
+    /// Most requests the key may have in flight at once; absent is unlimited.
+    #[serde(default)]
+    #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
+    pub(crate) concurrency_limit: Option<u32>,
+    /// Starting credits; absent means the key does not use credits.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub(crate) credits: Option<i64>,
+    /// How the credits refill, as on create; absent: they do not.
+    #[serde(default)]
+    pub(crate) refill: Option<CreditRefill>,
+    /// Where the key may be used from, as on create (at most 100 entries); empty: the
+    /// workspace's list applies.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub(crate) ip_allowlist: Vec<String>,
+    /// Free-form labels.
+    #[serde(default)]
+    #[schema(schema_with = labels)]
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+/// Body of `POST /v1/keys/import`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ImportKeysRequest {
+    /// 1 to 1000 keys, imported all or none.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub(crate) keys: Vec<ImportKeyRow>,
+}
+
+/// The keys an import stored, in the order given.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ImportedKeys {
+    /// The keys, masked.
+    pub(crate) data: Vec<ApiKeyView>,
 }
 
 /// Body of `PATCH /v1/keys/{id}`: absent fields stay as they are; `null` clears optional ones.

@@ -3,6 +3,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod keys;
+pub(crate) mod leaks;
 pub(crate) mod status;
 pub(crate) mod verifier;
 pub(crate) mod workspaces;

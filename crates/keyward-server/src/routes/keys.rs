@@ -4,13 +4,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Duration;
-use keyward_core::{KeyFilter, KeyPatch, NewKey, RateLimitPolicy};
+use keyward_core::{ImportedKey, KeyDigest, KeyFilter, KeyPatch, MAX_IMPORT_KEYS, NewKey, RateLimitPolicy};
 
 use super::{parse_ip_allowlist, parse_scopes};
 use crate::AppState;
 use crate::dto::keys::{
-    ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, KeyPage, ListKeysQuery, RotateKeyRequest,
-    UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
+    ApiKeyDetail, ApiKeyView, CreateKeyRequest, CreatedApiKey, ImportKeyRow, ImportKeysRequest, ImportedKeys,
+    KeyPage, ListKeysQuery, RotateKeyRequest, UpdateKeyRequest, UsageDayView, UsageQuery, UsageReport,
 };
 use crate::error::ApiError;
 use crate::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Caller, key_id};
@@ -62,6 +62,78 @@ pub(crate) async fn create_key(
     };
     let c = state.service.create_key(new, &caller.actor).await?;
     Ok((StatusCode::CREATED, Json(created(c))))
+}
+
+/// Largest body `POST /v1/keys/import` accepts: 1 MiB, room for 1000 keys with their settings.
+pub(crate) const MAX_IMPORT_BODY_BYTES: usize = 1024 * 1024;
+
+/// Imports keys issued by another system, so they keep working: each by the SHA-256 digest of
+/// its value (never the value itself), with the settings of `POST /v1/keys`. 1 to 1000 keys per
+/// call, all or none (one refused row stores nothing); the body may be up to 1 MiB. Imported keys
+/// are verified by hash like keyward's own; a value that is not keyward's format is accepted when
+/// it matches the server's `--legacy-key-prefix` (its shape is checked, not a checksum). Needs
+/// `keys:write`; every key's scopes and resources must lie within the caller's.
+#[utoipa::path(
+    post,
+    path = "/v1/keys/import",
+    tag = "keys",
+    request_body = ImportKeysRequest,
+    responses(
+        (status = 201, description = "Imported, in the order given", body = ImportedKeys),
+        (status = 400, description = "VALIDATION_FAILED: not 1 to 1000 keys, or a row's field breaks its rule (`details.field` is `keys[i].field`, `details.row` is `i`), e.g. a digest that is not 64 hex characters"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or a key's scopes are wider than the caller's (`details.missing`, `details.row`); RESOURCE_NOT_ALLOWED: a key's resources are wider than the caller's; KEY_LIMIT_REACHED: the keys would exceed the plan's `maxKeys`; FEATURE_NOT_IN_PLAN: the plan has no API access"),
+        (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
+        (status = 409, description = "CONFLICT: a digest is given twice (`details.duplicateOf`) or is stored already (`details.row`, `details.field` `keys[i].digest`)"),
+        (status = 413, description = "PAYLOAD_TOO_LARGE: the body is larger than 1 MiB"),
+    )
+)]
+pub(crate) async fn import_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ImportKeysRequest>,
+) -> Result<(StatusCode, Json<ImportedKeys>), ApiError> {
+    caller.require("keys:write")?;
+    if body.keys.is_empty() || body.keys.len() > MAX_IMPORT_KEYS {
+        return Err(ApiError::validation("keys", "1 to 1000 keys per call"));
+    }
+    let rows = body
+        .keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| import_row(i, row, &caller).map_err(|ApiError(e)| ApiError(e.with_detail("row", i))))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let keys = state.service.import_keys(caller.workspace, rows, &caller.actor).await?;
+    Ok((StatusCode::CREATED, Json(ImportedKeys { data: keys.iter().map(ApiKeyView::from).collect() })))
+}
+
+fn import_row(i: usize, row: ImportKeyRow, caller: &Caller) -> Result<ImportedKey, ApiError> {
+    let field = |f: &str| format!("keys[{i}].{f}");
+    let digest = Some(row.digest.as_str())
+        .filter(|d| d.len() == 64)
+        .and_then(KeyDigest::from_hex)
+        .ok_or_else(|| ApiError::validation(&field("digest"), "64 hex characters (SHA-256)"))?;
+    Ok(ImportedKey {
+        key: NewKey {
+            workspace_id: caller.workspace,
+            name: row.name,
+            scopes: parse_scopes(&field("scopes"), &row.scopes)?,
+            resources: row.resources,
+            active: row.active.unwrap_or(true),
+            expires_at: row.expires_at,
+            rate_limit: row.rate_limit.map(RateLimitPolicy::new),
+            concurrency_limit: row.concurrency_limit,
+            credits: row.credits,
+            refill: row.refill.map(Into::into),
+            ip_allowlist: keyward_core::parse_ip_allowlist(&row.ip_allowlist).map_err(|(j, reason)| {
+                let at = j.map_or_else(|| field("ipAllowlist"), |j| field(&format!("ipAllowlist[{j}]")));
+                ApiError::validation(&at, reason)
+            })?,
+            metadata: row.metadata,
+        },
+        digest,
+        prefix: row.prefix,
+        last4: row.last4,
+    })
 }
 
 /// Lists the workspace's keys, newest first, masked. Needs `keys:read`.

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod keys;
+pub(crate) mod leaks;
 pub(crate) mod status;
 pub(crate) mod verifier;
 pub(crate) mod workspaces;
@@ -24,11 +25,17 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(verifier::spend_credits))
         .routes(routes!(verifier::report_usage))
         .routes(routes!(keys::create_key, keys::list_keys))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(keys::import_keys))
+                .layer(axum::extract::DefaultBodyLimit::max(keys::MAX_IMPORT_BODY_BYTES)),
+        )
         .routes(routes!(keys::get_key, keys::update_key, keys::delete_key))
         .routes(routes!(keys::activate_key))
         .routes(routes!(keys::deactivate_key))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
+        .routes(routes!(leaks::report_leaked_keys))
         .routes(routes!(keys::key_usage))
         .routes(routes!(workspaces::list_workspaces, workspaces::create_workspace))
         .routes(routes!(workspaces::get_workspace, workspaces::update_workspace))
@@ -36,6 +43,12 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::save_plan))
         .routes(routes!(audit::list_audit_events))
         .routes(routes!(audit::verify_audit_chain))
+}
+
+/// The operations outside keyward's layer, authenticated by a signature instead of a key: GitHub
+/// secret scanning's leak reports.
+pub(crate) fn signed_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(leaks::report_github_leaks))
 }
 
 /// Parses scopes, naming the offending entry.

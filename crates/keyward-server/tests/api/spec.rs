@@ -35,6 +35,10 @@ fn every_operation_is_documented_and_secured() {
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
             let at = format!("{method} {path}");
+            if signed(op) {
+                assert_signed(&at, op);
+                continue;
+            }
             assert!(
                 op["description"].as_str().is_some_and(|d| !d.is_empty()) || op["summary"].is_string(),
                 "{at}"
@@ -52,7 +56,45 @@ fn every_operation_is_documented_and_secured() {
             assert!(responses.values().all(|r| r["description"].is_string()), "{at}");
         }
     }
-    assert_eq!(operations, 24);
+    assert_eq!(operations, 27);
+    assert_eq!(
+        self::operations(&doc)
+            .iter()
+            .filter(|(_, op)| signed(op))
+            .map(|(at, _)| at.as_str())
+            .collect::<Vec<_>>(),
+        ["POST /v1/leaks/github"],
+        "the only operation without an API key"
+    );
+}
+
+/// Whether an operation authenticates by a signature instead of an API key (GitHub's leak
+/// reports): it says so with `x-keyward-authentication`, and takes none of the API-key layer's
+/// answers.
+fn signed(op: &Value) -> bool {
+    op.get("x-keyward-authentication").is_some()
+}
+
+fn assert_signed(at: &str, op: &Value) {
+    assert_eq!(op["x-keyward-authentication"], "github-signature", "{at}");
+    assert!(op.get("security").is_none(), "{at} takes no API key");
+    let params = op["parameters"].as_array().unwrap();
+    for header in ["Github-Public-Key-Identifier", "Github-Public-Key-Signature"] {
+        assert!(
+            params.iter().any(|p| p["name"] == header && p["in"] == "header" && p["required"] == true),
+            "{at}"
+        );
+    }
+    assert!(!params.iter().any(|p| p["name"] == "X-Workspace-Id"), "{at} acts on no workspace");
+    let responses = op["responses"].as_object().unwrap();
+    assert!(responses["401"]["description"].as_str().unwrap().contains("INVALID_SIGNATURE"), "{at}");
+    for status in ["400", "413", "503"] {
+        assert!(responses.contains_key(status), "{at} documents {status}");
+    }
+    assert!(!responses.contains_key("429"), "{at} has no rate limit");
+    for (status, response) in responses {
+        assert!(response["headers"]["X-Request-Id"].is_object(), "{at}: {status} carries X-Request-Id");
+    }
 }
 
 use serde_json::Value;
@@ -105,7 +147,8 @@ fn every_operation_documents_what_every_request_may_meet() {
     // `X-Workspace-Id` (400, 403), the rate limits (429), the store (503) and, for operations with
     // a body, the 64 KiB body limit (413).
     let doc = document("keyward.openapi.json");
-    for (at, op) in operations(&doc) {
+    // The signed operation meets none of these layers (`assert_signed` checks what it meets).
+    for (at, op) in operations(&doc).into_iter().filter(|(_, op)| !signed(op)) {
         let responses = op["responses"].as_object().unwrap();
         for status in ["400", "401", "403", "429", "503"] {
             assert!(responses.contains_key(status), "{at} documents {status}");

@@ -69,6 +69,9 @@ pub async fn key_round_trips_every_field(store: Arc<dyn KeyStore>) {
     raw.credits = Some(-3);
     raw.concurrency_limit = Some(u32::MAX);
     raw.version = 42;
+    raw.leaked_at = Some(now + Duration::milliseconds(7));
+    raw.leak_source = Some("https://github.com/acme/app/blob/main/.env".into());
+    raw.imported_at = Some(now + Duration::milliseconds(8));
     ctx.store
         .insert_key(&raw, None, &raw_event(AuditAction::KeyCreated, ctx.ws.id, raw.id, now))
         .await

@@ -46,6 +46,7 @@ pub use keyward_core::testing::fixture::*;
 
 mod atomicity;
 mod audit;
+mod import;
 mod limits;
 mod listing;
 mod lookup;
@@ -53,6 +54,7 @@ mod refill;
 
 pub use atomicity::*;
 pub use audit::*;
+pub use import::*;
 pub use limits::*;
 pub use listing::*;
 pub use lookup::*;
@@ -102,6 +104,8 @@ macro_rules! keyward_store_contract {
             monthly_refill_on_day_31_crosses_short_months,
             concurrent_refills_refill_once,
             rotation_hands_the_refill_to_the_successor,
+            insert_keys_is_all_or_nothing,
+            insert_keys_respects_the_key_limit,
         );
     };
     (@each [$mode:ident] $make:expr; $($case:ident),+ $(,)?) => {

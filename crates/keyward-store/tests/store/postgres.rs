@@ -347,6 +347,14 @@ async fn changes_are_announced_on_commit() {
         .await
         .expect("update");
     assert_eq!(next().await, Some(live.hash.digest.to_hex()), "a refill setting is announced");
+    // A leak mark is announced (migration 0004 added its columns to the trigger).
+    for sql in [
+        "UPDATE api_keys SET leaked_at = 1 WHERE id = $1",
+        "UPDATE api_keys SET leak_source = 'https://example.com/leak' WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(live.id.to_string()).execute(store.pool()).await.expect("update");
+        assert_eq!(next().await, Some(live.hash.digest.to_hex()), "{sql}");
+    }
 }
 
 /// A node's verifier drops what it cached when another node changes it, through the feed.

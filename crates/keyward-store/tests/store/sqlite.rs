@@ -329,6 +329,41 @@ async fn store_calls_record_their_latency_and_their_errors() {
     );
 }
 
+/// Marking a key leaked, even by direct SQL, is logged for the verifiers on the file (migration
+/// 0004 recreated the trigger with the leak columns); setting a column it does not list is not.
+#[tokio::test]
+async fn leak_marks_are_logged_in_the_change_log() {
+    let file = sqlite_file().await;
+    let service = KeyService::new(file.store.clone());
+    let ws = service.create_workspace(NewWorkspace::live("Acme"), &Actor::system()).await.expect("workspace");
+    let key = service.create_key(NewKey::new(ws.id, "k"), &Actor::system()).await.expect("key").key;
+    let pool = file.inner.pool();
+    let logged = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE kind = 'key' AND ref = ?")
+            .bind(key.hash.digest.to_hex())
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    let before = logged().await;
+    for (i, sql) in [
+        "UPDATE api_keys SET leaked_at = 1 WHERE id = ?",
+        "UPDATE api_keys SET leak_source = 'https://example.com/leak' WHERE id = ?",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(sql).bind(key.id.to_string()).execute(pool).await.expect("update");
+        assert_eq!(logged().await, before + 1 + i as i64, "{sql}");
+    }
+    sqlx::query("UPDATE api_keys SET last_used_at = 5 WHERE id = ?")
+        .bind(key.id.to_string())
+        .execute(pool)
+        .await
+        .expect("update");
+    assert_eq!(logged().await, before + 2, "last use is not logged");
+}
+
 #[tokio::test]
 async fn unapplied_migrations_are_read_from_the_migrations_table() {
     let file = sqlite_file().await;
