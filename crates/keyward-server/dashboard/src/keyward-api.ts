@@ -2287,7 +2287,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*` */
+            /** @description CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`; SELF_LOCKOUT: a new `ipAllowlist` on the calling key itself would refuse its own address (`details.address`) */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4110,7 +4110,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description SELF_LOCKOUT: the change would remove the caller's own API access */
+            /** @description SELF_LOCKOUT: the change would remove the caller's own API access: its workspace's plan without API access, or an `ipAllowlist` that refuses the calling key's own address (`details.address`) when the key has no list of its own */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -204,12 +204,13 @@ pub(crate) async fn get_key(
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `expiresAt` is not in the future"),
         (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `keys:write`, or the key's scopes (or the new ones) are wider than the caller's (`details.missing`); RESOURCE_NOT_ALLOWED: the key's resources are wider than the caller's"),
         (status = 404, description = "NOT_FOUND: no such key in this workspace"),
-        (status = 409, description = "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`"),
+        (status = 409, description = "CONFLICT: the key is revoked; LAST_ADMIN_KEY: the change (`active: false`, or scopes that lose `keys:write`) would leave the workspace without an active key holding `keys:write` or `*`; SELF_LOCKOUT: a new `ipAllowlist` on the calling key itself would refuse its own address (`details.address`)"),
     )
 )]
 pub(crate) async fn update_key(
     State(state): State<AppState>,
     caller: Caller,
+    crate::extract::ClientIp(client_ip): crate::extract::ClientIp,
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateKeyRequest>,
 ) -> Result<Json<ApiKeyView>, ApiError> {
@@ -227,6 +228,11 @@ pub(crate) async fn update_key(
         refill: body.refill.map(|r| r.map(Into::into)),
         ip_allowlist: body.ip_allowlist.as_deref().map(parse_ip_allowlist).transpose()?,
     };
+    if let Some(list) = &patch.ip_allowlist
+        && id == caller.key.key_id()
+    {
+        super::keeps_own_address(list, &caller.key.workspace().ip_allowlist, client_ip)?;
+    }
     let key = state.service.update_key(caller.workspace, id, patch, &caller.actor).await?;
     Ok(Json(ApiKeyView::from(&key)))
 }

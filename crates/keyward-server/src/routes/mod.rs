@@ -70,3 +70,27 @@ pub(crate) fn parse_scopes(field: &str, raw: &[String]) -> Result<keyward_core::
         })
         .collect()
 }
+
+/// Refuses an allowlist change that would refuse the calling key's own next request from the
+/// address it calls from now (`key_list`/`ws_list`: the key's and its workspace's lists as they
+/// would be): a workspace must not lock itself out of its own API.
+pub(crate) fn keeps_own_address(
+    key_list: &[keyward_core::IpNet],
+    ws_list: &[keyward_core::IpNet],
+    client_ip: Option<std::net::IpAddr>,
+) -> Result<(), ApiError> {
+    keyward_core::ip_allowed(key_list, ws_list, client_ip).map_err(|_| {
+        let seen = client_ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string());
+        let mut e = Error::new(
+            keyward_core::ErrorCode::SelfLockout,
+            format!(
+                "the change would refuse the calling key's own requests from {seen}; include that address, \
+                 or make the change with another key or the CLI"
+            ),
+        );
+        if let Some(ip) = client_ip {
+            e = e.with_detail("address", ip.to_string());
+        }
+        ApiError(e)
+    })
+}

@@ -110,12 +110,13 @@ pub(crate) async fn get_workspace(
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, a field breaks its rule (see the schema), or `planId` names no plan"),
         (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `workspaces:admin`"),
         (status = 404, description = "NOT_FOUND: no such workspace"),
-        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access"),
+        (status = 409, description = "SELF_LOCKOUT: the change would remove the caller's own API access: its workspace's plan without API access, or an `ipAllowlist` that refuses the calling key's own address (`details.address`) when the key has no list of its own"),
     )
 )]
 pub(crate) async fn update_workspace(
     State(state): State<AppState>,
     caller: Caller,
+    crate::extract::ClientIp(client_ip): crate::extract::ClientIp,
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateWorkspaceRequest>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
@@ -127,6 +128,11 @@ pub(crate) async fn update_workspace(
         rate_limit: body.rate_limit.map(|r| r.map(RateLimitPolicy::new)),
         ip_allowlist: body.ip_allowlist.as_deref().map(super::parse_ip_allowlist).transpose()?,
     };
+    if let Some(list) = &patch.ip_allowlist
+        && id == caller.key.workspace_id()
+    {
+        super::keeps_own_address(&caller.key.key().ip_allowlist, list, client_ip)?;
+    }
     let ws = state.service.update_workspace(id, patch, &caller.actor).await?;
     Ok(Json(WorkspaceView::from(&ws)))
 }

@@ -150,3 +150,27 @@ async fn verify_checks_the_end_users_address() {
         .await
         .assert_error(400, "VALIDATION_FAILED");
 }
+
+#[tokio::test]
+async fn a_key_cannot_lock_itself_out_by_address() {
+    let s = Server::start().await;
+    let status = s.get("/v1/status", &s.root).await;
+    let own = status.body["keyId"].as_str().unwrap().to_owned();
+    let ws = format!("/v1/workspaces/{}", s.workspace);
+    let elsewhere = json!({"ipAllowlist": ["198.51.100.0/24"]});
+    let r = s.call(Method::PATCH, &ws, Some(&s.root), Some(elsewhere.clone())).await;
+    r.assert_error(409, "SELF_LOCKOUT");
+    assert_eq!(r.body["error"]["details"]["address"], "127.0.0.1");
+    let r = s.call(Method::PATCH, &format!("/v1/keys/{own}"), Some(&s.root), Some(elsewhere.clone())).await;
+    r.assert_error(409, "SELF_LOCKOUT");
+    assert_eq!(s.get("/v1/status", &s.root).await.status, StatusCode::OK, "nothing changed");
+    // Lists that keep the caller's own address are fine; so is another key's list.
+    let keep = json!({"ipAllowlist": ["198.51.100.0/24", "127.0.0.1"]});
+    let r = s.call(Method::PATCH, &format!("/v1/keys/{own}"), Some(&s.root), Some(keep)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = s.call(Method::PATCH, &ws, Some(&s.root), Some(elsewhere.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "the caller's own list keeps it working: {}", r.body);
+    let (other, _) = s.key("other", &[]).await;
+    let r = s.call(Method::PATCH, &format!("/v1/keys/{other}"), Some(&s.root), Some(elsewhere)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
