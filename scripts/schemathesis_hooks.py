@@ -11,7 +11,9 @@ Three jobs, each for a reason the spec cannot carry:
 2. Rules JSON Schema cannot state, so that a schema-valid request is also a valid one: `expiresAt`
    in the future, a rate-limit window's `limit` at most 1,000,000 x `periodSecs`, a `planId` that
    names an existing plan, label and resource lengths counted in UTF-8 bytes (the schema can only
-   count characters). Values breaking only those rules are moved inside them; values the schema
+   count characters), `ipAllowlist` entries that are IP addresses or CIDR ranges without host
+   bits and a `clientIp` that is an address (the server parses them; a pattern cannot), a
+   refill's `day` only on a monthly refill. Values breaking only those rules are moved inside them; values the schema
    already rejects are left alone.
 3. Count what the run sent: cases in all, and how many got past authentication, written as JSON
    to $KEYWARD_ST_STATS when the run ends. `POST /v1/leaks/github` is fuzzed too, but it
@@ -21,6 +23,7 @@ Three jobs, each for a reason the spec cannot carry:
 """
 
 import atexit
+import ipaddress
 import collections
 import json
 import os
@@ -124,7 +127,29 @@ def _fix_body(case):
                         _seen_digests.add(digest.lower())
 
 
+IP_SHAPE = re.compile(r"^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$")
+
+
+def _is_net(value):
+    if not IP_SHAPE.match(value):
+        return False
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return False
+    return True
+
+
 def _fix_fields(body):
+    allow = body.get("ipAllowlist")
+    if isinstance(allow, list) and all(isinstance(e, str) for e in allow):
+        body["ipAllowlist"] = [e if _is_net(e) else "203.0.113.0/24" for e in allow]
+    ip = body.get("clientIp")
+    if isinstance(ip, str) and not (_is_net(ip) and "/" not in ip):
+        body["clientIp"] = "203.0.113.7"
+    refill = body.get("refill")
+    if isinstance(refill, dict) and refill.get("interval") == "daily":
+        refill.pop("day", None)
     if _in_the_past(body.get("expiresAt")):
         body["expiresAt"] = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
     for field in ("rateLimit", "keyRateLimit"):
