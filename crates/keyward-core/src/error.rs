@@ -86,6 +86,8 @@ catalog! {
     FeatureNotInPlan = ("FEATURE_NOT_IN_PLAN", 403, 7),
     /// The workspace's plan allows no more keys.
     KeyLimitReached = ("KEY_LIMIT_REACHED", 403, 7),
+    /// The workspace has as many webhook endpoints as allowed (20).
+    WebhookLimitReached = ("WEBHOOK_LIMIT_REACHED", 403, 7),
     /// The key has no credits left for this request.
     InsufficientCredits = ("INSUFFICIENT_CREDITS", 402, 8),
     /// A rate limit was reached; see `Retry-After`.

@@ -30,6 +30,7 @@ pub mod store;
 pub mod testing;
 pub mod usage;
 pub mod verifier;
+pub mod webhook;
 
 pub use change::{Change, ChangeListener};
 pub use client_addr::{MAX_IP_ALLOWLIST, TrustedProxies, ip_allowed, parse_ip_allowlist};
@@ -41,8 +42,9 @@ pub use format::{
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
 pub use ipnet::IpNet;
 pub use model::{
-    ApiKey, AuditAction, AuditEvent, AuditEventId, CreditRefill, KeyId, KeyStatus, Plan, PlanId,
-    RateLimitPolicy, RateLimitWindow, RefillInterval, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
+    ApiKey, AuditAction, AuditEvent, AuditEventId, CreditRefill, DeliveryId, KeyId, KeyStatus, Plan, PlanId,
+    RateLimitPolicy, RateLimitWindow, RefillInterval, UsageDay, WebhookEventId, WebhookId, Workspace,
+    WorkspaceEnvironment, WorkspaceId,
 };
 pub use ratelimit::{
     LimitSubject, LocalRateLimiter, RateLimitError, RateLimitStatus, RateLimiter, WindowState,
@@ -50,9 +52,9 @@ pub use ratelimit::{
 pub use scope::{Scope, ScopeParseError, ScopePart, ScopeSet};
 pub use secret::ApiKeySecret;
 pub use service::{
-    Actor, ActorKey, AuditFilter, CreatedKey, ImportedKey, KeyChangeListener, KeyFilter, KeyPatch,
-    KeyService, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, NewKey, NewWorkspace, Page,
-    WorkspaceChange, WorkspacePatch,
+    Actor, ActorKey, AuditFilter, CreatedKey, CreatedWebhook, ImportedKey, KeyChangeListener, KeyFilter,
+    KeyPatch, KeyService, LeakPolicy, MAX_IMPORT_KEYS, MAX_LEAK_SOURCE_LEN, NewKey, NewWebhook, NewWorkspace,
+    Page, WebhookPatch, WorkspaceChange, WorkspacePatch,
 };
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::{Unwritten, UsageRecorder, UsageSink};
@@ -60,3 +62,4 @@ pub use verifier::{
     KeyRecord, KeyResolver, Presented, Requirements, StorePolicy, VerifiedKey, Verifier, VerifierBuilder,
     VerifierConfig, VerifierListener,
 };
+pub use webhook::{WebhookEndpoint, WebhookEventType, WebhookStore};

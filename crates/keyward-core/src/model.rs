@@ -59,6 +59,18 @@ uuid_id!(
     /// Identifies an audit event.
     AuditEventId
 );
+uuid_id!(
+    /// Identifies a webhook endpoint.
+    WebhookId
+);
+uuid_id!(
+    /// Identifies a webhook event: its `webhook-id` header, the same on every retry.
+    WebhookEventId
+);
+uuid_id!(
+    /// Identifies one event's delivery to one endpoint.
+    DeliveryId
+);
 
 /// Identifies a plan: a short slug such as `professional`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -319,6 +331,9 @@ pub struct ApiKey {
     pub refill: Option<CreditRefill>,
     /// The last refill (creation, for a key created with a refill); `None`: never refilled.
     pub refilled_at: Option<DateTime<Utc>>,
+    /// A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
+    /// `None`: no such event.
+    pub credits_low_threshold: Option<i64>,
     /// Where the key may be used from; empty: the workspace's list applies (a non-empty list
     /// replaces it).
     pub ip_allowlist: Vec<ipnet::IpNet>,
@@ -409,6 +424,15 @@ fn refill_day(date: NaiveDate, day: u32) -> NaiveDate {
 pub const KEY_ADMIN_SCOPE: &str = "keys:write";
 
 impl ApiKey {
+    /// The key as people may see it: its prefix, an ellipsis and its last four characters
+    /// (`imported…` and the last four for an imported key of unknown prefix).
+    pub fn masked(&self) -> String {
+        match (self.imported_at, self.prefix.is_empty()) {
+            (Some(_), true) => format!("imported…{}", self.last4),
+            _ => format!("{}…{}", self.prefix, self.last4),
+        }
+    }
+
     /// The status as callers see it at `now`: a key whose rotation grace period has ended reads
     /// `Revoked`, whatever its stored status, since it no longer works.
     pub fn status_at(&self, now: DateTime<Utc>) -> KeyStatus {
@@ -509,6 +533,23 @@ pub enum AuditAction {
     #[serde(rename = "plan.saved")]
     #[strum(serialize = "plan.saved")]
     PlanSaved,
+    /// A webhook endpoint was registered.
+    #[serde(rename = "webhook.created")]
+    #[strum(serialize = "webhook.created")]
+    WebhookCreated,
+    /// A webhook endpoint's settings changed (enabled, disabled, url, events).
+    #[serde(rename = "webhook.updated")]
+    #[strum(serialize = "webhook.updated")]
+    WebhookUpdated,
+    /// A webhook endpoint was deleted.
+    #[serde(rename = "webhook.deleted")]
+    #[strum(serialize = "webhook.deleted")]
+    WebhookDeleted,
+    /// A webhook endpoint was disabled by the delivery worker after failing repeatedly (by the
+    /// system: `actorKeyId` is null).
+    #[serde(rename = "webhook.disabled")]
+    #[strum(serialize = "webhook.disabled")]
+    WebhookDisabled,
 }
 
 impl AuditAction {

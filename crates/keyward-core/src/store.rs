@@ -329,4 +329,10 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
 
     /// Per-day counts of one key between two days (inclusive), oldest first.
     async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError>;
+
+    /// The store's webhooks, when it keeps them (the SQL stores do): a store that does must
+    /// write each change's webhook event in the change's transaction (see [`crate::webhook`]).
+    fn webhooks(&self) -> Option<&dyn crate::webhook::WebhookStore> {
+        None
+    }
 }

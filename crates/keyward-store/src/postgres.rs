@@ -322,6 +322,7 @@ impl SqlBackend for PgStore {
 
     const BACKEND: &'static str = "postgres";
     const LOCK_ROW: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE OF d SKIP LOCKED";
 
     fn db_err(e: sqlx::Error) -> StoreError {
         db_err(e)

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use keyward_core::webhook::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryState, WebhookDelivery, WebhookEndpoint,
+};
 use keyward_core::{
     ApiKey, AuditAction, AuditEvent, AuditEventId, KeyDigest, KeyEnvironment, KeyHash, KeyId, KeyStatus,
     Plan, PlanId, RateLimitPolicy, ScopeSet, StoreError, UsageDay, Workspace, WorkspaceEnvironment,
@@ -23,7 +26,7 @@ macro_rules! key_columns {
         "id, workspace_id, name, environment, prefix, last4, digest_hex, pepper_id, scopes, resources, \
          status, deleted_at, revoked_at, created_at, created_ip, updated_at, last_used_at, expires_at, \
          rotated_from, rotated_to, grace_ends_at, rate_limit, concurrency_limit, credits, metadata, version, \
-         refill, refilled_at, ip_allowlist, leaked_at, leak_source, imported_at"
+         refill, refilled_at, ip_allowlist, leaked_at, leak_source, imported_at, credits_low_threshold"
     };
 }
 pub(crate) use key_columns;
@@ -236,6 +239,7 @@ pub(crate) struct KeyRow {
     leaked_at: Option<i64>,
     leak_source: Option<String>,
     imported_at: Option<i64>,
+    credits_low_threshold: Option<i64>,
 }
 
 impl KeyRow {
@@ -275,6 +279,7 @@ impl KeyRow {
             leaked_at: from_opt_ms(self.leaked_at)?,
             leak_source: self.leak_source,
             imported_at: from_opt_ms(self.imported_at)?,
+            credits_low_threshold: self.credits_low_threshold,
         })
     }
 }
@@ -314,6 +319,7 @@ pub(crate) struct KeyValues {
     pub(crate) leaked_at: Option<i64>,
     pub(crate) leak_source: Option<String>,
     pub(crate) imported_at: Option<i64>,
+    pub(crate) credits_low_threshold: Option<i64>,
 }
 
 impl KeyValues {
@@ -351,6 +357,7 @@ impl KeyValues {
             leaked_at: opt_ms(key.leaked_at),
             leak_source: key.leak_source.clone(),
             imported_at: opt_ms(key.imported_at),
+            credits_low_threshold: key.credits_low_threshold,
         })
     }
 }
@@ -477,4 +484,142 @@ pub(crate) struct ChainedAuditRow {
     pub(crate) seq: i64,
     pub(crate) prev_hash: Option<String>,
     pub(crate) hash: Option<String>,
+}
+
+/// The columns of `webhook_endpoints` [`EndpointRow`] reads (the secret is read only by a claim).
+pub(crate) const ENDPOINT_COLUMNS: &str = "id, workspace_id, url, description, events, enabled, disabled_reason, \
+     consecutive_failures, created_at, updated_at";
+
+/// A `webhook_endpoints` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EndpointRow {
+    id: String,
+    workspace_id: String,
+    url: String,
+    description: String,
+    events: String,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    consecutive_failures: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl EndpointRow {
+    pub(crate) fn into_endpoint(self) -> Result<WebhookEndpoint, StoreError> {
+        Ok(WebhookEndpoint {
+            id: parse("webhook id", &self.id)?,
+            workspace_id: parse("workspace id", &self.workspace_id)?,
+            url: self.url,
+            description: self.description,
+            events: from_json("webhook events", &self.events)?,
+            enabled: self.enabled,
+            disabled_reason: self.disabled_reason,
+            consecutive_failures: to_u32("consecutive_failures", self.consecutive_failures)?,
+            created_at: from_ms(self.created_at)?,
+            updated_at: from_ms(self.updated_at)?,
+        })
+    }
+}
+
+/// An endpoint's column values, in the order of [`ENDPOINT_COLUMNS`].
+pub(crate) fn endpoint_events(endpoint: &WebhookEndpoint) -> Result<String, StoreError> {
+    to_json(&endpoint.events)
+}
+
+/// The columns of a delivery listing (`d`: webhook_deliveries, `ev`: webhook_events).
+pub(crate) const DELIVERY_COLUMNS: &str = "d.id, d.event_id, ev.type AS event_type, d.endpoint_id, d.state, \
+     d.next_attempt_at, d.created_at, d.retry_from, d.delivered_at, ev.payload";
+
+/// A delivery, joined with its event.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    pub(crate) id: String,
+    event_id: String,
+    event_type: String,
+    endpoint_id: String,
+    state: String,
+    next_attempt_at: i64,
+    created_at: i64,
+    retry_from: i64,
+    delivered_at: Option<i64>,
+    payload: String,
+}
+
+impl DeliveryRow {
+    pub(crate) fn into_delivery(self, attempts: Vec<DeliveryAttempt>) -> Result<WebhookDelivery, StoreError> {
+        let state = parse::<DeliveryState>("delivery state", &self.state)?;
+        Ok(WebhookDelivery {
+            id: parse("delivery id", &self.id)?,
+            event_id: parse("webhook event id", &self.event_id)?,
+            event_type: parse("webhook event type", &self.event_type)?,
+            endpoint_id: parse("webhook id", &self.endpoint_id)?,
+            state,
+            attempts,
+            next_attempt_at: (state == DeliveryState::Pending)
+                .then(|| from_ms(self.next_attempt_at))
+                .transpose()?,
+            created_at: from_ms(self.created_at)?,
+            retry_from: from_ms(self.retry_from)?,
+            delivered_at: from_opt_ms(self.delivered_at)?,
+            payload: self.payload,
+        })
+    }
+}
+
+/// A `webhook_attempts` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    pub(crate) delivery_id: String,
+    number: i64,
+    at: i64,
+    status: Option<i64>,
+    error: Option<String>,
+    duration_ms: i64,
+}
+
+impl AttemptRow {
+    pub(crate) fn into_attempt(self) -> Result<DeliveryAttempt, StoreError> {
+        Ok(DeliveryAttempt {
+            number: to_u32("attempt number", self.number)?,
+            at: from_ms(self.at)?,
+            status: self
+                .status
+                .map(|s| u16::try_from(s).map_err(|_| corrupt("attempt status", s)))
+                .transpose()?,
+            error: self.error,
+            duration_ms: to_u64("attempt duration", self.duration_ms)?,
+        })
+    }
+}
+
+/// A claimed delivery with its event and endpoint.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    id: String,
+    event_id: String,
+    event_type: String,
+    payload: String,
+    endpoint_id: String,
+    url: String,
+    secret: String,
+    attempts: i64,
+    retry_from: i64,
+}
+
+impl ClaimRow {
+    pub(crate) fn into_claimed(self, lease: i64) -> Result<ClaimedDelivery, StoreError> {
+        Ok(ClaimedDelivery {
+            id: parse("delivery id", &self.id)?,
+            event_id: parse("webhook event id", &self.event_id)?,
+            event_type: parse("webhook event type", &self.event_type)?,
+            payload: self.payload,
+            endpoint_id: parse("webhook id", &self.endpoint_id)?,
+            url: self.url,
+            secret: self.secret.into(),
+            attempts: to_u32("attempts", self.attempts)?,
+            retry_from: from_ms(self.retry_from)?,
+            lease,
+        })
+    }
 }

@@ -21,9 +21,17 @@ use keyward_core::{
 };
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, QueryBuilder, Type};
 
+use keyward_core::webhook::{
+    self, AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryQuery, DisablePolicy, EndpointOutcome,
+    NewWebhookEvent, WebhookDelivery, WebhookEndpoint, WebhookEventType,
+};
+use keyward_core::{AuditAction, AuditEventId, DeliveryId, WebhookId};
+
 use crate::rows::{
-    AuditRow, AuditValues, ChainedAuditRow, HeadRow, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow,
-    WorkspaceRow, WorkspaceValues, audit_columns, day_text, from_ms, key_columns, refill_of, to_i64, to_ms,
+    AttemptRow, AuditRow, AuditValues, ChainedAuditRow, ClaimRow, DELIVERY_COLUMNS, DeliveryRow,
+    ENDPOINT_COLUMNS, EndpointRow, HeadRow, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow,
+    WorkspaceValues, audit_columns, day_text, endpoint_events, from_ms, key_columns, refill_of, to_i64,
+    to_ms,
 };
 
 /// A connection to a backend's database.
@@ -69,6 +77,11 @@ pub(crate) trait SqlBackend {
     /// What makes a `SELECT` of one row lock it until the transaction ends (`" FOR UPDATE"`),
     /// where write transactions are not serialised anyway; empty otherwise.
     const LOCK_ROW: &'static str;
+
+    /// What makes a `SELECT ... LIMIT n` of webhook deliveries (alias `d`) lock the rows it
+    /// returns and skip those another transaction holds (`" FOR UPDATE OF d SKIP LOCKED"`),
+    /// where write transactions are not serialised anyway; empty otherwise.
+    const SKIP_LOCKED: &'static str;
 }
 
 /// The queries of every [`SqlBackend`] whose database takes the column types of the row mapping:
@@ -97,6 +110,12 @@ where
     HeadRow: for<'r> FromRow<'r, Row<B>>,
     ChainedAuditRow: for<'r> FromRow<'r, Row<B>>,
     (String, i64, String): for<'r> FromRow<'r, Row<B>>,
+    (String, String): for<'r> FromRow<'r, Row<B>>,
+    (Option<i64>, Option<i64>): for<'r> FromRow<'r, Row<B>>,
+    EndpointRow: for<'r> FromRow<'r, Row<B>>,
+    DeliveryRow: for<'r> FromRow<'r, Row<B>>,
+    AttemptRow: for<'r> FromRow<'r, Row<B>>,
+    ClaimRow: for<'r> FromRow<'r, Row<B>>,
 {
     pub(crate) async fn save_plan(store: &B, plan: &Plan, event: &AuditEvent) -> Result<(), StoreError> {
         let v = PlanValues::new(plan)?;
@@ -374,14 +393,22 @@ where
             .push_bind(&id)
             .push(" AND credits IS NOT NULL AND credits >= ")
             .push_bind(amount)
-            .push(" RETURNING credits");
+            .push(" RETURNING credits, credits_low_threshold");
         let mut balance = QueryBuilder::new("SELECT credits FROM api_keys WHERE id = ");
         balance.push_bind(&id);
         store
-            .read(async |conn| {
-                let left: Option<i64> =
-                    take.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
-                if let Some(left) = left {
+            .write(async |conn| {
+                let left: Option<(Option<i64>, Option<i64>)> =
+                    take.build_query_as().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                if let Some((Some(left), threshold)) = left {
+                    // The spend that crosses the threshold sends `key.credits_low`, in its
+                    // transaction.
+                    if let Some(t) = threshold
+                        && left <= t
+                        && left.saturating_add(amount) > t
+                    {
+                        Self::credits_low(conn, &id, left).await?;
+                    }
                     return Ok(CreditOutcome::Remaining(left));
                 }
                 let row: Option<Option<i64>> =
@@ -492,6 +519,8 @@ where
                 let mut sql = QueryBuilder::new("DELETE FROM audit_events WHERE seq IS NULL AND at < ");
                 sql.push_bind(before);
                 purged += B::rows_affected(&sql.build().execute(&mut *conn).await.map_err(B::db_err)?);
+                // Webhook deliveries that are done are kept as long as the audit log.
+                Self::purge_deliveries(conn, before).await?;
                 Ok(purged)
             })
             .await
@@ -680,7 +709,8 @@ where
             .push_bind(v.ip_allowlist)
             .push_bind(v.leaked_at)
             .push_bind(v.leak_source)
-            .push_bind(v.imported_at);
+            .push_bind(v.imported_at)
+            .push_bind(v.credits_low_threshold);
         sql.push(")");
         sql.build().execute(conn).await.map_err(B::db_err)?;
         Ok(())
@@ -733,6 +763,8 @@ where
             .push_bind(v.leaked_at)
             .push(", leak_source = ")
             .push_bind(v.leak_source)
+            .push(", credits_low_threshold = ")
+            .push_bind(v.credits_low_threshold)
             .push(" WHERE id = ")
             .push_bind(v.id)
             .push(" AND version = ")
@@ -743,8 +775,540 @@ where
         done.ok_or(StoreError::Conflict)
     }
 
+    // ---- Webhooks (keyward_core::webhook) ----
+
+    /// Within a spend's transaction: `key.credits_low` for key `id`, left with `left` credits.
+    async fn credits_low(conn: &mut Conn<B>, id: &str, left: i64) -> Result<(), StoreError> {
+        let id: KeyId = id.parse().map_err(|e| StoreError::Other(format!("bad key id: {e}")))?;
+        let Some(key) = Self::key_in(conn, id).await? else { return Ok(()) };
+        Self::send(conn, &webhook::credits_low_event(&key, left, Utc::now())).await
+    }
+
+    /// Writes `event` with a delivery to every subscribed enabled endpoint of its workspace (none
+    /// when there is no such endpoint), in the caller's transaction.
+    async fn send(conn: &mut Conn<B>, event: &NewWebhookEvent) -> Result<(), StoreError> {
+        let targets = Self::subscribers(conn, event.workspace_id, event.event_type).await?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        Self::write_event(conn, event, &targets).await
+    }
+
+    /// Within a change's transaction: the webhook event `ev` sends, if any, with a delivery to
+    /// every subscribed enabled endpoint of its workspace. Reads the key only when someone
+    /// listens.
+    async fn audit_webhook(conn: &mut Conn<B>, ev: &AuditEvent) -> Result<(), StoreError> {
+        let (Some(ty), Some(ws)) = (WebhookEventType::for_action(ev.action), ev.workspace_id) else {
+            return Ok(());
+        };
+        let targets = Self::subscribers(conn, ws, ty).await?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let key = match ev.key_id {
+            Some(id) => Self::key_in(conn, id).await?,
+            None => None,
+        };
+        match webhook::event_for_audit(ev, key.as_ref()) {
+            Some(event) => Self::write_event(conn, &event, &targets).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The key `id`, read in the caller's transaction.
+    async fn key_in(conn: &mut Conn<B>, id: KeyId) -> Result<Option<ApiKey>, StoreError> {
+        let mut sql = QueryBuilder::new(concat!("SELECT ", key_columns!(), " FROM api_keys WHERE id = "));
+        sql.push_bind(id.to_string());
+        let row: Option<KeyRow> = sql.build_query_as().fetch_optional(conn).await.map_err(B::db_err)?;
+        row.map(KeyRow::into_key).transpose()
+    }
+
+    /// The enabled endpoints of `ws` that receive `ty`.
+    async fn subscribers(
+        conn: &mut Conn<B>,
+        ws: WorkspaceId,
+        ty: WebhookEventType,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sql =
+            QueryBuilder::new("SELECT id, events FROM webhook_endpoints WHERE enabled AND workspace_id = ");
+        sql.push_bind(ws.to_string()).push(" ORDER BY id");
+        let rows: Vec<(String, String)> = sql.build_query_as().fetch_all(conn).await.map_err(B::db_err)?;
+        let mut out = Vec::new();
+        for (id, events) in rows {
+            let events: Vec<WebhookEventType> = serde_json::from_str(&events)
+                .map_err(|e| StoreError::Other(format!("corrupt webhook endpoint events: {e}")))?;
+            if webhook::subscribes(&events, ty) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `event` and one delivery per endpoint of `targets`, in the caller's transaction.
+    async fn write_event(
+        conn: &mut Conn<B>,
+        event: &NewWebhookEvent,
+        targets: &[String],
+    ) -> Result<(), StoreError> {
+        let at = to_ms(event.at);
+        let mut sql = QueryBuilder::new(
+            "INSERT INTO webhook_events (id, workspace_id, type, payload, created_at) VALUES (",
+        );
+        sql.separated(", ")
+            .push_bind(event.id.to_string())
+            .push_bind(event.workspace_id.to_string())
+            .push_bind(event.event_type.as_str())
+            .push_bind(event.payload.clone())
+            .push_bind(at);
+        sql.push(")");
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        let mut sql = QueryBuilder::new(
+            "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, ordering_key, state, attempts, \
+             next_attempt_at, created_at, retry_from) ",
+        );
+        sql.push_values(targets, |mut row, endpoint| {
+            row.push_bind(DeliveryId::new().to_string())
+                .push_bind(event.id.to_string())
+                .push_bind(endpoint.clone())
+                .push_bind(event.ordering_key.clone())
+                .push_bind("pending")
+                .push_bind(0i64)
+                .push_bind(at)
+                .push_bind(at)
+                .push_bind(at);
+        });
+        sql.build().execute(conn).await.map_err(B::db_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn insert_endpoint(
+        store: &B,
+        ep: &WebhookEndpoint,
+        secret: &str,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let events = endpoint_events(ep)?;
+        store
+            .write(async |conn| {
+                let mut sql = QueryBuilder::new(concat!(
+                    "INSERT INTO webhook_endpoints (id, workspace_id, url, description, events, enabled, \
+                     disabled_reason, consecutive_failures, created_at, updated_at, secret) VALUES ("
+                ));
+                sql.separated(", ")
+                    .push_bind(ep.id.to_string())
+                    .push_bind(ep.workspace_id.to_string())
+                    .push_bind(ep.url.clone())
+                    .push_bind(ep.description.clone())
+                    .push_bind(events)
+                    .push_bind(ep.enabled)
+                    .push_bind(ep.disabled_reason.clone())
+                    .push_bind(i64::from(ep.consecutive_failures))
+                    .push_bind(to_ms(ep.created_at))
+                    .push_bind(to_ms(ep.updated_at))
+                    .push_bind(secret.to_owned());
+                sql.push(")");
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn update_endpoint(
+        store: &B,
+        ep: &WebhookEndpoint,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let events = endpoint_events(ep)?;
+        store
+            .write(async |conn| {
+                let mut sql = QueryBuilder::new("UPDATE webhook_endpoints SET url = ");
+                sql.push_bind(ep.url.clone())
+                    .push(", description = ")
+                    .push_bind(ep.description.clone())
+                    .push(", events = ")
+                    .push_bind(events)
+                    .push(", enabled = ")
+                    .push_bind(ep.enabled)
+                    .push(", disabled_reason = ")
+                    .push_bind(ep.disabled_reason.clone())
+                    .push(", consecutive_failures = ")
+                    .push_bind(i64::from(ep.consecutive_failures))
+                    .push(", updated_at = ")
+                    .push_bind(to_ms(ep.updated_at))
+                    .push(" WHERE id = ")
+                    .push_bind(ep.id.to_string());
+                let done = sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                if B::rows_affected(&done) == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn delete_endpoint(
+        store: &B,
+        ep: &WebhookEndpoint,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let id = ep.id.to_string();
+        store
+            .write(async |conn| {
+                let mut sql = QueryBuilder::new(
+                    "DELETE FROM webhook_attempts WHERE delivery_id IN \
+                     (SELECT id FROM webhook_deliveries WHERE endpoint_id = ",
+                );
+                sql.push_bind(id.clone()).push(")");
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                let mut sql = QueryBuilder::new("DELETE FROM webhook_deliveries WHERE endpoint_id = ");
+                sql.push_bind(id.clone());
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                let mut sql = QueryBuilder::new("DELETE FROM webhook_endpoints WHERE id = ");
+                sql.push_bind(id.clone());
+                let done = sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                if B::rows_affected(&done) == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::insert_audit(conn, event).await
+            })
+            .await
+    }
+
+    pub(crate) async fn get_endpoint(
+        store: &B,
+        id: WebhookId,
+    ) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let mut sql =
+            QueryBuilder::new(format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = "));
+        sql.push_bind(id.to_string());
+        Self::fetch_optional(store, sql, EndpointRow::into_endpoint).await
+    }
+
+    pub(crate) async fn list_endpoints(
+        store: &B,
+        ws: WorkspaceId,
+    ) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE workspace_id = "
+        ));
+        sql.push_bind(ws.to_string()).push(" ORDER BY id");
+        Self::fetch_all(store, sql, EndpointRow::into_endpoint).await
+    }
+
+    pub(crate) async fn enqueue(
+        store: &B,
+        event: &NewWebhookEvent,
+        once: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        store
+            .write(async |conn| {
+                if let Some(name) = once {
+                    let mut sql = QueryBuilder::new("INSERT INTO webhook_notices (name, at) VALUES (");
+                    sql.push_bind(name.to_owned())
+                        .push(", ")
+                        .push_bind(to_ms(event.at))
+                        .push(") ON CONFLICT (name) DO NOTHING");
+                    let done = sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                    if B::rows_affected(&done) == 0 {
+                        return Ok(false);
+                    }
+                }
+                Self::send(conn, event).await?;
+                Ok(true)
+            })
+            .await
+    }
+
+    pub(crate) async fn keys_expiring(
+        store: &B,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let mut sql = QueryBuilder::new(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys k WHERE deleted_at IS NULL AND status <> 'revoked' AND expires_at > "
+        ));
+        sql.push_bind(to_ms(after))
+            .push(" AND expires_at <= ")
+            .push_bind(to_ms(until))
+            // Keys already noticed are skipped, so that a page is never full of them.
+            .push(
+                " AND NOT EXISTS (SELECT 1 FROM webhook_notices n WHERE n.name = \
+                 'key.expiring:' || k.id || ':' || CAST(k.expires_at AS TEXT)) ORDER BY expires_at, id LIMIT ",
+            )
+            .push_bind(i64::from(limit));
+        Self::fetch_all(store, sql, KeyRow::into_key).await
+    }
+
+    pub(crate) async fn claim_deliveries(
+        store: &B,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let now = to_ms(now);
+        let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        store
+            .write(async |conn| {
+                let mut sql = QueryBuilder::new(
+                    "SELECT d.seq FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                     WHERE d.state = 'pending' AND e.enabled AND d.next_attempt_at <= ",
+                );
+                sql.push_bind(now)
+                    .push(" AND (d.lease_until IS NULL OR d.lease_until <= ")
+                    .push_bind(now)
+                    // Per endpoint and key, one at a time and in order.
+                    .push(
+                        ") AND NOT EXISTS (SELECT 1 FROM webhook_deliveries o WHERE o.endpoint_id = d.endpoint_id \
+                         AND o.ordering_key = d.ordering_key AND o.state = 'pending' AND o.seq < d.seq) \
+                         ORDER BY d.seq LIMIT ",
+                    )
+                    .push_bind(i64::from(limit))
+                    .push(B::SKIP_LOCKED);
+                let seqs: Vec<(i64,)> = sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                if seqs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // The lease is taken only where no other worker took it meanwhile (re-checked on
+                // the row as it stands), so that claims are exclusive even without the row locks.
+                let mut sql = QueryBuilder::new("UPDATE webhook_deliveries SET lease_until = ");
+                sql.push_bind(lease_until).push(" WHERE seq IN (");
+                let mut list = sql.separated(", ");
+                for (seq,) in &seqs {
+                    list.push_bind(*seq);
+                }
+                sql.push(") AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ")
+                    .push_bind(now)
+                    .push(") RETURNING seq");
+                let seqs: Vec<(i64,)> = sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                if seqs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = QueryBuilder::new(
+                    "SELECT d.id, d.event_id, ev.type AS event_type, ev.payload, d.endpoint_id, e.url, e.secret, \
+                     d.attempts, d.retry_from FROM webhook_deliveries d \
+                     JOIN webhook_events ev ON ev.id = d.event_id \
+                     JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.seq IN (",
+                );
+                let mut list = sql.separated(", ");
+                for (seq,) in &seqs {
+                    list.push_bind(*seq);
+                }
+                sql.push(") ORDER BY d.seq");
+                let rows: Vec<ClaimRow> = sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                rows.into_iter().map(|r| r.into_claimed(lease_until)).collect()
+            })
+            .await
+    }
+
+    pub(crate) async fn record_attempt(
+        store: &B,
+        delivery: &ClaimedDelivery,
+        attempt: &DeliveryAttempt,
+        result: &AttemptResult,
+        policy: DisablePolicy,
+    ) -> Result<EndpointOutcome, StoreError> {
+        let (state, next, delivered) = match result {
+            AttemptResult::Delivered => ("delivered", to_ms(attempt.at), Some(to_ms(attempt.at))),
+            AttemptResult::RetryAt(t) => ("pending", to_ms(*t), None),
+            AttemptResult::Failed => ("failed", to_ms(attempt.at), None),
+        };
+        let id = delivery.id.to_string();
+        let endpoint_id = delivery.endpoint_id.to_string();
+        store
+            .write(async |conn| {
+                // The lease is the fence: a worker whose lease ran out records nothing.
+                let mut sql = QueryBuilder::new("UPDATE webhook_deliveries SET attempts = attempts + 1, state = ");
+                sql.push_bind(state)
+                    .push(", next_attempt_at = ")
+                    .push_bind(next)
+                    .push(", delivered_at = ")
+                    .push_bind(delivered)
+                    .push(", lease_until = NULL WHERE id = ")
+                    .push_bind(id.clone())
+                    .push(" AND lease_until = ")
+                    .push_bind(delivery.lease)
+                    .push(" RETURNING attempts");
+                let number: Option<i64> =
+                    sql.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                let Some(number) = number else { return Ok(EndpointOutcome::LeaseLost) };
+                let mut sql = QueryBuilder::new(
+                    "INSERT INTO webhook_attempts (delivery_id, number, at, status, error, duration_ms) VALUES (",
+                );
+                sql.separated(", ")
+                    .push_bind(id.clone())
+                    .push_bind(number)
+                    .push_bind(to_ms(attempt.at))
+                    .push_bind(attempt.status.map(i64::from))
+                    .push_bind(attempt.error.clone())
+                    .push_bind(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX));
+                sql.push(")");
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                if *result == AttemptResult::Delivered {
+                    let mut sql =
+                        QueryBuilder::new("UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = ");
+                    sql.push_bind(endpoint_id.clone());
+                    sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                    return Ok(EndpointOutcome::Unchanged);
+                }
+                let mut sql = QueryBuilder::new(
+                    "UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1 WHERE enabled AND id = ",
+                );
+                sql.push_bind(endpoint_id.clone()).push(" RETURNING consecutive_failures");
+                let failures: Option<i64> =
+                    sql.build_query_scalar().fetch_optional(&mut *conn).await.map_err(B::db_err)?;
+                let Some(failures) = failures else { return Ok(EndpointOutcome::Unchanged) };
+                if failures < i64::from(policy.after_failures) {
+                    return Ok(EndpointOutcome::Unchanged);
+                }
+                let reason = format!("disabled after {failures} consecutive failed attempts");
+                let mut sql = QueryBuilder::new("UPDATE webhook_endpoints SET enabled = ");
+                sql.push_bind(false)
+                    .push(", disabled_reason = ")
+                    .push_bind(reason)
+                    .push(", updated_at = ")
+                    .push_bind(to_ms(attempt.at))
+                    .push(" WHERE id = ")
+                    .push_bind(endpoint_id.clone());
+                sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+                let mut sql =
+                    QueryBuilder::new(format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = "));
+                sql.push_bind(endpoint_id.clone());
+                let ep: EndpointRow = sql.build_query_as().fetch_one(&mut *conn).await.map_err(B::db_err)?;
+                let ep = ep.into_endpoint()?;
+                let audit = AuditEvent {
+                    id: AuditEventId::new(),
+                    workspace_id: Some(ep.workspace_id),
+                    action: AuditAction::WebhookDisabled,
+                    key_id: None,
+                    actor_key_id: None,
+                    ip: None,
+                    user_agent: None,
+                    request_id: None,
+                    at: attempt.at,
+                };
+                Self::insert_audit(conn, &audit).await?;
+                let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                Self::send(conn, &webhook::endpoint_disabled_event(&ep, failures, attempt.at)).await?;
+                Ok(EndpointOutcome::Disabled)
+            })
+            .await
+    }
+
+    pub(crate) async fn list_deliveries(
+        store: &B,
+        query: &DeliveryQuery,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+             WHERE d.endpoint_id = "
+        ));
+        sql.push_bind(query.endpoint_id.to_string());
+        if let Some(state) = query.state {
+            sql.push(" AND d.state = ").push_bind(state.as_str());
+        }
+        if let Some(before) = query.before {
+            sql.push(" AND d.seq < (SELECT seq FROM webhook_deliveries WHERE id = ")
+                .push_bind(before.to_string())
+                .push(")");
+        }
+        sql.push(" ORDER BY d.seq DESC LIMIT ").push_bind(i64::from(query.limit));
+        Self::deliveries(store, sql).await
+    }
+
+    pub(crate) async fn get_delivery(
+        store: &B,
+        id: DeliveryId,
+    ) -> Result<Option<WebhookDelivery>, StoreError> {
+        let mut sql = QueryBuilder::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id \
+             WHERE d.id = "
+        ));
+        sql.push_bind(id.to_string());
+        Ok(Self::deliveries(store, sql).await?.pop())
+    }
+
+    /// The deliveries `sql` selects, each with its attempts.
+    async fn deliveries(store: &B, mut sql: QueryBuilder<B::Db>) -> Result<Vec<WebhookDelivery>, StoreError> {
+        store
+            .read(async |conn| {
+                let rows: Vec<DeliveryRow> =
+                    sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                if rows.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = QueryBuilder::new(
+                    "SELECT delivery_id, number, at, status, error, duration_ms FROM webhook_attempts \
+                     WHERE delivery_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for r in &rows {
+                    list.push_bind(r.id.clone());
+                }
+                q.push(") ORDER BY delivery_id, number");
+                let attempts: Vec<AttemptRow> =
+                    q.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
+                let mut by_delivery: std::collections::HashMap<String, Vec<DeliveryAttempt>> =
+                    std::collections::HashMap::new();
+                for a in attempts {
+                    let id = a.delivery_id.clone();
+                    by_delivery.entry(id).or_default().push(a.into_attempt()?);
+                }
+                rows.into_iter()
+                    .map(|r| {
+                        let attempts = by_delivery.remove(&r.id).unwrap_or_default();
+                        r.into_delivery(attempts)
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    pub(crate) async fn resend_delivery(
+        store: &B,
+        id: DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        let mut sql =
+            QueryBuilder::new("UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ");
+        sql.push_bind(now)
+            .push(", retry_from = ")
+            .push_bind(now)
+            .push(" WHERE id = ")
+            .push_bind(id.to_string());
+        store
+            .write(async |conn| {
+                let done = sql.build().execute(conn).await.map_err(B::db_err)?;
+                if B::rows_affected(&done) == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            })
+            .await
+    }
+
+    /// Deletes deliveries that are done (delivered or failed) and created before `before`, their
+    /// attempts, and events left without deliveries, in the caller's transaction.
+    async fn purge_deliveries(conn: &mut Conn<B>, before: i64) -> Result<(), StoreError> {
+        let done = "SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ";
+        let mut sql = QueryBuilder::new(format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({done}"));
+        sql.push_bind(before).push(")");
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        let mut sql =
+            QueryBuilder::new("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < ");
+        sql.push_bind(before);
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        let mut sql = QueryBuilder::new("DELETE FROM webhook_events WHERE created_at < ");
+        sql.push_bind(before).push(
+            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+        );
+        sql.build().execute(conn).await.map_err(B::db_err)?;
+        Ok(())
+    }
+
     /// Appends `ev` to its workspace's chain: locks the chain's head, links the event to it and
-    /// moves the head, all in the caller's transaction.
+    /// moves the head, all in the caller's transaction, with
+    /// the webhook event it sends.
     async fn insert_audit(conn: &mut Conn<B>, ev: &AuditEvent) -> Result<(), StoreError> {
         let v = AuditValues::new(ev);
         let chain = v.workspace_id.clone().unwrap_or_default();
@@ -792,8 +1356,8 @@ where
         sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
         let mut sql = QueryBuilder::new("UPDATE audit_heads SET seq = ");
         sql.push_bind(seq).push(", hash = ").push_bind(hash).push(" WHERE chain = ").push_bind(chain);
-        sql.build().execute(conn).await.map_err(B::db_err)?;
-        Ok(())
+        sql.build().execute(&mut *conn).await.map_err(B::db_err)?;
+        Self::audit_webhook(conn, ev).await
     }
 }
 
@@ -825,6 +1389,11 @@ macro_rules! impl_key_store {
                 KeyStore, Plan, PlanId, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceId,
             };
 
+            use keyward_core::webhook::{
+                AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryQuery, DisablePolicy,
+                EndpointOutcome, NewWebhookEvent, WebhookDelivery, WebhookEndpoint,
+            };
+            use keyward_core::{DeliveryId, WebhookId};
             use $crate::sql::{Queries, SqlBackend, observed};
 
             #[async_trait::async_trait]
@@ -1041,6 +1610,105 @@ macro_rules! impl_key_store {
                 ) -> Result<Vec<UsageDay>, StoreError> {
                     observed(<$store as SqlBackend>::BACKEND, "usage", Queries::usage(self, key, from, to))
                         .await
+                }
+
+                fn webhooks(&self) -> Option<&dyn keyward_core::WebhookStore> {
+                    Some(self)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl keyward_core::WebhookStore for $store {
+                async fn insert_endpoint(
+                    &self,
+                    endpoint: &WebhookEndpoint,
+                    secret: &str,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    let call = Queries::insert_endpoint(self, endpoint, secret, event);
+                    observed(<$store as SqlBackend>::BACKEND, "insert_endpoint", call).await
+                }
+                async fn update_endpoint(
+                    &self,
+                    endpoint: &WebhookEndpoint,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    let call = Queries::update_endpoint(self, endpoint, event);
+                    observed(<$store as SqlBackend>::BACKEND, "update_endpoint", call).await
+                }
+                async fn delete_endpoint(
+                    &self,
+                    endpoint: &WebhookEndpoint,
+                    event: &AuditEvent,
+                ) -> Result<(), StoreError> {
+                    let call = Queries::delete_endpoint(self, endpoint, event);
+                    observed(<$store as SqlBackend>::BACKEND, "delete_endpoint", call).await
+                }
+                async fn get_endpoint(&self, id: WebhookId) -> Result<Option<WebhookEndpoint>, StoreError> {
+                    observed(<$store as SqlBackend>::BACKEND, "get_endpoint", Queries::get_endpoint(self, id))
+                        .await
+                }
+                async fn list_endpoints(
+                    &self,
+                    workspace: WorkspaceId,
+                ) -> Result<Vec<WebhookEndpoint>, StoreError> {
+                    let call = Queries::list_endpoints(self, workspace);
+                    observed(<$store as SqlBackend>::BACKEND, "list_endpoints", call).await
+                }
+                async fn enqueue(
+                    &self,
+                    event: &NewWebhookEvent,
+                    once: Option<&str>,
+                ) -> Result<bool, StoreError> {
+                    observed(<$store as SqlBackend>::BACKEND, "enqueue", Queries::enqueue(self, event, once))
+                        .await
+                }
+                async fn keys_expiring(
+                    &self,
+                    after: DateTime<Utc>,
+                    until: DateTime<Utc>,
+                    limit: u32,
+                ) -> Result<Vec<ApiKey>, StoreError> {
+                    let call = Queries::keys_expiring(self, after, until, limit);
+                    observed(<$store as SqlBackend>::BACKEND, "keys_expiring", call).await
+                }
+                async fn claim_deliveries(
+                    &self,
+                    now: DateTime<Utc>,
+                    lease: std::time::Duration,
+                    limit: u32,
+                ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+                    let call = Queries::claim_deliveries(self, now, lease, limit);
+                    observed(<$store as SqlBackend>::BACKEND, "claim_deliveries", call).await
+                }
+                async fn record_attempt(
+                    &self,
+                    delivery: &ClaimedDelivery,
+                    attempt: &DeliveryAttempt,
+                    result: &AttemptResult,
+                    policy: DisablePolicy,
+                ) -> Result<EndpointOutcome, StoreError> {
+                    let call = Queries::record_attempt(self, delivery, attempt, result, policy);
+                    observed(<$store as SqlBackend>::BACKEND, "record_attempt", call).await
+                }
+                async fn list_deliveries(
+                    &self,
+                    query: &DeliveryQuery,
+                ) -> Result<Vec<WebhookDelivery>, StoreError> {
+                    let call = Queries::list_deliveries(self, query);
+                    observed(<$store as SqlBackend>::BACKEND, "list_deliveries", call).await
+                }
+                async fn get_delivery(&self, id: DeliveryId) -> Result<Option<WebhookDelivery>, StoreError> {
+                    observed(<$store as SqlBackend>::BACKEND, "get_delivery", Queries::get_delivery(self, id))
+                        .await
+                }
+                async fn resend_delivery(
+                    &self,
+                    id: DeliveryId,
+                    now: DateTime<Utc>,
+                ) -> Result<(), StoreError> {
+                    let call = Queries::resend_delivery(self, id, now);
+                    observed(<$store as SqlBackend>::BACKEND, "resend_delivery", call).await
                 }
             }
         };

@@ -175,6 +175,7 @@ impl SqlBackend for SqliteStore {
 
     // Every write transaction holds the database's write lock already.
     const LOCK_ROW: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
 
     async fn lock_workspace(_: &mut SqliteConnection, _: &str) -> Result<(), StoreError> {
         // Every write transaction holds the database's write lock already.

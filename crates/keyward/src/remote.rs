@@ -184,6 +184,7 @@ fn record(r: types::ResolvedKey) -> Result<KeyRecord, StoreError> {
         // Refills happen where the credits are kept: the server refills when they are spent.
         refill: None,
         refilled_at: None,
+        credits_low_threshold: None,
         ip_allowlist: allowlist(&k.ip_allowlist)?,
         metadata: k.metadata.into_iter().collect(),
         version: 0,

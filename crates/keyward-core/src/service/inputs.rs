@@ -89,6 +89,8 @@ pub struct NewKey {
     pub credits: Option<i64>,
     /// How the credits refill; the first refill is in the next period.
     pub refill: Option<CreditRefill>,
+    /// Send `key.credits_low` when a spend takes the credits to or below this.
+    pub credits_low_threshold: Option<i64>,
     /// Where the key may be used from (empty: the workspace's list applies).
     pub ip_allowlist: Vec<IpNet>,
     /// Labels.
@@ -109,6 +111,7 @@ impl NewKey {
             concurrency_limit: None,
             credits: None,
             refill: None,
+            credits_low_threshold: None,
             ip_allowlist: Vec::new(),
             metadata: BTreeMap::new(),
         }
@@ -142,6 +145,8 @@ pub struct KeyPatch {
     /// New refill (`Some(None)` removes it; the credits stay). A key never refilled before is
     /// refilled at its next use or read.
     pub refill: Option<Option<CreditRefill>>,
+    /// New `key.credits_low` threshold (`Some(None)` removes it).
+    pub credits_low_threshold: Option<Option<i64>>,
     /// New IP allowlist, replacing all (empty: the workspace's list applies).
     pub ip_allowlist: Option<Vec<IpNet>>,
 }

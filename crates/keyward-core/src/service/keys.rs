@@ -120,6 +120,9 @@ impl KeyService {
         if let Some(Some(r)) = &patch.refill {
             validate_refill(r)?;
         }
+        if let Some(Some(t)) = patch.credits_low_threshold {
+            validate_credits_low(t)?;
+        }
         let ip_allowlist = patch.ip_allowlist.take().map(validate_ip_allowlist).transpose()?;
         self.modify(workspace, id, actor, AuditAction::KeyUpdated, |key| {
             if key.status == KeyStatus::Revoked {
@@ -152,6 +155,9 @@ impl KeyService {
             }
             if let Some(r) = patch.refill {
                 key.refill = r;
+            }
+            if let Some(t) = patch.credits_low_threshold {
+                key.credits_low_threshold = t;
             }
             if let Some(list) = &ip_allowlist {
                 key.ip_allowlist = list.clone();
@@ -380,6 +386,13 @@ pub(crate) fn validate_ip_allowlist(mut list: Vec<ipnet::IpNet>) -> Result<Vec<i
     Ok(list)
 }
 
+fn validate_credits_low(threshold: i64) -> Result<(), Error> {
+    if threshold < 0 {
+        return Err(Error::validation("creditsLowThreshold", "must not be negative"));
+    }
+    Ok(())
+}
+
 fn validate_refill(r: &CreditRefill) -> Result<(), Error> {
     r.validate().map_err(|(field, reason)| Error::validation(&format!("refill.{field}"), reason))
 }
@@ -412,6 +425,9 @@ pub(super) fn validate_new_key(new: &mut NewKey, actor: &Actor, now: DateTime<Ut
     }
     if let Some(r) = &new.refill {
         validate_refill(r)?;
+    }
+    if let Some(t) = new.credits_low_threshold {
+        validate_credits_low(t)?;
     }
     new.ip_allowlist = validate_ip_allowlist(std::mem::take(&mut new.ip_allowlist))?;
     actor.check_grant(&new.scopes, &new.resources)
@@ -453,6 +469,7 @@ pub(super) fn new_record(
         credits: new.credits.or(new.refill.map(|r| r.amount)),
         refill: new.refill,
         refilled_at: new.refill.map(|_| now),
+        credits_low_threshold: new.credits_low_threshold,
         ip_allowlist: new.ip_allowlist,
         metadata: new.metadata,
         version: 1,

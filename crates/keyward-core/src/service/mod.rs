@@ -24,6 +24,7 @@ mod inputs;
 mod keys;
 mod leaks;
 mod validate;
+mod webhooks;
 mod workspaces;
 
 use std::fmt;
@@ -36,6 +37,9 @@ pub use import::{ImportedKey, MAX_IMPORT_KEYS};
 pub use inputs::{AuditFilter, CreatedKey, KeyFilter, KeyPatch, NewKey, NewWorkspace, Page, WorkspacePatch};
 pub use leaks::{LeakPolicy, MAX_LEAK_SOURCE_LEN};
 pub use validate::MAX_YEAR;
+pub use webhooks::{
+    CreatedWebhook, MAX_WEBHOOK_DESCRIPTION_LEN, MAX_WEBHOOK_URL_LEN, MAX_WEBHOOKS, NewWebhook, WebhookPatch,
+};
 
 use crate::clock::{Clock, SystemClock};
 use crate::format::{KeyFormat, LegacyFormat};
@@ -82,6 +86,7 @@ pub struct KeyService {
     clock: Arc<dyn Clock>,
     audit_retention: Duration,
     max_grace: Duration,
+    webhooks_allow_http: bool,
     listeners: Arc<RwLock<Vec<Arc<dyn KeyChangeListener>>>>,
 }
 
@@ -108,6 +113,7 @@ impl KeyService {
             clock: Arc::new(SystemClock),
             audit_retention: DEFAULT_AUDIT_RETENTION,
             max_grace: DEFAULT_MAX_GRACE,
+            webhooks_allow_http: false,
             listeners: Arc::default(),
         }
     }

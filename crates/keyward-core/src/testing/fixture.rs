@@ -152,6 +152,7 @@ pub fn raw_key(ws: WorkspaceId, now: DateTime<Utc>) -> ApiKey {
         credits: None,
         refill: None,
         refilled_at: None,
+        credits_low_threshold: None,
         ip_allowlist: Vec::new(),
         metadata: BTreeMap::new(),
         version: 1,

@@ -174,6 +174,9 @@ impl KeyStore for InstrumentedStore {
     async fn usage(&self, key: KeyId, from: NaiveDate, to: NaiveDate) -> Result<Vec<UsageDay>, StoreError> {
         self.up()?.usage(key, from, to).await
     }
+    fn webhooks(&self) -> Option<&dyn crate::webhook::WebhookStore> {
+        self.inner.webhooks()
+    }
 }
 
 /// A TCP proxy on `127.0.0.1:0` in front of a real service, which a test can cut (every open

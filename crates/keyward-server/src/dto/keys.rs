@@ -126,10 +126,7 @@ impl From<&ApiKey> for ApiKeyView {
             environment: k.environment,
             prefix: k.prefix.clone(),
             last4: k.last4.clone(),
-            masked_key: match (k.imported_at, k.prefix.is_empty()) {
-                (Some(_), true) => format!("imported…{}", k.last4),
-                _ => format!("{}…{}", k.prefix, k.last4),
-            },
+            masked_key: k.masked(),
             scopes: k.scopes.iter().map(ToString::to_string).collect(),
             resources: k.resources.clone(),
             status: k.status,

@@ -51,6 +51,7 @@ mod limits;
 mod listing;
 mod lookup;
 mod refill;
+mod webhooks;
 
 pub use atomicity::*;
 pub use audit::*;
@@ -59,6 +60,7 @@ pub use limits::*;
 pub use listing::*;
 pub use lookup::*;
 pub use refill::*;
+pub use webhooks::*;
 
 /// Runs every contract case as a `#[tokio::test]` against the stores `$make` builds.
 ///
@@ -106,6 +108,10 @@ macro_rules! keyward_store_contract {
             rotation_hands_the_refill_to_the_successor,
             insert_keys_is_all_or_nothing,
             insert_keys_respects_the_key_limit,
+            webhook_events_follow_their_changes_in_order_per_key,
+            webhook_failures_retry_fail_and_disable_the_endpoint,
+            concurrent_webhook_claims_never_share_a_delivery,
+            credits_low_and_expiry_notices_are_sent_once,
         );
     };
     (@each [$mode:ident] $make:expr; $($case:ident),+ $(,)?) => {
