@@ -31,6 +31,7 @@ mod openapi30;
 mod relay;
 mod routes;
 pub mod serve;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};

@@ -12,6 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use keyward_core::{KeyFormat, LeakPolicy, LegacyFormat, SecretEncoding};
 use keyward_server::leaks::{GitHubScanningKey, LeakSettings};
 use keyward_server::serve::{ConnectionLimits, ServeConfig, run, shutdown_signal};
+use keyward_server::webhooks::WebhookConfig;
 
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about = "API keys for Rust services: issue, verify, rotate, revoke")]
@@ -335,6 +336,36 @@ struct ServeArgs {
     /// and the connection's peer is the client.
     #[arg(long = "trusted-proxy", env = "KEYWARD_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_proxy)]
     trusted_proxy: Vec<keyward_core::IpNet>,
+    /// Accept `http://` webhook endpoints (for development); by default only `https://`.
+    #[arg(long, env = "KEYWARD_WEBHOOK_ALLOW_HTTP")]
+    webhook_allow_http: bool,
+    /// Seconds one webhook delivery attempt may take, connecting included.
+    #[arg(long, env = "KEYWARD_WEBHOOK_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    webhook_timeout_secs: u64,
+    /// Seconds a webhook delivery is retried before it is marked failed.
+    #[arg(long, env = "KEYWARD_WEBHOOK_RETRY_FOR_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    webhook_retry_for_secs: u64,
+    /// Milliseconds before a failed delivery's first retry; each further retry waits twice as
+    /// long (up to an hour), less a random part of up to half.
+    #[arg(long, env = "KEYWARD_WEBHOOK_RETRY_BASE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    webhook_retry_base_ms: u64,
+    /// Failed attempts in a row after which a webhook endpoint is disabled.
+    #[arg(long, env = "KEYWARD_WEBHOOK_DISABLE_AFTER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    webhook_disable_after: u32,
+    /// Milliseconds between looks for due webhook deliveries when this node hears of no change.
+    #[arg(long, env = "KEYWARD_WEBHOOK_POLL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    webhook_poll_ms: u64,
+    /// Days before a key's expiry its `key.expiring` webhook event is sent.
+    #[arg(long, env = "KEYWARD_WEBHOOK_EXPIRY_NOTICE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+    webhook_expiry_notice_days: u32,
+    /// Seconds between audit chain checkpoints: every chain is verified and its head appended to
+    /// `--audit-checkpoint-file` and sent as an `audit.checkpoint` webhook event. Default: never.
+    #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT_EVERY_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    audit_checkpoint_every_secs: Option<u64>,
+    /// The file audit checkpoints are appended to, one JSON line per chain (keep it where the
+    /// database's administrators cannot write).
+    #[arg(long, env = "KEYWARD_AUDIT_CHECKPOINT_FILE")]
+    audit_checkpoint_file: Option<std::path::PathBuf>,
 }
 
 /// An address (`10.0.0.2`) or a CIDR range (`10.0.0.0/8`).
@@ -376,6 +407,18 @@ impl ServeArgs {
             },
             metrics_bind: self.metrics_bind,
             trusted_proxies: self.trusted_proxy,
+            webhooks: WebhookConfig {
+                allow_http: self.webhook_allow_http,
+                timeout: Duration::from_secs(self.webhook_timeout_secs),
+                retry_for: Duration::from_secs(self.webhook_retry_for_secs),
+                retry_base: Duration::from_millis(self.webhook_retry_base_ms),
+                disable_after: self.webhook_disable_after,
+                poll: Duration::from_millis(self.webhook_poll_ms),
+                expiry_notice: Duration::from_secs(u64::from(self.webhook_expiry_notice_days) * 86_400),
+                checkpoint_every: self.audit_checkpoint_every_secs.map(Duration::from_secs),
+                checkpoint_file: self.audit_checkpoint_file,
+                ..WebhookConfig::default()
+            },
             ..self.store.config()
         })
     }

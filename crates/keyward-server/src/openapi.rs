@@ -45,6 +45,7 @@ An unknown path answers 404 `NOT_FOUND` and a method a path does not support ans
         (name = "workspaces", description = "Tenants"),
         (name = "plans", description = "What workspaces may do"),
         (name = "audit", description = "Who changed what"),
+        (name = "webhooks", description = "Signed event deliveries to a workspace's endpoints: key created, updated, rotated, revoked, deleted, leaked, expiring, low on credits"),
         (name = "leaks", description = "Leak reports from GitHub secret scanning, authenticated by GitHub's signature instead of an API key"),
     )
 )]

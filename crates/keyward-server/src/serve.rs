@@ -38,6 +38,7 @@ use keyward_redis::{RedisLimiterConfig, RedisRateLimiter};
 use keyward_store::{ChangeFeed, ChangeFeedConfig, ChangeLogPoller, PgStore, PgStoreOptions, SqliteStore};
 use tokio::net::TcpListener;
 
+use crate::webhooks::{WebhookConfig, WebhookWorker};
 use crate::{AppState, Readiness, app};
 
 mod transport;
@@ -96,6 +97,8 @@ pub struct ServeConfig {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client, for IP
     /// allowlists; empty (the default): the socket's peer is the client.
     pub trusted_proxies: Vec<keyward_core::IpNet>,
+    /// How webhook events are delivered (see [`crate::webhooks`]).
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for ServeConfig {
@@ -123,6 +126,7 @@ impl Default for ServeConfig {
             connections: ConnectionLimits::default(),
             metrics_bind: None,
             trusted_proxies: Vec::new(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -209,6 +213,7 @@ pub fn service(config: &ServeConfig, store: Arc<dyn KeyStore>) -> anyhow::Result
         service = service.with_legacy_format(legacy.clone());
     }
     Ok(service
+        .with_insecure_webhooks(config.webhooks.allow_http)
         .with_format(format)
         .with_hasher(hasher)
         .with_audit_retention(chrono::Duration::days(i64::from(config.audit_retention_days))))
@@ -256,6 +261,8 @@ pub struct Node {
     pub limiter: Option<Arc<RedisRateLimiter>>,
     /// The root key, when this node bootstrapped an empty database.
     pub root: Option<CreatedKey>,
+    /// The webhook delivery worker.
+    pub webhooks: Option<WebhookWorker>,
 }
 
 /// Opens the database, bootstraps it when empty, and wires the verifier: its cache, the change
@@ -311,7 +318,9 @@ pub async fn node(config: &ServeConfig) -> anyhow::Result<Node> {
     if let Some(handle) = metrics {
         state = state.with_metrics(handle);
     }
-    Ok(Node { state, database, usage, feed, poller, limiter, root })
+    let webhooks = WebhookWorker::spawn(state.service.store().clone(), &state.relay, config.webhooks.clone())
+        .context("starting the webhook worker")?;
+    Ok(Node { state, database, usage, feed, poller, limiter, root, webhooks })
 }
 
 impl Node {
@@ -322,6 +331,9 @@ impl Node {
 
     /// Stops the change feed, flushes usage and closes the database.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(worker) = self.webhooks {
+            worker.shutdown().await;
+        }
         drop(self.feed);
         drop(self.poller);
         let flushed = self.usage.shutdown().await.context("flushing usage on shutdown");

@@ -1,6 +1,5 @@
 //! Webhook endpoints and their deliveries (see [`crate::webhook`]).
 
-use base64::Engine as _;
 use secrecy::SecretString;
 
 use super::cursor::{decode_cursor, next_cursor};
@@ -126,7 +125,7 @@ impl KeyService {
             created_at: now,
             updated_at: now,
         };
-        let secret = new_secret();
+        let secret = crate::webhook_signature::WebhookSecret::generate().encoded();
         let event = self.event(AuditAction::WebhookCreated, Some(endpoint.workspace_id), None, actor);
         store.insert_endpoint(&endpoint, &secret, &event).await?;
         Ok(CreatedWebhook { endpoint, secret: secret.into() })
@@ -213,27 +212,16 @@ impl KeyService {
     }
 
     /// Sends a delivery again: it becomes pending, due now, with a new retry window. The
-    /// receiver sees the same `webhook-id`.
-    pub async fn resend_delivery(
-        &self,
-        workspace: WorkspaceId,
-        id: WebhookId,
-        delivery: DeliveryId,
-    ) -> Result<WebhookDelivery, Error> {
-        self.webhook(workspace, id).await?;
+    /// receiver sees the same `webhook-id`. Deliveries to other workspaces' endpoints are
+    /// `NOT_FOUND`.
+    pub async fn resend_delivery(&self, workspace: WorkspaceId, delivery: DeliveryId) -> Result<WebhookDelivery, Error> {
         let store = self.webhook_store()?;
-        match store.get_delivery(delivery).await? {
-            Some(d) if d.endpoint_id == id => {}
-            _ => return Err(Error::not_found("delivery")),
+        let Some(d) = store.get_delivery(delivery).await? else { return Err(Error::not_found("delivery")) };
+        if self.webhook(workspace, d.endpoint_id).await.is_err() {
+            return Err(Error::not_found("delivery"));
         }
         store.resend_delivery(delivery, self.clock.now()).await?;
         store.get_delivery(delivery).await?.ok_or_else(|| Error::not_found("delivery"))
     }
 }
 
-/// A new signing secret: `whsec_` and 32 random bytes in standard base64.
-fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the OS random number generator failed");
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
-}

@@ -72,6 +72,9 @@ pub(crate) struct ApiKeyView {
     pub(crate) refill: Option<CreditRefill>,
     /// When the credits were last refilled (or the key created with its refill).
     pub(crate) refilled_at: Option<DateTime<Utc>>,
+    /// A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
+    /// `null`: none.
+    pub(crate) credits_low_threshold: Option<i64>,
     /// Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
     #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]))]
     pub(crate) ip_allowlist: Vec<String>,
@@ -144,6 +147,7 @@ impl From<&ApiKey> for ApiKeyView {
             credits: k.credits,
             refill: k.refill.map(CreditRefill::from),
             refilled_at: k.refilled_at,
+            credits_low_threshold: k.credits_low_threshold,
             ip_allowlist: k.ip_allowlist.iter().map(ToString::to_string).collect(),
             metadata: k.metadata.clone(),
             leaked_at: k.leaked_at,
@@ -216,6 +220,11 @@ pub(crate) struct CreateKeyRequest {
     /// How the credits refill; absent: they do not. The first refill is in the next period.
     #[serde(default)]
     pub(crate) refill: Option<CreditRefill>,
+    /// Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+    /// absent: none.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub(crate) credits_low_threshold: Option<i64>,
     /// Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`. A malformed entry, or a range with host bits set (`203.0.113.5/24`), is 400 `VALIDATION_FAILED` naming it (`ipAllowlist[2]`). Default: empty.
     #[serde(default)]
     #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]))]
@@ -274,6 +283,11 @@ pub(crate) struct ImportKeyRow {
     /// How the credits refill, as on create; absent: they do not.
     #[serde(default)]
     pub(crate) refill: Option<CreditRefill>,
+    /// Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+    /// absent: none.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub(crate) credits_low_threshold: Option<i64>,
     /// Where the key may be used from, as on create (at most 100 entries); empty: the
     /// workspace's list applies.
     #[serde(default)]
@@ -343,6 +357,10 @@ pub(crate) struct UpdateKeyRequest {
     #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<CreditRefill>)]
     pub(crate) refill: Option<Option<CreditRefill>>,
+    /// New `key.credits_low` threshold; `null` removes it.
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 9223372036854775807_i64)]
+    pub(crate) credits_low_threshold: Option<Option<i64>>,
     /// New IP allowlist, replacing all; `[]` returns to the workspace's. Rules as on create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 100)]

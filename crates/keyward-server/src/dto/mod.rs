@@ -6,6 +6,7 @@ pub(crate) mod keys;
 pub(crate) mod leaks;
 pub(crate) mod status;
 pub(crate) mod verifier;
+pub(crate) mod webhooks;
 pub(crate) mod workspaces;
 
 use serde::{Deserialize, Deserializer};

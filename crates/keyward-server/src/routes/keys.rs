@@ -57,6 +57,7 @@ pub(crate) async fn create_key(
         concurrency_limit: body.concurrency_limit,
         credits: body.credits,
         refill: body.refill.map(Into::into),
+        credits_low_threshold: body.credits_low_threshold,
         ip_allowlist: parse_ip_allowlist(&body.ip_allowlist)?,
         metadata: body.metadata,
     };
@@ -124,6 +125,7 @@ fn import_row(i: usize, row: ImportKeyRow, caller: &Caller) -> Result<ImportedKe
             concurrency_limit: row.concurrency_limit,
             credits: row.credits,
             refill: row.refill.map(Into::into),
+            credits_low_threshold: row.credits_low_threshold,
             ip_allowlist: keyward_core::parse_ip_allowlist(&row.ip_allowlist).map_err(|(j, reason)| {
                 let at = j.map_or_else(|| field("ipAllowlist"), |j| field(&format!("ipAllowlist[{j}]")));
                 ApiError::validation(&at, reason)
@@ -226,6 +228,7 @@ pub(crate) async fn update_key(
         concurrency_limit: body.concurrency_limit,
         metadata: body.metadata,
         refill: body.refill.map(|r| r.map(Into::into)),
+        credits_low_threshold: body.credits_low_threshold,
         ip_allowlist: body.ip_allowlist.as_deref().map(parse_ip_allowlist).transpose()?,
     };
     if let Some(list) = &patch.ip_allowlist

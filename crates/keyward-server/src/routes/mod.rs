@@ -5,6 +5,7 @@ pub(crate) mod keys;
 pub(crate) mod leaks;
 pub(crate) mod status;
 pub(crate) mod verifier;
+pub(crate) mod webhooks;
 pub(crate) mod workspaces;
 
 use keyward_core::Error;
@@ -43,6 +44,10 @@ pub(crate) fn router(doc: utoipa::openapi::OpenApi) -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::save_plan))
         .routes(routes!(audit::list_audit_events))
         .routes(routes!(audit::verify_audit_chain))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::update_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::resend_delivery))
 }
 
 /// The operations outside keyward's layer, authenticated by a signature instead of a key: GitHub

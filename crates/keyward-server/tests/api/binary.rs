@@ -95,6 +95,12 @@ pub(crate) fn start_on(dir: &std::path::Path, bind: &str, args: &[&str]) -> Runn
     Running { child, addr, stdout, started: logs, stderr: log_rx }
 }
 
+/// Kills the server with SIGKILL (`kill -9`): no shutdown of any kind.
+pub(crate) fn kill(mut r: Running) {
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
+}
+
 /// Stops the server with SIGTERM; returns its log lines after those it started with.
 pub(crate) fn terminate(mut r: Running) -> Vec<String> {
     let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();

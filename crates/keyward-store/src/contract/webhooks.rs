@@ -184,7 +184,7 @@ pub async fn webhook_failures_retry_fail_and_disable_the_endpoint(store: Arc<dyn
     let enabled = ctx.service.update_webhook(ws, failing, patch, &Actor::system()).await.expect("enable");
     assert_eq!((enabled.enabled, enabled.consecutive_failures, enabled.disabled_reason), (true, 0, None));
     assert!(claim(&ctx).await.iter().all(|c| c.endpoint_id != failing), "a failed delivery stays failed");
-    let resent = ctx.service.resend_delivery(ws, failing, failed[0].id).await.expect("resend");
+    let resent = ctx.service.resend_delivery(ws, failed[0].id).await.expect("resend");
     assert_eq!(resent.state, DeliveryState::Pending);
     let due = claim(&ctx).await;
     assert_eq!(due.iter().map(|c| c.event_id).collect::<Vec<_>>(), vec![d.event_id]);

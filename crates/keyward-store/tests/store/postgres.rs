@@ -56,7 +56,22 @@ async fn tables_live_in_their_own_schema_and_migrations_apply_once() {
     .fetch_all(store.pool())
     .await
     .expect("tables");
-    assert_eq!(tables, ["api_keys", "audit_events", "audit_heads", "plans", "usage_daily", "workspaces"]);
+    assert_eq!(
+        tables,
+        [
+            "api_keys",
+            "audit_events",
+            "audit_heads",
+            "plans",
+            "usage_daily",
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhook_endpoints",
+            "webhook_events",
+            "webhook_notices",
+            "workspaces"
+        ]
+    );
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _keyward_migrations WHERE success")
         .fetch_one(store.pool())
         .await

@@ -59,6 +59,11 @@ async fn migrations_apply_on_open_and_reopening_is_idempotent() {
             "plans",
             "sqlite_sequence",
             "usage_daily",
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhook_endpoints",
+            "webhook_events",
+            "webhook_notices",
             "workspaces"
         ]
     );
