@@ -30,6 +30,7 @@ pub mod store;
 pub mod testing;
 pub mod usage;
 pub mod verifier;
+pub mod webhook_signature;
 
 pub use change::{Change, ChangeListener};
 pub use client_addr::{MAX_IP_ALLOWLIST, TrustedProxies, ip_allowed, parse_ip_allowlist};
