@@ -11,6 +11,10 @@
 //! `keyward serve`, no database; `rustls` for https). Each store feature builds only its own
 //! database driver. [`connect()`] turns a URL into a ready verifier and layer.
 //!
+//! A service that receives keyward's webhooks checks each delivery with
+//! [`webhook_signature::verify`]; it needs no feature (`default-features = false`), and
+//! `docs/webhooks.md` describes the deliveries.
+//!
 //! ```
 //! # #[cfg(all(feature = "sqlite", feature = "tower"))]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
