@@ -37,6 +37,10 @@ pub mod types {
         ///Remaining credits; `null` when the key does not use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
+        ///A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
+        ///`null`: none.
+        #[serde(rename = "creditsLowThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits_low_threshold: ::std::option::Option<i64>,
         ///`live` or `test`, as written in the key.
         pub environment: KeyEnvironment,
         ///When the key stops working; `null` when it never expires.
@@ -142,6 +146,14 @@ pub mod types {
         KeyCreditsRefilled,
         #[serde(rename = "plan.saved")]
         PlanSaved,
+        #[serde(rename = "webhook.created")]
+        WebhookCreated,
+        #[serde(rename = "webhook.updated")]
+        WebhookUpdated,
+        #[serde(rename = "webhook.deleted")]
+        WebhookDeleted,
+        #[serde(rename = "webhook.disabled")]
+        WebhookDisabled,
     }
     impl ::std::fmt::Display for AuditAction {
         fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -159,6 +171,10 @@ pub mod types {
                 Self::WorkspaceUpdated => f.write_str("workspace.updated"),
                 Self::KeyCreditsRefilled => f.write_str("key.credits_refilled"),
                 Self::PlanSaved => f.write_str("plan.saved"),
+                Self::WebhookCreated => f.write_str("webhook.created"),
+                Self::WebhookUpdated => f.write_str("webhook.updated"),
+                Self::WebhookDeleted => f.write_str("webhook.deleted"),
+                Self::WebhookDisabled => f.write_str("webhook.disabled"),
             }
         }
     }
@@ -179,6 +195,10 @@ pub mod types {
                 "workspace.updated" => Ok(Self::WorkspaceUpdated),
                 "key.credits_refilled" => Ok(Self::KeyCreditsRefilled),
                 "plan.saved" => Ok(Self::PlanSaved),
+                "webhook.created" => Ok(Self::WebhookCreated),
+                "webhook.updated" => Ok(Self::WebhookUpdated),
+                "webhook.deleted" => Ok(Self::WebhookDeleted),
+                "webhook.disabled" => Ok(Self::WebhookDisabled),
                 _ => Err("invalid value".into()),
             }
         }
@@ -304,6 +324,10 @@ pub mod types {
         ///`amount`).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
+        ///Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+        ///absent: none.
+        #[serde(rename = "creditsLowThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits_low_threshold: ::std::option::Option<u64>,
         ///When the key stops working; must lie in the future. Absent: never.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -336,6 +360,28 @@ pub mod types {
             Default::default()
         }
     }
+    ///Body of `POST /v1/webhooks`.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateWebhookRequest {
+        ///A note for people, at most 500 bytes.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<::std::string::String>,
+        ///Whether deliveries go out at once. Default: true.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub enabled: ::std::option::Option<bool>,
+        ///The event types to receive; absent or empty: every type.
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub events: ::std::vec::Vec<WebhookEventType>,
+        ///Where events are POSTed: an `https://` URL of at most 2048 bytes, with a host and no user
+        ///information (`http://` only on servers started with `--webhook-allow-http`).
+        pub url: ::std::string::String,
+    }
+    impl CreateWebhookRequest {
+        pub fn builder() -> builder::CreateWebhookRequest {
+            Default::default()
+        }
+    }
     ///Body of `POST /v1/workspaces`.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
@@ -357,6 +403,20 @@ pub mod types {
     }
     impl CreateWorkspaceRequest {
         pub fn builder() -> builder::CreateWorkspaceRequest {
+            Default::default()
+        }
+    }
+    ///A registered endpoint with its signing secret, shown this once.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct CreatedWebhook {
+        ///The signing secret (`whsec_` and base64): the HMAC-SHA256 key of the `webhook-signature`
+        ///header. Shown only now.
+        pub secret: ::std::string::String,
+        ///The endpoint.
+        pub webhook: WebhookView,
+    }
+    impl CreatedWebhook {
+        pub fn builder() -> builder::CreatedWebhook {
             Default::default()
         }
     }
@@ -426,6 +486,124 @@ pub mod types {
             Default::default()
         }
     }
+    ///One attempt to deliver an event.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct DeliveryAttemptView {
+        ///When it was sent.
+        pub at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///How long it took, in milliseconds.
+        #[serde(rename = "durationMs")]
+        pub duration_ms: u64,
+        ///Why it failed; `null` when it succeeded.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub error: ::std::option::Option<::std::string::String>,
+        ///1 for the first.
+        pub number: u32,
+        ///The endpoint's HTTP status; `null` when it did not answer.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub status: ::std::option::Option<u32>,
+    }
+    impl DeliveryAttemptView {
+        pub fn builder() -> builder::DeliveryAttemptView {
+            Default::default()
+        }
+    }
+    ///A page of deliveries, newest first.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct DeliveryPage {
+        ///The deliveries.
+        pub data: ::std::vec::Vec<DeliveryView>,
+        ///Pass as `cursor` to get the next page; `null` on the last page.
+        #[serde(rename = "nextCursor", skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_cursor: ::std::option::Option<::std::string::String>,
+    }
+    impl DeliveryPage {
+        pub fn builder() -> builder::DeliveryPage {
+            Default::default()
+        }
+    }
+    ///Where a delivery stands.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum DeliveryState {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "delivered")]
+        Delivered,
+        #[serde(rename = "failed")]
+        Failed,
+    }
+    impl ::std::fmt::Display for DeliveryState {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Delivered => f.write_str("delivered"),
+                Self::Failed => f.write_str("failed"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for DeliveryState {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "delivered" => Ok(Self::Delivered),
+                "failed" => Ok(Self::Failed),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for DeliveryState {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for DeliveryState {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///An event's delivery to one endpoint.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct DeliveryView {
+        ///Every attempt, oldest first.
+        pub attempts: ::std::vec::Vec<DeliveryAttemptView>,
+        ///When the event was written.
+        #[serde(rename = "createdAt")]
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///When a 2xx answer came.
+        #[serde(rename = "deliveredAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub delivered_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///The event's id: the `webhook-id` header, the same on every attempt and resend.
+        #[serde(rename = "eventId")]
+        pub event_id: ::uuid::Uuid,
+        ///The event's type.
+        #[serde(rename = "eventType")]
+        pub event_type: WebhookEventType,
+        ///The delivery's id.
+        pub id: ::uuid::Uuid,
+        ///When the next attempt is due; `null` unless pending.
+        #[serde(rename = "nextAttemptAt", skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_attempt_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///The body as sent: `{"type", "timestamp", "data"}`.
+        pub payload: ::serde_json::Value,
+        ///When its retry window began: its creation, or its last resend.
+        #[serde(rename = "retryFrom")]
+        pub retry_from: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///`pending` (waiting for its next attempt), `delivered` (a 2xx answer) or `failed` (its
+        ///retry window passed).
+        pub state: DeliveryState,
+    }
+    impl DeliveryView {
+        pub fn builder() -> builder::DeliveryView {
+            Default::default()
+        }
+    }
     ///`{"error": {...}}`, the one error shape of every keyward response.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct ErrorBody {
@@ -466,6 +644,8 @@ pub mod types {
         FeatureNotInPlan,
         #[serde(rename = "KEY_LIMIT_REACHED")]
         KeyLimitReached,
+        #[serde(rename = "WEBHOOK_LIMIT_REACHED")]
+        WebhookLimitReached,
         #[serde(rename = "INSUFFICIENT_CREDITS")]
         InsufficientCredits,
         #[serde(rename = "RATE_LIMITED")]
@@ -512,6 +692,7 @@ pub mod types {
                 Self::IpNotAllowed => f.write_str("IP_NOT_ALLOWED"),
                 Self::FeatureNotInPlan => f.write_str("FEATURE_NOT_IN_PLAN"),
                 Self::KeyLimitReached => f.write_str("KEY_LIMIT_REACHED"),
+                Self::WebhookLimitReached => f.write_str("WEBHOOK_LIMIT_REACHED"),
                 Self::InsufficientCredits => f.write_str("INSUFFICIENT_CREDITS"),
                 Self::RateLimited => f.write_str("RATE_LIMITED"),
                 Self::ConcurrencyLimited => f.write_str("CONCURRENCY_LIMITED"),
@@ -546,6 +727,7 @@ pub mod types {
                 "IP_NOT_ALLOWED" => Ok(Self::IpNotAllowed),
                 "FEATURE_NOT_IN_PLAN" => Ok(Self::FeatureNotInPlan),
                 "KEY_LIMIT_REACHED" => Ok(Self::KeyLimitReached),
+                "WEBHOOK_LIMIT_REACHED" => Ok(Self::WebhookLimitReached),
                 "INSUFFICIENT_CREDITS" => Ok(Self::InsufficientCredits),
                 "RATE_LIMITED" => Ok(Self::RateLimited),
                 "CONCURRENCY_LIMITED" => Ok(Self::ConcurrencyLimited),
@@ -647,6 +829,10 @@ pub mod types {
         ///Starting credits; absent means the key does not use credits.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub credits: ::std::option::Option<u64>,
+        ///Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+        ///absent: none.
+        #[serde(rename = "creditsLowThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits_low_threshold: ::std::option::Option<u64>,
         ///SHA-256 of the whole key as callers send it, in hex (64 characters).
         pub digest: ::std::string::String,
         ///When the key stops working; must lie in the future. Absent: never.
@@ -1191,6 +1377,9 @@ pub mod types {
         ///New in-flight limit; `null` removes it.
         #[serde(rename = "concurrencyLimit", skip_serializing_if = "::std::option::Option::is_none")]
         pub concurrency_limit: ::std::option::Option<::std::num::NonZeroU32>,
+        ///New `key.credits_low` threshold; `null` removes it.
+        #[serde(rename = "creditsLowThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        pub credits_low_threshold: ::std::option::Option<u64>,
         ///New expiry, in the future; `null` removes it.
         #[serde(rename = "expiresAt", skip_serializing_if = "::std::option::Option::is_none")]
         pub expires_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -1220,6 +1409,29 @@ pub mod types {
     }
     impl UpdateKeyRequest {
         pub fn builder() -> builder::UpdateKeyRequest {
+            Default::default()
+        }
+    }
+    ///Body of `PATCH /v1/webhooks/{id}`: absent fields stay as they are.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct UpdateWebhookRequest {
+        ///New description.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub description: ::std::option::Option<::std::string::String>,
+        ///Switch deliveries on or off. Switching on resets the failure count; deliveries that
+        ///waited while the endpoint was off go out, failed ones stay failed (resend them).
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub enabled: ::std::option::Option<bool>,
+        ///New event types; empty: every type.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub events: ::std::option::Option<::std::vec::Vec<WebhookEventType>>,
+        ///New URL, rules as on create.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub url: ::std::option::Option<::std::string::String>,
+    }
+    impl UpdateWebhookRequest {
+        pub fn builder() -> builder::UpdateWebhookRequest {
             Default::default()
         }
     }
@@ -1395,6 +1607,126 @@ pub mod types {
             Default::default()
         }
     }
+    ///The types of event keyward sends.
+    #[derive(
+        ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
+    )]
+    pub enum WebhookEventType {
+        #[serde(rename = "key.created")]
+        KeyCreated,
+        #[serde(rename = "key.updated")]
+        KeyUpdated,
+        #[serde(rename = "key.rotated")]
+        KeyRotated,
+        #[serde(rename = "key.revoked")]
+        KeyRevoked,
+        #[serde(rename = "key.deleted")]
+        KeyDeleted,
+        #[serde(rename = "key.leaked")]
+        KeyLeaked,
+        #[serde(rename = "key.expiring")]
+        KeyExpiring,
+        #[serde(rename = "key.credits_low")]
+        KeyCreditsLow,
+        #[serde(rename = "webhook.disabled")]
+        WebhookDisabled,
+        #[serde(rename = "audit.checkpoint")]
+        AuditCheckpoint,
+    }
+    impl ::std::fmt::Display for WebhookEventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::KeyCreated => f.write_str("key.created"),
+                Self::KeyUpdated => f.write_str("key.updated"),
+                Self::KeyRotated => f.write_str("key.rotated"),
+                Self::KeyRevoked => f.write_str("key.revoked"),
+                Self::KeyDeleted => f.write_str("key.deleted"),
+                Self::KeyLeaked => f.write_str("key.leaked"),
+                Self::KeyExpiring => f.write_str("key.expiring"),
+                Self::KeyCreditsLow => f.write_str("key.credits_low"),
+                Self::WebhookDisabled => f.write_str("webhook.disabled"),
+                Self::AuditCheckpoint => f.write_str("audit.checkpoint"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for WebhookEventType {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "key.created" => Ok(Self::KeyCreated),
+                "key.updated" => Ok(Self::KeyUpdated),
+                "key.rotated" => Ok(Self::KeyRotated),
+                "key.revoked" => Ok(Self::KeyRevoked),
+                "key.deleted" => Ok(Self::KeyDeleted),
+                "key.leaked" => Ok(Self::KeyLeaked),
+                "key.expiring" => Ok(Self::KeyExpiring),
+                "key.credits_low" => Ok(Self::KeyCreditsLow),
+                "webhook.disabled" => Ok(Self::WebhookDisabled),
+                "audit.checkpoint" => Ok(Self::AuditCheckpoint),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for WebhookEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for WebhookEventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///A workspace's endpoints, oldest first.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct WebhookList {
+        ///The endpoints (at most 20).
+        pub data: ::std::vec::Vec<WebhookView>,
+    }
+    impl WebhookList {
+        pub fn builder() -> builder::WebhookList {
+            Default::default()
+        }
+    }
+    ///A webhook endpoint: where a workspace's events are POSTed, signed.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
+    pub struct WebhookView {
+        ///Failed attempts since the last successful one.
+        #[serde(rename = "consecutiveFailures")]
+        pub consecutive_failures: u32,
+        ///When it was registered.
+        #[serde(rename = "createdAt")]
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///A note for people.
+        pub description: ::std::string::String,
+        ///Why the server disabled it; `null` otherwise.
+        #[serde(rename = "disabledReason", skip_serializing_if = "::std::option::Option::is_none")]
+        pub disabled_reason: ::std::option::Option<::std::string::String>,
+        ///Whether deliveries go out. The server disables an endpoint whose attempts fail too often
+        ///in a row (`disabledReason` says so); enable it again with `PATCH`.
+        pub enabled: bool,
+        ///The event types it receives; empty: every type.
+        pub events: ::std::vec::Vec<WebhookEventType>,
+        ///The endpoint's id.
+        pub id: ::uuid::Uuid,
+        ///When it last changed.
+        #[serde(rename = "updatedAt")]
+        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Where events are POSTed.
+        pub url: ::std::string::String,
+        ///The workspace whose events it receives.
+        #[serde(rename = "workspaceId")]
+        pub workspace_id: ::uuid::Uuid,
+    }
+    impl WebhookView {
+        pub fn builder() -> builder::WebhookView {
+            Default::default()
+        }
+    }
     ///Whether a workspace serves production or testing.
     #[derive(
         ::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd,
@@ -1534,6 +1866,7 @@ pub mod types {
             created_ip:
                 ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+            credits_low_threshold: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
             environment: ::std::result::Result<super::KeyEnvironment, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -1597,6 +1930,7 @@ pub mod types {
                     created_at: Err("no value supplied for created_at".to_string()),
                     created_ip: Ok(Default::default()),
                     credits: Ok(Default::default()),
+                    credits_low_threshold: Ok(Default::default()),
                     environment: Err("no value supplied for environment".to_string()),
                     expires_at: Ok(Default::default()),
                     grace_ends_at: Ok(Default::default()),
@@ -1663,6 +1997,16 @@ pub mod types {
             {
                 self.credits =
                     value.try_into().map_err(|e| format!("error converting supplied value for credits: {e}"));
+                self
+            }
+            pub fn credits_low_threshold<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits_low_threshold = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for credits_low_threshold: {e}"));
                 self
             }
             pub fn environment<T>(mut self, value: T) -> Self
@@ -1914,6 +2258,7 @@ pub mod types {
                     created_at: value.created_at?,
                     created_ip: value.created_ip?,
                     credits: value.credits?,
+                    credits_low_threshold: value.credits_low_threshold?,
                     environment: value.environment?,
                     expires_at: value.expires_at?,
                     grace_ends_at: value.grace_ends_at?,
@@ -1949,6 +2294,7 @@ pub mod types {
                     created_at: Ok(value.created_at),
                     created_ip: Ok(value.created_ip),
                     credits: Ok(value.credits),
+                    credits_low_threshold: Ok(value.credits_low_threshold),
                     environment: Ok(value.environment),
                     expires_at: Ok(value.expires_at),
                     grace_ends_at: Ok(value.grace_ends_at),
@@ -2352,6 +2698,7 @@ pub mod types {
             concurrency_limit:
                 ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
             credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+            credits_low_threshold: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
@@ -2377,6 +2724,7 @@ pub mod types {
                     active: Ok(Default::default()),
                     concurrency_limit: Ok(Default::default()),
                     credits: Ok(Default::default()),
+                    credits_low_threshold: Ok(Default::default()),
                     expires_at: Ok(Default::default()),
                     ip_allowlist: Ok(Default::default()),
                     metadata: Ok(Default::default()),
@@ -2415,6 +2763,16 @@ pub mod types {
             {
                 self.credits =
                     value.try_into().map_err(|e| format!("error converting supplied value for credits: {e}"));
+                self
+            }
+            pub fn credits_low_threshold<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits_low_threshold = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for credits_low_threshold: {e}"));
                 self
             }
             pub fn expires_at<T>(mut self, value: T) -> Self
@@ -2501,6 +2859,7 @@ pub mod types {
                     active: value.active?,
                     concurrency_limit: value.concurrency_limit?,
                     credits: value.credits?,
+                    credits_low_threshold: value.credits_low_threshold?,
                     expires_at: value.expires_at?,
                     ip_allowlist: value.ip_allowlist?,
                     metadata: value.metadata?,
@@ -2518,6 +2877,7 @@ pub mod types {
                     active: Ok(value.active),
                     concurrency_limit: Ok(value.concurrency_limit),
                     credits: Ok(value.credits),
+                    credits_low_threshold: Ok(value.credits_low_threshold),
                     expires_at: Ok(value.expires_at),
                     ip_allowlist: Ok(value.ip_allowlist),
                     metadata: Ok(value.metadata),
@@ -2526,6 +2886,86 @@ pub mod types {
                     refill: Ok(value.refill),
                     resources: Ok(value.resources),
                     scopes: Ok(value.scopes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct CreateWebhookRequest {
+            description:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            enabled: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            events: ::std::result::Result<::std::vec::Vec<super::WebhookEventType>, ::std::string::String>,
+            url: ::std::result::Result<::std::string::String, ::std::string::String>,
+        }
+        impl ::std::default::Default for CreateWebhookRequest {
+            fn default() -> Self {
+                Self {
+                    description: Ok(Default::default()),
+                    enabled: Ok(Default::default()),
+                    events: Ok(Default::default()),
+                    url: Err("no value supplied for url".to_string()),
+                }
+            }
+        }
+        impl CreateWebhookRequest {
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for description: {e}"));
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled =
+                    value.try_into().map_err(|e| format!("error converting supplied value for enabled: {e}"));
+                self
+            }
+            pub fn events<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::WebhookEventType>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.events =
+                    value.try_into().map_err(|e| format!("error converting supplied value for events: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreateWebhookRequest> for super::CreateWebhookRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: CreateWebhookRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    description: value.description?,
+                    enabled: value.enabled?,
+                    events: value.events?,
+                    url: value.url?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::CreateWebhookRequest> for CreateWebhookRequest {
+            fn from(value: super::CreateWebhookRequest) -> Self {
+                Self {
+                    description: Ok(value.description),
+                    enabled: Ok(value.enabled),
+                    events: Ok(value.events),
+                    url: Ok(value.url),
                 }
             }
         }
@@ -2630,6 +3070,50 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct CreatedWebhook {
+            secret: ::std::result::Result<::std::string::String, ::std::string::String>,
+            webhook: ::std::result::Result<super::WebhookView, ::std::string::String>,
+        }
+        impl ::std::default::Default for CreatedWebhook {
+            fn default() -> Self {
+                Self {
+                    secret: Err("no value supplied for secret".to_string()),
+                    webhook: Err("no value supplied for webhook".to_string()),
+                }
+            }
+        }
+        impl CreatedWebhook {
+            pub fn secret<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.secret =
+                    value.try_into().map_err(|e| format!("error converting supplied value for secret: {e}"));
+                self
+            }
+            pub fn webhook<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookView>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.webhook =
+                    value.try_into().map_err(|e| format!("error converting supplied value for webhook: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreatedWebhook> for super::CreatedWebhook {
+            type Error = super::error::ConversionError;
+            fn try_from(value: CreatedWebhook) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { secret: value.secret?, webhook: value.webhook? })
+            }
+        }
+        impl ::std::convert::From<super::CreatedWebhook> for CreatedWebhook {
+            fn from(value: super::CreatedWebhook) -> Self {
+                Self { secret: Ok(value.secret), webhook: Ok(value.webhook) }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct CreditRefill {
             amount: ::std::result::Result<::std::num::NonZeroU64, ::std::string::String>,
             day: ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
@@ -2683,6 +3167,314 @@ pub mod types {
         impl ::std::convert::From<super::CreditRefill> for CreditRefill {
             fn from(value: super::CreditRefill) -> Self {
                 Self { amount: Ok(value.amount), day: Ok(value.day), interval: Ok(value.interval) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct DeliveryAttemptView {
+            at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            duration_ms: ::std::result::Result<u64, ::std::string::String>,
+            error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            number: ::std::result::Result<u32, ::std::string::String>,
+            status: ::std::result::Result<::std::option::Option<u32>, ::std::string::String>,
+        }
+        impl ::std::default::Default for DeliveryAttemptView {
+            fn default() -> Self {
+                Self {
+                    at: Err("no value supplied for at".to_string()),
+                    duration_ms: Err("no value supplied for duration_ms".to_string()),
+                    error: Ok(Default::default()),
+                    number: Err("no value supplied for number".to_string()),
+                    status: Ok(Default::default()),
+                }
+            }
+        }
+        impl DeliveryAttemptView {
+            pub fn at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.at =
+                    value.try_into().map_err(|e| format!("error converting supplied value for at: {e}"));
+                self
+            }
+            pub fn duration_ms<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.duration_ms = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for duration_ms: {e}"));
+                self
+            }
+            pub fn error<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.error =
+                    value.try_into().map_err(|e| format!("error converting supplied value for error: {e}"));
+                self
+            }
+            pub fn number<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.number =
+                    value.try_into().map_err(|e| format!("error converting supplied value for number: {e}"));
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u32>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status =
+                    value.try_into().map_err(|e| format!("error converting supplied value for status: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<DeliveryAttemptView> for super::DeliveryAttemptView {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: DeliveryAttemptView,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    at: value.at?,
+                    duration_ms: value.duration_ms?,
+                    error: value.error?,
+                    number: value.number?,
+                    status: value.status?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::DeliveryAttemptView> for DeliveryAttemptView {
+            fn from(value: super::DeliveryAttemptView) -> Self {
+                Self {
+                    at: Ok(value.at),
+                    duration_ms: Ok(value.duration_ms),
+                    error: Ok(value.error),
+                    number: Ok(value.number),
+                    status: Ok(value.status),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct DeliveryPage {
+            data: ::std::result::Result<::std::vec::Vec<super::DeliveryView>, ::std::string::String>,
+            next_cursor:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for DeliveryPage {
+            fn default() -> Self {
+                Self {
+                    data: Err("no value supplied for data".to_string()),
+                    next_cursor: Ok(Default::default()),
+                }
+            }
+        }
+        impl DeliveryPage {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::DeliveryView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn next_cursor<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_cursor = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for next_cursor: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<DeliveryPage> for super::DeliveryPage {
+            type Error = super::error::ConversionError;
+            fn try_from(value: DeliveryPage) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data?, next_cursor: value.next_cursor? })
+            }
+        }
+        impl ::std::convert::From<super::DeliveryPage> for DeliveryPage {
+            fn from(value: super::DeliveryPage) -> Self {
+                Self { data: Ok(value.data), next_cursor: Ok(value.next_cursor) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct DeliveryView {
+            attempts:
+                ::std::result::Result<::std::vec::Vec<super::DeliveryAttemptView>, ::std::string::String>,
+            created_at:
+                ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            delivered_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            event_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            event_type: ::std::result::Result<super::WebhookEventType, ::std::string::String>,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            next_attempt_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            payload: ::std::result::Result<::serde_json::Value, ::std::string::String>,
+            retry_from:
+                ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            state: ::std::result::Result<super::DeliveryState, ::std::string::String>,
+        }
+        impl ::std::default::Default for DeliveryView {
+            fn default() -> Self {
+                Self {
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    delivered_at: Ok(Default::default()),
+                    event_id: Err("no value supplied for event_id".to_string()),
+                    event_type: Err("no value supplied for event_type".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    next_attempt_at: Ok(Default::default()),
+                    payload: Err("no value supplied for payload".to_string()),
+                    retry_from: Err("no value supplied for retry_from".to_string()),
+                    state: Err("no value supplied for state".to_string()),
+                }
+            }
+        }
+        impl DeliveryView {
+            pub fn attempts<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::DeliveryAttemptView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.attempts = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for attempts: {e}"));
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                self
+            }
+            pub fn delivered_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.delivered_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for delivered_at: {e}"));
+                self
+            }
+            pub fn event_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for event_id: {e}"));
+                self
+            }
+            pub fn event_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::WebhookEventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.event_type = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for event_type: {e}"));
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn next_attempt_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_attempt_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for next_attempt_at: {e}"));
+                self
+            }
+            pub fn payload<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::serde_json::Value>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.payload =
+                    value.try_into().map_err(|e| format!("error converting supplied value for payload: {e}"));
+                self
+            }
+            pub fn retry_from<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.retry_from = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for retry_from: {e}"));
+                self
+            }
+            pub fn state<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::DeliveryState>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.state =
+                    value.try_into().map_err(|e| format!("error converting supplied value for state: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<DeliveryView> for super::DeliveryView {
+            type Error = super::error::ConversionError;
+            fn try_from(value: DeliveryView) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    attempts: value.attempts?,
+                    created_at: value.created_at?,
+                    delivered_at: value.delivered_at?,
+                    event_id: value.event_id?,
+                    event_type: value.event_type?,
+                    id: value.id?,
+                    next_attempt_at: value.next_attempt_at?,
+                    payload: value.payload?,
+                    retry_from: value.retry_from?,
+                    state: value.state?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::DeliveryView> for DeliveryView {
+            fn from(value: super::DeliveryView) -> Self {
+                Self {
+                    attempts: Ok(value.attempts),
+                    created_at: Ok(value.created_at),
+                    delivered_at: Ok(value.delivered_at),
+                    event_id: Ok(value.event_id),
+                    event_type: Ok(value.event_type),
+                    id: Ok(value.id),
+                    next_attempt_at: Ok(value.next_attempt_at),
+                    payload: Ok(value.payload),
+                    retry_from: Ok(value.retry_from),
+                    state: Ok(value.state),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -2938,6 +3730,7 @@ pub mod types {
             concurrency_limit:
                 ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
             credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
+            credits_low_threshold: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             digest: ::std::result::Result<::std::string::String, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -2967,6 +3760,7 @@ pub mod types {
                     active: Ok(Default::default()),
                     concurrency_limit: Ok(Default::default()),
                     credits: Ok(Default::default()),
+                    credits_low_threshold: Ok(Default::default()),
                     digest: Err("no value supplied for digest".to_string()),
                     expires_at: Ok(Default::default()),
                     ip_allowlist: Ok(Default::default()),
@@ -3008,6 +3802,16 @@ pub mod types {
             {
                 self.credits =
                     value.try_into().map_err(|e| format!("error converting supplied value for credits: {e}"));
+                self
+            }
+            pub fn credits_low_threshold<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits_low_threshold = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for credits_low_threshold: {e}"));
                 self
             }
             pub fn digest<T>(mut self, value: T) -> Self
@@ -3119,6 +3923,7 @@ pub mod types {
                     active: value.active?,
                     concurrency_limit: value.concurrency_limit?,
                     credits: value.credits?,
+                    credits_low_threshold: value.credits_low_threshold?,
                     digest: value.digest?,
                     expires_at: value.expires_at?,
                     ip_allowlist: value.ip_allowlist?,
@@ -3139,6 +3944,7 @@ pub mod types {
                     active: Ok(value.active),
                     concurrency_limit: Ok(value.concurrency_limit),
                     credits: Ok(value.credits),
+                    credits_low_threshold: Ok(value.credits_low_threshold),
                     digest: Ok(value.digest),
                     expires_at: Ok(value.expires_at),
                     ip_allowlist: Ok(value.ip_allowlist),
@@ -4263,6 +5069,7 @@ pub mod types {
             active: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
             concurrency_limit:
                 ::std::result::Result<::std::option::Option<::std::num::NonZeroU32>, ::std::string::String>,
+            credits_low_threshold: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
                 ::std::string::String,
@@ -4297,6 +5104,7 @@ pub mod types {
                 Self {
                     active: Ok(Default::default()),
                     concurrency_limit: Ok(Default::default()),
+                    credits_low_threshold: Ok(Default::default()),
                     expires_at: Ok(Default::default()),
                     ip_allowlist: Ok(Default::default()),
                     metadata: Ok(Default::default()),
@@ -4326,6 +5134,16 @@ pub mod types {
                 self.concurrency_limit = value
                     .try_into()
                     .map_err(|e| format!("error converting supplied value for concurrency_limit: {e}"));
+                self
+            }
+            pub fn credits_low_threshold<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.credits_low_threshold = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for credits_low_threshold: {e}"));
                 self
             }
             pub fn expires_at<T>(mut self, value: T) -> Self
@@ -4418,6 +5236,7 @@ pub mod types {
                 Ok(Self {
                     active: value.active?,
                     concurrency_limit: value.concurrency_limit?,
+                    credits_low_threshold: value.credits_low_threshold?,
                     expires_at: value.expires_at?,
                     ip_allowlist: value.ip_allowlist?,
                     metadata: value.metadata?,
@@ -4434,6 +5253,7 @@ pub mod types {
                 Self {
                     active: Ok(value.active),
                     concurrency_limit: Ok(value.concurrency_limit),
+                    credits_low_threshold: Ok(value.credits_low_threshold),
                     expires_at: Ok(value.expires_at),
                     ip_allowlist: Ok(value.ip_allowlist),
                     metadata: Ok(value.metadata),
@@ -4442,6 +5262,89 @@ pub mod types {
                     refill: Ok(value.refill),
                     resources: Ok(value.resources),
                     scopes: Ok(value.scopes),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct UpdateWebhookRequest {
+            description:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            enabled: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            events: ::std::result::Result<
+                ::std::option::Option<::std::vec::Vec<super::WebhookEventType>>,
+                ::std::string::String,
+            >,
+            url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+        }
+        impl ::std::default::Default for UpdateWebhookRequest {
+            fn default() -> Self {
+                Self {
+                    description: Ok(Default::default()),
+                    enabled: Ok(Default::default()),
+                    events: Ok(Default::default()),
+                    url: Ok(Default::default()),
+                }
+            }
+        }
+        impl UpdateWebhookRequest {
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for description: {e}"));
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled =
+                    value.try_into().map_err(|e| format!("error converting supplied value for enabled: {e}"));
+                self
+            }
+            pub fn events<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::vec::Vec<super::WebhookEventType>>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.events =
+                    value.try_into().map_err(|e| format!("error converting supplied value for events: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<UpdateWebhookRequest> for super::UpdateWebhookRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: UpdateWebhookRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    description: value.description?,
+                    enabled: value.enabled?,
+                    events: value.events?,
+                    url: value.url?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::UpdateWebhookRequest> for UpdateWebhookRequest {
+            fn from(value: super::UpdateWebhookRequest) -> Self {
+                Self {
+                    description: Ok(value.description),
+                    enabled: Ok(value.enabled),
+                    events: Ok(value.events),
+                    url: Ok(value.url),
                 }
             }
         }
@@ -5079,6 +5982,200 @@ pub mod types {
                     rate_limit: Ok(value.rate_limit),
                     scopes: Ok(value.scopes),
                     valid: Ok(value.valid),
+                    workspace_id: Ok(value.workspace_id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookList {
+            data: ::std::result::Result<::std::vec::Vec<super::WebhookView>, ::std::string::String>,
+        }
+        impl ::std::default::Default for WebhookList {
+            fn default() -> Self {
+                Self { data: Err("no value supplied for data".to_string()) }
+            }
+        }
+        impl WebhookList {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::WebhookView>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data =
+                    value.try_into().map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookList> for super::WebhookList {
+            type Error = super::error::ConversionError;
+            fn try_from(value: WebhookList) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { data: value.data? })
+            }
+        }
+        impl ::std::convert::From<super::WebhookList> for WebhookList {
+            fn from(value: super::WebhookList) -> Self {
+                Self { data: Ok(value.data) }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct WebhookView {
+            consecutive_failures: ::std::result::Result<u32, ::std::string::String>,
+            created_at:
+                ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            description: ::std::result::Result<::std::string::String, ::std::string::String>,
+            disabled_reason:
+                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            enabled: ::std::result::Result<bool, ::std::string::String>,
+            events: ::std::result::Result<::std::vec::Vec<super::WebhookEventType>, ::std::string::String>,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            updated_at:
+                ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
+            url: ::std::result::Result<::std::string::String, ::std::string::String>,
+            workspace_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for WebhookView {
+            fn default() -> Self {
+                Self {
+                    consecutive_failures: Err("no value supplied for consecutive_failures".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    description: Err("no value supplied for description".to_string()),
+                    disabled_reason: Ok(Default::default()),
+                    enabled: Err("no value supplied for enabled".to_string()),
+                    events: Err("no value supplied for events".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    updated_at: Err("no value supplied for updated_at".to_string()),
+                    url: Err("no value supplied for url".to_string()),
+                    workspace_id: Err("no value supplied for workspace_id".to_string()),
+                }
+            }
+        }
+        impl WebhookView {
+            pub fn consecutive_failures<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.consecutive_failures = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for consecutive_failures: {e}"));
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                self
+            }
+            pub fn description<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.description = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for description: {e}"));
+                self
+            }
+            pub fn disabled_reason<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.disabled_reason = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for disabled_reason: {e}"));
+                self
+            }
+            pub fn enabled<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.enabled =
+                    value.try_into().map_err(|e| format!("error converting supplied value for enabled: {e}"));
+                self
+            }
+            pub fn events<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::WebhookEventType>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.events =
+                    value.try_into().map_err(|e| format!("error converting supplied value for events: {e}"));
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id =
+                    value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn updated_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.updated_at = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for updated_at: {e}"));
+                self
+            }
+            pub fn url<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.url =
+                    value.try_into().map_err(|e| format!("error converting supplied value for url: {e}"));
+                self
+            }
+            pub fn workspace_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.workspace_id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for workspace_id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<WebhookView> for super::WebhookView {
+            type Error = super::error::ConversionError;
+            fn try_from(value: WebhookView) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    consecutive_failures: value.consecutive_failures?,
+                    created_at: value.created_at?,
+                    description: value.description?,
+                    disabled_reason: value.disabled_reason?,
+                    enabled: value.enabled?,
+                    events: value.events?,
+                    id: value.id?,
+                    updated_at: value.updated_at?,
+                    url: value.url?,
+                    workspace_id: value.workspace_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::WebhookView> for WebhookView {
+            fn from(value: super::WebhookView) -> Self {
+                Self {
+                    consecutive_failures: Ok(value.consecutive_failures),
+                    created_at: Ok(value.created_at),
+                    description: Ok(value.description),
+                    disabled_reason: Ok(value.disabled_reason),
+                    enabled: Ok(value.enabled),
+                    events: Ok(value.events),
+                    id: Ok(value.id),
+                    updated_at: Ok(value.updated_at),
+                    url: Ok(value.url),
                     workspace_id: Ok(value.workspace_id),
                 }
             }
@@ -5799,6 +6896,139 @@ impl Client {
     ///```
     pub fn verify(&self) -> builder::Verify<'_> {
         builder::Verify::new(self)
+    }
+    ///Sends a delivery again, whatever its state: it becomes pending, due at once, with a new retry
+    ///window. The receiver sees the same `webhook-id` (and may drop it as a duplicate). Needs
+    ///`webhooks:write`
+    ///
+    ///Sends a `POST` request to `/v1/webhook-deliveries/{id}/resend`
+    ///
+    ///Arguments:
+    ///- `id`: Delivery id
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.resend_delivery()
+    ///    .id(id)
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn resend_delivery(&self) -> builder::ResendDelivery<'_> {
+        builder::ResendDelivery::new(self)
+    }
+    ///The workspace's endpoints, oldest first. Needs `webhooks:read`
+    ///
+    ///Sends a `GET` request to `/v1/webhooks`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.list_webhooks()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn list_webhooks(&self) -> builder::ListWebhooks<'_> {
+        builder::ListWebhooks::new(self)
+    }
+    ///Registers an endpoint for the workspace's events. Each event is POSTed as JSON
+    ///(`{"type", "timestamp", "data"}`) and signed the Standard Webhooks way: `webhook-id` (the
+    ///event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
+    ///the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret). Failed deliveries are
+    ///retried with exponential backoff for 24 hours by default. The response holds the signing
+    ///secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write`
+    ///
+    ///Sends a `POST` request to `/v1/webhooks`
+    ///
+    ///Arguments:
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.create_webhook()
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn create_webhook(&self) -> builder::CreateWebhook<'_> {
+        builder::CreateWebhook::new(self)
+    }
+    ///One endpoint. Needs `webhooks:read`
+    ///
+    ///Sends a `GET` request to `/v1/webhooks/{id}`
+    ///
+    ///Arguments:
+    ///- `id`: Endpoint id
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.get_webhook()
+    ///    .id(id)
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn get_webhook(&self) -> builder::GetWebhook<'_> {
+        builder::GetWebhook::new(self)
+    }
+    ///Deletes an endpoint and its deliveries. Needs `webhooks:write`
+    ///
+    ///Sends a `DELETE` request to `/v1/webhooks/{id}`
+    ///
+    ///Arguments:
+    ///- `id`: Endpoint id
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.delete_webhook()
+    ///    .id(id)
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn delete_webhook(&self) -> builder::DeleteWebhook<'_> {
+        builder::DeleteWebhook::new(self)
+    }
+    ///Changes an endpoint: its URL, description, event types, or whether it is enabled (enabling
+    ///one the server disabled resets its failure count). Needs `webhooks:write`
+    ///
+    ///Sends a `PATCH` request to `/v1/webhooks/{id}`
+    ///
+    ///Arguments:
+    ///- `id`: Endpoint id
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///- `body`
+    ///```ignore
+    ///let response = client.update_webhook()
+    ///    .id(id)
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .body(body)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn update_webhook(&self) -> builder::UpdateWebhook<'_> {
+        builder::UpdateWebhook::new(self)
+    }
+    ///An endpoint's deliveries with every attempt, newest first. Needs `webhooks:read`
+    ///
+    ///Sends a `GET` request to `/v1/webhooks/{id}/deliveries`
+    ///
+    ///Arguments:
+    ///- `id`: Endpoint id
+    ///- `cursor`: The previous page's `nextCursor`.
+    ///- `limit`: Page size, 1 to 100 (default 20).
+    ///- `state`: Only deliveries in this state.
+    ///- `x_workspace_id`: Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace.
+    ///```ignore
+    ///let response = client.list_deliveries()
+    ///    .id(id)
+    ///    .cursor(cursor)
+    ///    .limit(limit)
+    ///    .state(state)
+    ///    .x_workspace_id(x_workspace_id)
+    ///    .send()
+    ///    .await;
+    ///```
+    pub fn list_deliveries(&self) -> builder::ListDeliveries<'_> {
+        builder::ListDeliveries::new(self)
     }
     ///Lists every workspace. Needs `workspaces:admin`
     ///
@@ -7812,6 +9042,589 @@ pub mod builder {
                 401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::resend_delivery`]
+    ///
+    ///[`Client::resend_delivery`]: super::Client::resend_delivery
+    #[derive(Debug, Clone)]
+    pub struct ResendDelivery<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> ResendDelivery<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, id: Err("id was not initialized".to_string()), x_workspace_id: Ok(None) }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for id failed".to_string());
+            self
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhook-deliveries/{id}/resend`
+        pub async fn send(self) -> Result<ResponseValue<types::DeliveryView>, Error<types::ErrorBody>> {
+            let Self { client, id, x_workspace_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url =
+                format!("{}/v1/webhook-deliveries/{}/resend", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "resend_delivery" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                202u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::list_webhooks`]
+    ///
+    ///[`Client::list_webhooks`]: super::Client::list_webhooks
+    #[derive(Debug, Clone)]
+    pub struct ListWebhooks<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> ListWebhooks<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks`
+        pub async fn send(self) -> Result<ResponseValue<types::WebhookList>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "list_webhooks" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::create_webhook`]
+    ///
+    ///[`Client::create_webhook`]: super::Client::create_webhook
+    #[derive(Debug, Clone)]
+    pub struct CreateWebhook<'a> {
+        client: &'a super::Client,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::CreateWebhookRequest, String>,
+    }
+    impl<'a> CreateWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, x_workspace_id: Ok(None), body: Ok(::std::default::Default::default()) }
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::CreateWebhookRequest>,
+            <V as std::convert::TryInto<types::CreateWebhookRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `CreateWebhookRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::CreateWebhookRequest) -> types::builder::CreateWebhookRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/webhooks`
+        pub async fn send(self) -> Result<ResponseValue<types::CreatedWebhook>, Error<types::ErrorBody>> {
+            let Self { client, x_workspace_id, body } = self;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::CreateWebhookRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "create_webhook" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                201u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::get_webhook`]
+    ///
+    ///[`Client::get_webhook`]: super::Client::get_webhook
+    #[derive(Debug, Clone)]
+    pub struct GetWebhook<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> GetWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, id: Err("id was not initialized".to_string()), x_workspace_id: Ok(None) }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for id failed".to_string());
+            self
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks/{id}`
+        pub async fn send(self) -> Result<ResponseValue<types::WebhookView>, Error<types::ErrorBody>> {
+            let Self { client, id, x_workspace_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks/{}", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "get_webhook" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::delete_webhook`]
+    ///
+    ///[`Client::delete_webhook`]: super::Client::delete_webhook
+    #[derive(Debug, Clone)]
+    pub struct DeleteWebhook<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> DeleteWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self { client: client, id: Err("id was not initialized".to_string()), x_workspace_id: Ok(None) }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for id failed".to_string());
+            self
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `DELETE` request to `/v1/webhooks/{id}`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::ErrorBody>> {
+            let Self { client, id, x_workspace_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks/{}", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .delete(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "delete_webhook" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::update_webhook`]
+    ///
+    ///[`Client::update_webhook`]: super::Client::update_webhook
+    #[derive(Debug, Clone)]
+    pub struct UpdateWebhook<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+        body: Result<types::builder::UpdateWebhookRequest, String>,
+    }
+    impl<'a> UpdateWebhook<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                x_workspace_id: Ok(None),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for id failed".to_string());
+            self
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::UpdateWebhookRequest>,
+            <V as std::convert::TryInto<types::UpdateWebhookRequest>>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| format!("conversion to `UpdateWebhookRequest` for body failed: {}", s));
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(types::builder::UpdateWebhookRequest) -> types::builder::UpdateWebhookRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `PATCH` request to `/v1/webhooks/{id}`
+        pub async fn send(self) -> Result<ResponseValue<types::WebhookView>, Error<types::ErrorBody>> {
+            let Self { client, id, x_workspace_id, body } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| types::UpdateWebhookRequest::try_from(v).map_err(|e| e.to_string()))
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks/{}", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .patch(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "update_webhook" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    ///Builder for [`Client::list_deliveries`]
+    ///
+    ///[`Client::list_deliveries`]: super::Client::list_deliveries
+    #[derive(Debug, Clone)]
+    pub struct ListDeliveries<'a> {
+        client: &'a super::Client,
+        id: Result<::uuid::Uuid, String>,
+        cursor: Result<Option<::std::string::String>, String>,
+        limit: Result<Option<::std::num::NonZeroU32>, String>,
+        state: Result<Option<types::DeliveryState>, String>,
+        x_workspace_id: Result<Option<::uuid::Uuid>, String>,
+    }
+    impl<'a> ListDeliveries<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                id: Err("id was not initialized".to_string()),
+                cursor: Ok(None),
+                limit: Ok(None),
+                state: Ok(None),
+                x_workspace_id: Ok(None),
+            }
+        }
+        pub fn id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.id =
+                value.try_into().map_err(|_| "conversion to `:: uuid :: Uuid` for id failed".to_string());
+            self
+        }
+        pub fn cursor<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.cursor = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: std :: string :: String` for cursor failed".to_string());
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: std :: num :: NonZeroU32` for limit failed".to_string());
+            self
+        }
+        pub fn state<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::DeliveryState>,
+        {
+            self.state = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `DeliveryState` for state failed".to_string());
+            self
+        }
+        pub fn x_workspace_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.x_workspace_id = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `:: uuid :: Uuid` for x_workspace_id failed".to_string());
+            self
+        }
+        ///Sends a `GET` request to `/v1/webhooks/{id}/deliveries`
+        pub async fn send(self) -> Result<ResponseValue<types::DeliveryPage>, Error<types::ErrorBody>> {
+            let Self { client, id, cursor, limit, state, x_workspace_id } = self;
+            let id = id.map_err(Error::InvalidRequest)?;
+            let cursor = cursor.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let state = state.map_err(Error::InvalidRequest)?;
+            let x_workspace_id = x_workspace_id.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/webhooks/{}/deliveries", client.baseurl, encode_path(&id.to_string()),);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            if let Some(value) = x_workspace_id {
+                header_map.append("X-Workspace-Id", value.to_string().try_into()?);
+            }
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("cursor", &cursor))
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("state", &state))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo { operation_id: "list_deliveries" };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => Ok(ResponseValue::from_response(response).await?),
+                400u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                403u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
                 _ => Err(Error::UnexpectedResponse(response)),

@@ -429,6 +429,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhook-deliveries/{id}/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sends a delivery again, whatever its state: it becomes pending, due at once, with a new retry
+         *     window. The receiver sees the same `webhook-id` (and may drop it as a duplicate). Needs
+         *     `webhooks:write`.
+         */
+        post: operations["resend_delivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The workspace's endpoints, oldest first. Needs `webhooks:read`. */
+        get: operations["list_webhooks"];
+        put?: never;
+        /**
+         * Registers an endpoint for the workspace's events. Each event is POSTed as JSON
+         *     (`{"type", "timestamp", "data"}`) and signed the Standard Webhooks way: `webhook-id` (the
+         *     event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
+         *     the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret). Failed deliveries are
+         *     retried with exponential backoff for 24 hours by default. The response holds the signing
+         *     secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write`.
+         */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint. Needs `webhooks:read`. */
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        /** Deletes an endpoint and its deliveries. Needs `webhooks:write`. */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Changes an endpoint: its URL, description, event types, or whether it is enabled (enabling
+         *     one the server disabled resets its failure count). Needs `webhooks:write`.
+         */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An endpoint's deliveries with every attempt, newest first. Needs `webhooks:read`. */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workspaces": {
         parameters: {
             query?: never;
@@ -499,6 +584,12 @@ export interface components {
              * @description Remaining credits; `null` when the key does not use credits.
              */
             credits?: number | null;
+            /**
+             * Format: int64
+             * @description A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
+             *     `null`: none.
+             */
+            creditsLowThreshold?: number | null;
             /** @description `live` or `test`, as written in the key. */
             environment: components["schemas"]["KeyEnvironment"];
             /**
@@ -616,7 +707,7 @@ export interface components {
          * @description What happened, in an audit event.
          * @enum {string}
          */
-        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.imported" | "key.leaked" | "workspace.created" | "workspace.updated" | "key.credits_refilled" | "plan.saved";
+        AuditAction: "key.created" | "key.updated" | "key.activated" | "key.deactivated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.imported" | "key.leaked" | "workspace.created" | "workspace.updated" | "key.credits_refilled" | "plan.saved" | "webhook.created" | "webhook.updated" | "webhook.deleted" | "webhook.disabled";
         /** @description What verifying a workspace's audit hash chain found. */
         AuditChainView: {
             /**
@@ -723,6 +814,12 @@ export interface components {
              */
             credits?: number | null;
             /**
+             * Format: int64
+             * @description Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+             *     absent: none.
+             */
+            creditsLowThreshold?: number | null;
+            /**
              * Format: date-time
              * @description When the key stops working; must lie in the future. Absent: never.
              */
@@ -760,6 +857,21 @@ export interface components {
              */
             scopes?: string[];
         };
+        /** @description Body of `POST /v1/webhooks`. */
+        CreateWebhookRequest: {
+            /** @description A note for people, at most 500 bytes. */
+            description?: string;
+            /** @description Whether deliveries go out at once. Default: true. */
+            enabled?: boolean | null;
+            /** @description The event types to receive; absent or empty: every type. */
+            events?: components["schemas"]["WebhookEventType"][];
+            /**
+             * @description Where events are POSTed: an `https://` URL of at most 2048 bytes, with a host and no user
+             *     information (`http://` only on servers started with `--webhook-allow-http`).
+             * @example https://hooks.example.com/keyward
+             */
+            url: string;
+        };
         /** @description Body of `POST /v1/workspaces`. */
         CreateWorkspaceRequest: {
             environment?: components["schemas"]["WorkspaceEnvironment"] | null;
@@ -787,6 +899,17 @@ export interface components {
              */
             secret: string;
         };
+        /** @description A registered endpoint with its signing secret, shown this once. */
+        CreatedWebhook: {
+            /**
+             * @description The signing secret (`whsec_` and base64): the HMAC-SHA256 key of the `webhook-signature`
+             *     header. Shown only now.
+             * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+             */
+            secret: string;
+            /** @description The endpoint. */
+            webhook: components["schemas"]["WebhookView"];
+        };
         /**
          * @description What spending credits did.
          * @enum {string}
@@ -812,6 +935,87 @@ export interface components {
             /** @description `daily`: from 00:00 UTC each day; `monthly`: from 00:00 UTC on `day` each month. */
             interval: components["schemas"]["RefillInterval"];
         };
+        /** @description One attempt to deliver an event. */
+        DeliveryAttemptView: {
+            /**
+             * Format: date-time
+             * @description When it was sent.
+             */
+            at: string;
+            /**
+             * Format: uint64
+             * @description How long it took, in milliseconds.
+             */
+            durationMs: number;
+            /** @description Why it failed; `null` when it succeeded. */
+            error?: string | null;
+            /**
+             * Format: uint32
+             * @description 1 for the first.
+             */
+            number: number;
+            /**
+             * Format: uint16
+             * @description The endpoint's HTTP status; `null` when it did not answer.
+             */
+            status?: number | null;
+        };
+        /** @description A page of deliveries, newest first. */
+        DeliveryPage: {
+            /** @description The deliveries. */
+            data: components["schemas"]["DeliveryView"][];
+            /** @description Pass as `cursor` to get the next page; `null` on the last page. */
+            nextCursor?: string | null;
+        };
+        /**
+         * @description Where a delivery stands.
+         * @enum {string}
+         */
+        DeliveryState: "pending" | "delivered" | "failed";
+        /** @description An event's delivery to one endpoint. */
+        DeliveryView: {
+            /** @description Every attempt, oldest first. */
+            attempts: components["schemas"]["DeliveryAttemptView"][];
+            /**
+             * Format: date-time
+             * @description When the event was written.
+             */
+            createdAt: string;
+            /**
+             * Format: date-time
+             * @description When a 2xx answer came.
+             */
+            deliveredAt?: string | null;
+            /**
+             * Format: uuid
+             * @description The event's id: the `webhook-id` header, the same on every attempt and resend.
+             */
+            eventId: string;
+            /** @description The event's type. */
+            eventType: components["schemas"]["WebhookEventType"];
+            /**
+             * Format: uuid
+             * @description The delivery's id.
+             */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the next attempt is due; `null` unless pending.
+             */
+            nextAttemptAt?: string | null;
+            /** @description The body as sent: `{"type", "timestamp", "data"}`. */
+            payload: unknown;
+            /**
+             * Format: date-time
+             * @description When its retry window began: its creation, or its last resend.
+             */
+            retryFrom: string;
+            /**
+             * @description `pending` (waiting for its next attempt), `delivered` (a 2xx answer) or `failed` (its
+             *     retry window passed).
+             */
+            state: components["schemas"]["DeliveryState"];
+        };
         /** @description `{"error": {...}}`, the one error shape of every keyward response. */
         ErrorBody: {
             /** @description The error. */
@@ -821,7 +1025,7 @@ export interface components {
          * @description Every error keyward reports. The code strings are part of the API contract.
          * @enum {string}
          */
-        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INVALID_SIGNATURE" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "IP_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
+        ErrorCode: "MISSING_API_KEY" | "INVALID_API_KEY" | "API_KEY_IN_URL" | "KEY_INACTIVE" | "KEY_REVOKED" | "KEY_EXPIRED" | "INVALID_SIGNATURE" | "INSUFFICIENT_SCOPE" | "RESOURCE_NOT_ALLOWED" | "IP_NOT_ALLOWED" | "FEATURE_NOT_IN_PLAN" | "KEY_LIMIT_REACHED" | "WEBHOOK_LIMIT_REACHED" | "INSUFFICIENT_CREDITS" | "RATE_LIMITED" | "CONCURRENCY_LIMITED" | "NOT_FOUND" | "KEY_NOT_REVOKED" | "CONFLICT" | "LAST_ADMIN_KEY" | "SELF_LOCKOUT" | "CONFLICTING_API_KEYS" | "VALIDATION_FAILED" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "METHOD_NOT_ALLOWED" | "STORE_UNAVAILABLE" | "INTERNAL";
         /** @description The error: a stable code, a message, details and the request's id. */
         ErrorObject: {
             /** @description Stable code, e.g. `RATE_LIMITED`. */
@@ -872,6 +1076,12 @@ export interface components {
              * @description Starting credits; absent means the key does not use credits.
              */
             credits?: number | null;
+            /**
+             * Format: int64
+             * @description Send a `key.credits_low` webhook event when a spend takes the credits to or below this;
+             *     absent: none.
+             */
+            creditsLowThreshold?: number | null;
             /** @description SHA-256 of the whole key as callers send it, in hex (64 characters). */
             digest: string;
             /**
@@ -1171,6 +1381,11 @@ export interface components {
              */
             concurrencyLimit?: number | null;
             /**
+             * Format: int64
+             * @description New `key.credits_low` threshold; `null` removes it.
+             */
+            creditsLowThreshold?: number | null;
+            /**
              * Format: date-time
              * @description New expiry, in the future; `null` removes it.
              */
@@ -1190,6 +1405,20 @@ export interface components {
             resources?: string[] | null;
             /** @description New scopes, replacing all; never wider than the caller's own. */
             scopes?: string[] | null;
+        };
+        /** @description Body of `PATCH /v1/webhooks/{id}`: absent fields stay as they are. */
+        UpdateWebhookRequest: {
+            /** @description New description. */
+            description?: string | null;
+            /**
+             * @description Switch deliveries on or off. Switching on resets the failure count; deliveries that
+             *     waited while the endpoint was off go out, failed ones stay failed (resend them).
+             */
+            enabled?: boolean | null;
+            /** @description New event types; empty: every type. */
+            events?: components["schemas"]["WebhookEventType"][] | null;
+            /** @description New URL, rules as on create. */
+            url?: string | null;
         };
         /** @description Body of `PATCH /v1/workspaces/{id}`. */
         UpdateWorkspaceRequest: {
@@ -1333,6 +1562,60 @@ export interface components {
              * @description The key's workspace, when valid.
              */
             workspaceId?: string | null;
+        };
+        /**
+         * @description The types of event keyward sends.
+         * @enum {string}
+         */
+        WebhookEventType: "key.created" | "key.updated" | "key.rotated" | "key.revoked" | "key.deleted" | "key.leaked" | "key.expiring" | "key.credits_low" | "webhook.disabled" | "audit.checkpoint";
+        /** @description A workspace's endpoints, oldest first. */
+        WebhookList: {
+            /** @description The endpoints (at most 20). */
+            data: components["schemas"]["WebhookView"][];
+        };
+        /** @description A webhook endpoint: where a workspace's events are POSTed, signed. */
+        WebhookView: {
+            /**
+             * Format: uint32
+             * @description Failed attempts since the last successful one.
+             */
+            consecutiveFailures: number;
+            /**
+             * Format: date-time
+             * @description When it was registered.
+             */
+            createdAt: string;
+            /** @description A note for people. */
+            description: string;
+            /** @description Why the server disabled it; `null` otherwise. */
+            disabledReason?: string | null;
+            /**
+             * @description Whether deliveries go out. The server disables an endpoint whose attempts fail too often
+             *     in a row (`disabledReason` says so); enable it again with `PATCH`.
+             */
+            enabled: boolean;
+            /** @description The event types it receives; empty: every type. */
+            events: components["schemas"]["WebhookEventType"][];
+            /**
+             * Format: uuid
+             * @description The endpoint's id.
+             */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When it last changed.
+             */
+            updatedAt: string;
+            /**
+             * @description Where events are POSTed.
+             * @example https://hooks.example.com/keyward
+             */
+            url: string;
+            /**
+             * Format: uuid
+             * @description The workspace whose events it receives.
+             */
+            workspaceId: string;
         };
         /**
          * @description Whether a workspace serves production or testing.
@@ -3714,6 +3997,716 @@ export interface operations {
             };
             /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
             413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resend_delivery: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path: {
+                /** @description Delivery id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Due again */
+            202: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"];
+                };
+            };
+            /** @description VALIDATION_FAILED: the id is not a UUID; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: no such delivery to an endpoint of this workspace */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            /** @description API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description Registered; `secret` is shown only now */
+            201: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), or is longer than 2048 bytes; `description` is longer than 500 bytes; an unknown event type; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path: {
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description VALIDATION_FAILED: the id is not a UUID; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: no such endpoint in this workspace */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path: {
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_FAILED: the id is not a UUID; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: no such endpoint in this workspace */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path: {
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint as changed */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookView"];
+                };
+            };
+            /** @description VALIDATION_FAILED: the id is not a UUID, or a field breaks its rule (as on create); API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: no such endpoint in this workspace */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than 64 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description RATE_LIMITED: a window of the key's or its workspace's rate limit is full; CONCURRENCY_LIMITED: the key has too many requests in flight. Retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description STORE_UNAVAILABLE: the key store cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description Only deliveries in this state. */
+                state?: components["schemas"]["DeliveryState"];
+                /** @description The previous page's `nextCursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 100 (default 20). */
+                limit?: number;
+            };
+            header?: {
+                /** @description Acts on this workspace instead of the key's own; only internal keys (scope `workspaces:admin`) may name another workspace. */
+                "X-Workspace-Id"?: string;
+            };
+            path: {
+                /** @description Endpoint id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries */
+            200: {
+                headers: {
+                    RateLimit: components["headers"]["RateLimit"];
+                    "RateLimit-Policy": components["headers"]["RateLimit-Policy"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description VALIDATION_FAILED: the id is not a UUID, a bad `state`, `cursor` or `limit`, or an unknown or repeated query parameter; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description MISSING_API_KEY, INVALID_API_KEY (malformed, unknown or deleted), KEY_INACTIVE, KEY_REVOKED (revoked, or rotated and past its grace period) or KEY_EXPIRED: the caller's key is not valid */
+            401: {
+                headers: {
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description NOT_FOUND: no such endpoint in this workspace */
+            404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
