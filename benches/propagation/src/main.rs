@@ -9,7 +9,8 @@
 //! its event stream), and the connected verifier is polled every 0.2 ms until it refuses the
 //! key. Prints p50, p99 and the worst of `TRIALS` trials, then
 //! the cost of a cache hit in each mode (the same verifier code: the mode only changes how
-//! changes arrive).
+//! changes arrive). Then, per database, webhook delivery latency: from a change's commit to its
+//! receipt by a receiver on a loopback port.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +78,74 @@ async fn run(mode: &str, manager: KeyService, connect: Connect) -> Result<()> {
     Ok(())
 }
 
+/// Webhook delivery latency: keys are created one at a time through a service whose node runs
+/// the delivery worker, and a receiver on a loopback port notes when each `key.created` arrives.
+/// The clock starts when the create returns (its transaction committed) and stops when the
+/// receiver has the request. The worker is woken by the node's change relay, as in `keyward
+/// serve`.
+async fn webhook_latency(mode: &str, store: Arc<dyn keyward::KeyStore>) -> Result<()> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+    async fn receive(
+        axum::extract::State(arrivals): axum::extract::State<Arrivals>,
+        body: axum::body::Bytes,
+    ) -> &'static str {
+        let at = Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(id) = v["data"]["key"]["id"].as_str() {
+            arrivals.lock().expect("lock").insert(id.to_owned(), at);
+        }
+        "ok"
+    }
+    let arrivals: Arrivals = Arc::default();
+    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let service = KeyService::new(store.clone()).with_insecure_webhooks(true);
+    let relay = keyward_server::ChangeRelay::for_service(&service);
+    let config = keyward_server::webhooks::WebhookConfig { allow_http: true, ..Default::default() };
+    let worker =
+        keyward_server::webhooks::WebhookWorker::spawn(store, &relay, config)?.context("webhooks")?;
+    let ws = service.create_workspace(NewWorkspace::live("hooks"), &Actor::system()).await?;
+    let hook = keyward::NewWebhook {
+        workspace_id: ws.id,
+        url,
+        description: String::new(),
+        events: vec![keyward::WebhookEventType::KeyCreated],
+        enabled: true,
+    };
+    service.create_webhook(hook, &Actor::system()).await?;
+    let mut samples = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        tokio::time::sleep(Duration::from_micros((trial as u64 * 7_919) % 20_000)).await;
+        let key = service.create_key(NewKey::new(ws.id, "k"), &Actor::system()).await?;
+        let committed = Instant::now();
+        let id = key.key.id.to_string();
+        loop {
+            if let Some(at) = arrivals.lock().expect("lock").get(&id) {
+                samples.push(at.saturating_duration_since(committed));
+                break;
+            }
+            anyhow::ensure!(committed.elapsed() < Duration::from_secs(10), "{mode}: a webhook never arrived");
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    }
+    worker.shutdown().await;
+    samples.sort();
+    let at = |p: f64| samples[((p / 100.0) * (samples.len() - 1) as f64).round() as usize];
+    println!(
+        "webhook  {mode:<8} {TRIALS} deliveries, commit to receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(at(50.0)),
+        ms(at(99.0)),
+        ms(samples[samples.len() - 1])
+    );
+    Ok(())
+}
+
 /// Serves the management API over `service` on a loopback port; returns its base URL.
 async fn server(service: KeyService) -> Result<String> {
     let verifier = keyward::Verifier::builder(&service).build();
@@ -98,6 +167,7 @@ async fn main() -> Result<()> {
     let url = format!("sqlite://{}", dir.path().join("keyward.db").display());
     let manager = KeyService::new(Arc::new(keyward::store::SqliteStore::open(&url).await?));
     run("sqlite", manager.clone(), Connect::new(&url)).await?;
+    webhook_latency("sqlite", manager.store().clone()).await?;
     let base = server(manager.clone()).await?;
     // A service key resolves every cache miss through the server: its limits must fit them.
     let roomy = RateLimitPolicy::new([RateLimitWindow { limit: 1_000_000, period_secs: 1 }]);
@@ -111,7 +181,9 @@ async fn main() -> Result<()> {
     match keyward_store::testing::PgTestSchema::from_env() {
         Some(schema) => {
             let manager = KeyService::new(Arc::new(schema.open().await));
-            run("postgres", manager, Connect::new(schema.url()).database_schema(schema.name())).await?;
+            run("postgres", manager.clone(), Connect::new(schema.url()).database_schema(schema.name()))
+                .await?;
+            webhook_latency("postgres", manager.store().clone()).await?;
         }
         None => println!("propagation postgres skipped: KEYWARD_TEST_POSTGRES_URL is not set"),
     }

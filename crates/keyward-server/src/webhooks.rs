@@ -100,7 +100,11 @@ pub struct WebhookWorker {
 impl WebhookWorker {
     /// Starts the worker over `store`, woken by `relay`; `None` when the store keeps no
     /// webhooks.
-    pub fn spawn(store: Arc<dyn KeyStore>, relay: &ChangeRelay, config: WebhookConfig) -> anyhow::Result<Option<Self>> {
+    pub fn spawn(
+        store: Arc<dyn KeyStore>,
+        relay: &ChangeRelay,
+        config: WebhookConfig,
+    ) -> anyhow::Result<Option<Self>> {
         if store.webhooks().is_none() {
             return Ok(None);
         }
@@ -138,14 +142,15 @@ impl Worker {
     /// Sends every due delivery, a batch at a time.
     async fn deliver_due(&self) {
         loop {
-            let claimed = match self.hooks().claim_deliveries(Utc::now(), self.config.lease(), self.config.batch).await
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
-                    return;
-                }
-            };
+            let claimed =
+                match self.hooks().claim_deliveries(Utc::now(), self.config.lease(), self.config.batch).await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
+                        return;
+                    }
+                };
             let full = claimed.len() as u64 >= u64::from(self.config.batch);
             if claimed.is_empty() {
                 return;
@@ -235,7 +240,8 @@ impl Worker {
     /// `key.expiring` for keys expiring within the notice period, once each.
     async fn notify_expiring(&self) {
         let now = Utc::now();
-        let until = now + chrono::Duration::from_std(self.config.expiry_notice).unwrap_or(chrono::Duration::MAX);
+        let until =
+            now + chrono::Duration::from_std(self.config.expiry_notice).unwrap_or(chrono::Duration::MAX);
         let keys = match self.hooks().keys_expiring(now, until, 500).await {
             Ok(k) => k,
             Err(e) => {
@@ -306,7 +312,11 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-async fn run(worker: Worker, mut wake: tokio::sync::broadcast::Receiver<keyward_core::Change>, mut stop: watch::Receiver<bool>) {
+async fn run(
+    worker: Worker,
+    mut wake: tokio::sync::broadcast::Receiver<keyward_core::Change>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut next_scan = Instant::now();
     let mut next_checkpoint = worker.config.checkpoint_every.map(|every| Instant::now() + every);
     let mut listening = true;

@@ -36,6 +36,9 @@ impl KeyService {
         );
         let ev = self.event(AuditAction::KeyCreated, Some(ws.id), Some(key.id), actor);
         self.store.insert_key(&key, plan.max_keys, &ev).await?;
+        // No cache holds a key just made; listeners hear of it all the same (the webhook worker
+        // wakes for its `key.created`).
+        self.notify(&key).await;
         Ok(CreatedKey { key, secret })
     }
 

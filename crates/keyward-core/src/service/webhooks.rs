@@ -214,7 +214,11 @@ impl KeyService {
     /// Sends a delivery again: it becomes pending, due now, with a new retry window. The
     /// receiver sees the same `webhook-id`. Deliveries to other workspaces' endpoints are
     /// `NOT_FOUND`.
-    pub async fn resend_delivery(&self, workspace: WorkspaceId, delivery: DeliveryId) -> Result<WebhookDelivery, Error> {
+    pub async fn resend_delivery(
+        &self,
+        workspace: WorkspaceId,
+        delivery: DeliveryId,
+    ) -> Result<WebhookDelivery, Error> {
         let store = self.webhook_store()?;
         let Some(d) = store.get_delivery(delivery).await? else { return Err(Error::not_found("delivery")) };
         if self.webhook(workspace, d.endpoint_id).await.is_err() {
@@ -224,4 +228,3 @@ impl KeyService {
         store.get_delivery(delivery).await?.ok_or_else(|| Error::not_found("delivery"))
     }
 }
-

@@ -1,7 +1,9 @@
 //! Bodies and queries of `/v1/webhooks`.
 
 use chrono::{DateTime, Utc};
-use keyward_core::webhook::{DeliveryAttempt, DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEventType};
+use keyward_core::webhook::{
+    DeliveryAttempt, DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookEventType,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -138,7 +140,13 @@ pub(crate) struct DeliveryAttemptView {
 
 impl From<&DeliveryAttempt> for DeliveryAttemptView {
     fn from(a: &DeliveryAttempt) -> Self {
-        Self { number: a.number, at: a.at, status: a.status, error: a.error.clone(), duration_ms: a.duration_ms }
+        Self {
+            number: a.number,
+            at: a.at,
+            status: a.status,
+            error: a.error.clone(),
+            duration_ms: a.duration_ms,
+        }
     }
 }
 

@@ -71,7 +71,10 @@ pub(crate) async fn create_webhook(
         (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:read`"),
     )
 )]
-pub(crate) async fn list_webhooks(State(state): State<AppState>, caller: Caller) -> Result<Json<WebhookList>, ApiError> {
+pub(crate) async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WebhookList>, ApiError> {
     caller.require("webhooks:read")?;
     let all = state.service.webhooks(caller.workspace).await?;
     Ok(Json(WebhookList { data: all.iter().map(WebhookView::from).collect() }))
@@ -179,7 +182,10 @@ pub(crate) async fn list_deliveries(
     let id = webhook_id(&id)?;
     let page =
         state.service.webhook_deliveries(caller.workspace, id, q.state, q.cursor.as_deref(), q.limit).await?;
-    Ok(Json(DeliveryPage { data: page.items.iter().map(DeliveryView::from).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(DeliveryPage {
+        data: page.items.iter().map(DeliveryView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Sends a delivery again, whatever its state: it becomes pending, due at once, with a new retry

@@ -145,7 +145,8 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
     }
-    let accepted = inner.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err();
+    let accepted =
+        inner.failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err();
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     inner.received.lock().unwrap().push(Received { id: id.clone(), body: parsed, accepted });
     {

@@ -33,7 +33,9 @@ async fn server() -> Server {
 }
 
 fn worker(server: &Server, config: WebhookConfig) -> WebhookWorker {
-    WebhookWorker::spawn(server.store.clone(), &ChangeRelay::default(), config).unwrap().expect("SQLite keeps webhooks")
+    WebhookWorker::spawn(server.store.clone(), &ChangeRelay::default(), config)
+        .unwrap()
+        .expect("SQLite keeps webhooks")
 }
 
 /// Registers `url` for `events`; returns (id, secret).
@@ -62,7 +64,12 @@ async fn endpoints_are_registered_validated_scoped_and_their_secret_shown_once()
     assert!(!list.body.to_string().contains(secret));
 
     let patched = s
-        .call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&s.root), Some(json!({"events": [], "enabled": false})))
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(&s.root),
+            Some(json!({"events": [], "enabled": false})),
+        )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     assert_eq!((patched.body["events"].clone(), patched.body["enabled"].clone()), (json!([]), json!(false)));
@@ -78,13 +85,17 @@ async fn endpoints_are_registered_validated_scoped_and_their_secret_shown_once()
         r.assert_error(400, "VALIDATION_FAILED");
         assert_eq!(r.body["error"]["details"]["field"], field, "{}", r.body);
     }
-    let r = s.post("/v1/webhooks", &s.root, json!({"url": "https://x.example.com", "events": ["key.exploded"]})).await;
+    let r = s
+        .post("/v1/webhooks", &s.root, json!({"url": "https://x.example.com", "events": ["key.exploded"]}))
+        .await;
     r.assert_error(400, "VALIDATION_FAILED");
 
     // Scopes: reading needs webhooks:read, changing webhooks:write.
     let (_, reader) = s.key("reader", &["webhooks:read"]).await;
     assert_eq!(s.get("/v1/webhooks", &reader).await.status, StatusCode::OK);
-    s.post("/v1/webhooks", &reader, json!({"url": "https://x.example.com"})).await.assert_error(403, "INSUFFICIENT_SCOPE");
+    s.post("/v1/webhooks", &reader, json!({"url": "https://x.example.com"}))
+        .await
+        .assert_error(403, "INSUFFICIENT_SCOPE");
     let (_, keys_only) = s.key("keys", &["keys:read"]).await;
     s.get("/v1/webhooks", &keys_only).await.assert_error(403, "INSUFFICIENT_SCOPE");
 
@@ -94,7 +105,9 @@ async fn endpoints_are_registered_validated_scoped_and_their_secret_shown_once()
         register(&s, &format!("https://h{i}.example.com/"), json!([])).await;
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    s.post("/v1/webhooks", &s.root, json!({"url": "https://h21.example.com"})).await.assert_error(403, "WEBHOOK_LIMIT_REACHED");
+    s.post("/v1/webhooks", &s.root, json!({"url": "https://h21.example.com"}))
+        .await
+        .assert_error(403, "WEBHOOK_LIMIT_REACHED");
 
     let deleted = s.call(Method::DELETE, &format!("/v1/webhooks/{id}"), Some(&s.root), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
@@ -178,7 +191,11 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_in_order_per_key()
         .await;
     let accepted = receiver.accepted();
     let actions = |key: &str| -> Vec<String> {
-        accepted.iter().filter(|r| r.key_id() == key).map(|r| r.body["data"]["action"].as_str().unwrap().to_owned()).collect()
+        accepted
+            .iter()
+            .filter(|r| r.key_id() == key)
+            .map(|r| r.body["data"]["action"].as_str().unwrap().to_owned())
+            .collect()
     };
     assert_eq!(actions(&a), expect_a, "in order for key a");
     assert_eq!(actions(&b), expect_b, "in order for key b");
@@ -188,7 +205,11 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_in_order_per_key()
         let text = r.body.to_string();
         assert!(!text.contains(&a_secret) && !text.contains(&b_secret), "a payload holds a key");
         assert!(r.body["timestamp"].is_string());
-        assert!(matches!(r.event_type(), "key.created" | "key.updated" | "key.revoked" | "key.deleted"), "{}", r.event_type());
+        assert!(
+            matches!(r.event_type(), "key.created" | "key.updated" | "key.revoked" | "key.deleted"),
+            "{}",
+            r.event_type()
+        );
     }
     let created = accepted.iter().find(|r| r.key_id() == a).unwrap();
     assert_eq!(created.body["data"]["key"]["name"], "a");
@@ -202,14 +223,23 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_in_order_per_key()
     let retried: Vec<&Value> = data.iter().filter(|d| d["attempts"].as_array().unwrap().len() > 1).collect();
     assert!(!retried.is_empty());
     assert_eq!(retried[0]["attempts"][0]["status"], 503);
-    assert_eq!(s.get(&format!("/v1/webhooks/{id}/deliveries?state=failed"), &s.root).await.body["data"], json!([]));
+    assert_eq!(
+        s.get(&format!("/v1/webhooks/{id}/deliveries?state=failed"), &s.root).await.body["data"],
+        json!([])
+    );
 
     let first = data.last().unwrap();
-    let resent = s.post(&format!("/v1/webhook-deliveries/{}/resend", first["id"].as_str().unwrap()), &s.root, json!({})).await;
+    let resent = s
+        .post(&format!("/v1/webhook-deliveries/{}/resend", first["id"].as_str().unwrap()), &s.root, json!({}))
+        .await;
     assert_eq!(resent.status, StatusCode::ACCEPTED, "{}", resent.body);
     assert_eq!(resent.body["state"], "pending");
     let event_id = first["eventId"].as_str().unwrap().to_owned();
-    receiver.wait_for("the resend", Duration::from_secs(10), |r| r.iter().filter(|x| x.id == event_id).count() == 2).await;
+    receiver
+        .wait_for("the resend", Duration::from_secs(10), |r| {
+            r.iter().filter(|x| x.id == event_id).count() == 2
+        })
+        .await;
     w.shutdown().await;
 }
 
@@ -240,7 +270,11 @@ async fn an_endpoint_failing_repeatedly_is_disabled_and_old_deliveries_fail() {
     let audit = s.get("/v1/audit-events?action=webhook.disabled", &s.root).await;
     assert_eq!(audit.body["data"].as_array().unwrap().len(), 1, "{}", audit.body);
     let failed = s.get(&format!("/v1/webhooks/{id}/deliveries?state=failed"), &s.root).await;
-    assert!(!failed.body["data"].as_array().unwrap().is_empty(), "past its window a delivery fails: {}", failed.body);
+    assert!(
+        !failed.body["data"].as_array().unwrap().is_empty(),
+        "past its window a delivery fails: {}",
+        failed.body
+    );
     let attempts = receiver.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.all().len(), attempts, "a disabled endpoint gets nothing");
@@ -380,4 +414,57 @@ async fn two_postgres_nodes_never_deliver_one_event_concurrently() {
     for w in workers {
         w.shutdown().await;
     }
+}
+
+/// The worker sends `key.expiring` once for a key expiring within the notice period (not for one
+/// expiring later), and exports audit checkpoints: a JSON line per chain in the file, equal to
+/// the chain's head, and an `audit.checkpoint` event.
+#[tokio::test]
+async fn expiry_notices_and_audit_checkpoints_go_out() {
+    let s = server().await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&s, &receiver.url, json!(["key.expiring", "audit.checkpoint"])).await;
+    receiver.set_secret(&secret);
+    let soon = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let r = s.post("/v1/keys", &s.root, json!({"name": "soon", "expiresAt": soon})).await;
+    let soon_id = r.body["key"]["id"].as_str().unwrap().to_owned();
+    s.post("/v1/keys", &s.root, json!({"name": "later", "expiresAt": later})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checkpoints.jsonl");
+    let config = WebhookConfig {
+        expiry_scan: Duration::from_millis(20),
+        checkpoint_every: Some(Duration::from_millis(50)),
+        checkpoint_file: Some(file.clone()),
+        ..fast()
+    };
+    let w = worker(&s, config);
+    receiver
+        .wait_for("an expiry notice and a checkpoint", Duration::from_secs(10), |r| {
+            r.iter().any(|x| x.event_type() == "key.expiring")
+                && r.iter().any(|x| x.event_type() == "audit.checkpoint")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.shutdown().await;
+    let accepted = receiver.accepted();
+    let notices: Vec<_> = accepted.iter().filter(|x| x.event_type() == "key.expiring").collect();
+    assert_eq!(notices.len(), 1, "one notice, for the key expiring within 7 days");
+    assert_eq!(notices[0].key_id(), soon_id);
+
+    let head = s.get("/v1/audit-events/verify", &s.root).await;
+    assert_eq!(head.body["valid"], true);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let last = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["workspaceId"] == head.body["workspaceId"])
+        .last()
+        .expect("a checkpoint of the workspace");
+    assert_eq!(
+        (last["seq"].clone(), last["hash"].clone(), last["valid"].clone()),
+        (head.body["headSeq"].clone(), head.body["headHash"].clone(), json!(true))
+    );
+    let event = accepted.iter().rev().find(|x| x.event_type() == "audit.checkpoint").unwrap();
+    assert_eq!(event.body["data"]["hash"], head.body["headHash"]);
 }
