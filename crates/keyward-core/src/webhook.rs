@@ -505,9 +505,10 @@ pub fn checkpoint_event(
     new_event(workspace_id, WebhookEventType::AuditCheckpoint, workspace_id.to_string(), at, data)
 }
 
-/// Exponential backoff with jitter: the wait before attempt `attempts + 1`, `base * 2^(attempts
-/// - 1)` capped at `cap`, then scaled by a random factor in [0.5, 1.0] so that receivers coming
-/// back are not hit by every sender at once.
+/// Exponential backoff with jitter: the wait before the attempt after attempt number
+/// `attempts`, `base` doubled for each attempt after the first and capped at `cap`, then scaled
+/// by a random factor in [0.5, 1.0] so that receivers coming back are not hit by every sender at
+/// once.
 pub fn backoff(attempts: u32, base: Duration, cap: Duration) -> Duration {
     let exp = attempts.saturating_sub(1).min(30);
     let full = base.saturating_mul(1u32 << exp).min(cap);

@@ -130,6 +130,10 @@ enum AuditCommand {
         /// A head printed by an earlier run; the chain must still hold it (repeat for more).
         #[arg(long = "expect", value_name = "HEAD")]
         expect: Vec<keyward_core::audit_chain::KnownHead>,
+        /// A checkpoint file written by `keyward serve --audit-checkpoint-file`: the chains must
+        /// still hold every head in it.
+        #[arg(long, value_name = "FILE")]
+        expect_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArg,
         #[command(flatten)]
@@ -424,6 +428,21 @@ impl ServeArgs {
     }
 }
 
+/// The heads in a checkpoint file (`--audit-checkpoint-file`): one JSON line per chain and
+/// checkpoint, `{"workspaceId", "seq", "hash", ...}`.
+fn checkpoint_heads(path: &std::path::Path) -> anyhow::Result<Vec<keyward_core::audit_chain::KnownHead>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut heads = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = || format!("{}, line {}", path.display(), n + 1);
+        let v: serde_json::Value = serde_json::from_str(line).with_context(at)?;
+        let ws = v["workspaceId"].as_str().unwrap_or("-");
+        let head = format!("{ws}={}:{}", v["seq"], v["hash"].as_str().unwrap_or_default());
+        heads.push(head.parse().map_err(anyhow::Error::msg).with_context(at)?);
+    }
+    Ok(heads)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let parsed = config_file::parse_args(Cli::command, "serve", std::env::args_os().collect())?;
@@ -512,7 +531,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify { workspace, expect, store, .. }) => {
+        Command::Audit(AuditCommand::Verify { workspace, mut expect, expect_file, store, .. }) => {
+            if let Some(path) = expect_file {
+                expect.extend(checkpoint_heads(&path)?);
+            }
             let service = store.service().await?;
             let ws = match workspace {
                 Some(named) => Some(keyward_server::admin::find_workspace(&service, Some(&named)).await?.id),

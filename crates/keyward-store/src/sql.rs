@@ -890,10 +890,10 @@ where
         let events = endpoint_events(ep)?;
         store
             .write(async |conn| {
-                let mut sql = QueryBuilder::new(concat!(
+                let mut sql = QueryBuilder::new(
                     "INSERT INTO webhook_endpoints (id, workspace_id, url, description, events, enabled, \
-                     disabled_reason, consecutive_failures, created_at, updated_at, secret) VALUES ("
-                ));
+                     disabled_reason, consecutive_failures, created_at, updated_at, secret) VALUES (",
+                );
                 sql.separated(", ")
                     .push_bind(ep.id.to_string())
                     .push_bind(ep.workspace_id.to_string())

@@ -100,8 +100,10 @@ async fn update_changes_settings_but_not_the_value() {
         metadata: Some(BTreeMap::from([("k".into(), "v".into())])),
         refill: Some(Some(CreditRefill { interval: RefillInterval::Daily, amount: 10, day: None })),
         ip_allowlist: Some(vec!["203.0.113.9/24".parse().unwrap()]),
+        credits_low_threshold: Some(Some(3)),
     };
     let after = ctx.service.update_key(ctx.ws.id, before.id, patch, &Actor::system()).await.expect("update");
+    assert_eq!(after.credits_low_threshold, Some(3));
     assert_eq!(after.name, "after");
     assert_eq!(after.scopes, scopes("orders:write"));
     assert_eq!(after.resources, vec!["site-9".to_owned()]);

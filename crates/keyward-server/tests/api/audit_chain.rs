@@ -36,6 +36,12 @@ async fn an_event_edited_in_the_database_is_reported_by_the_api_and_the_cli() {
     let ws = intact["workspaceId"].as_str().unwrap();
     let head = format!("{ws}=4:{}", intact["headHash"].as_str().unwrap());
     assert!(printed.contains(&head), "the CLI prints the same head: {printed}");
+    // A checkpoint file as `--audit-checkpoint-file` writes it holds the same head.
+    let file = dir.path().join("checkpoints.jsonl");
+    let line = json!({"at": "2026-01-01T00:00:00Z", "workspaceId": ws, "seq": 4, "hash": intact["headHash"], "valid": true});
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let checked = cli(&["--expect-file", file.to_str().unwrap()]);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 
     // An administrator edits the third event's address.
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -59,5 +65,9 @@ async fn an_event_edited_in_the_database_is_reported_by_the_api_and_the_cli() {
     assert!(!out.status.success(), "the CLI exits non-zero: {printed}");
     assert!(printed.contains(&format!("BROKEN  {ws} at position 3 (event {edited})")), "{printed}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("the audit log was altered"));
+    assert!(
+        !cli(&["--expect-file", file.to_str().unwrap()]).status.success(),
+        "the checkpoint no longer holds"
+    );
     terminate(server);
 }

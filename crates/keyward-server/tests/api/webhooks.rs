@@ -458,8 +458,7 @@ async fn expiry_notices_and_audit_checkpoints_go_out() {
     let last = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|l| l["workspaceId"] == head.body["workspaceId"])
-        .last()
+        .rfind(|l| l["workspaceId"] == head.body["workspaceId"])
         .expect("a checkpoint of the workspace");
     assert_eq!(
         (last["seq"].clone(), last["hash"].clone(), last["valid"].clone()),
