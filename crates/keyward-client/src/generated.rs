@@ -40,7 +40,7 @@ pub mod types {
         ///A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
         ///`null`: none.
         #[serde(rename = "creditsLowThreshold", skip_serializing_if = "::std::option::Option::is_none")]
-        pub credits_low_threshold: ::std::option::Option<i64>,
+        pub credits_low_threshold: ::std::option::Option<u64>,
         ///`live` or `test`, as written in the key.
         pub environment: KeyEnvironment,
         ///When the key stops working; `null` when it never expires.
@@ -409,8 +409,8 @@ pub mod types {
     ///A registered endpoint with its signing secret, shown this once.
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     pub struct CreatedWebhook {
-        ///The signing secret (`whsec_` and base64): the HMAC-SHA256 key of the `webhook-signature`
-        ///header. Shown only now.
+        ///The signing secret, `whsec_...`: after the prefix, the base64 of the HMAC-SHA256 key that
+        ///signs the `webhook-signature` header. Shown only now.
         pub secret: ::std::string::String,
         ///The endpoint.
         pub webhook: WebhookView,
@@ -498,7 +498,7 @@ pub mod types {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub error: ::std::option::Option<::std::string::String>,
         ///1 for the first.
-        pub number: u32,
+        pub number: ::std::num::NonZeroU32,
         ///The endpoint's HTTP status; `null` when it did not answer.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub status: ::std::option::Option<u32>,
@@ -1866,7 +1866,7 @@ pub mod types {
             created_ip:
                 ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
             credits: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
-            credits_low_threshold: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
+            credits_low_threshold: ::std::result::Result<::std::option::Option<u64>, ::std::string::String>,
             environment: ::std::result::Result<super::KeyEnvironment, ::std::string::String>,
             expires_at: ::std::result::Result<
                 ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
@@ -2001,7 +2001,7 @@ pub mod types {
             }
             pub fn credits_low_threshold<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<i64>>,
+                T: ::std::convert::TryInto<::std::option::Option<u64>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.credits_low_threshold = value
@@ -3174,7 +3174,7 @@ pub mod types {
             at: ::std::result::Result<::chrono::DateTime<::chrono::offset::Utc>, ::std::string::String>,
             duration_ms: ::std::result::Result<u64, ::std::string::String>,
             error: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            number: ::std::result::Result<u32, ::std::string::String>,
+            number: ::std::result::Result<::std::num::NonZeroU32, ::std::string::String>,
             status: ::std::result::Result<::std::option::Option<u32>, ::std::string::String>,
         }
         impl ::std::default::Default for DeliveryAttemptView {
@@ -3219,7 +3219,7 @@ pub mod types {
             }
             pub fn number<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<u32>,
+                T: ::std::convert::TryInto<::std::num::NonZeroU32>,
                 T::Error: ::std::fmt::Display,
             {
                 self.number =

@@ -902,8 +902,8 @@ export interface components {
         /** @description A registered endpoint with its signing secret, shown this once. */
         CreatedWebhook: {
             /**
-             * @description The signing secret (`whsec_` and base64): the HMAC-SHA256 key of the `webhook-signature`
-             *     header. Shown only now.
+             * @description The signing secret, `whsec_...`: after the prefix, the base64 of the HMAC-SHA256 key that
+             *     signs the `webhook-signature` header. Shown only now.
              * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
              */
             secret: string;
@@ -955,7 +955,7 @@ export interface components {
              */
             number: number;
             /**
-             * Format: uint16
+             * Format: uint32
              * @description The endpoint's HTTP status; `null` when it did not answer.
              */
             status?: number | null;

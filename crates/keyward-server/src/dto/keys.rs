@@ -74,6 +74,7 @@ pub(crate) struct ApiKeyView {
     pub(crate) refilled_at: Option<DateTime<Utc>>,
     /// A spend that takes the credits to or below this sends a `key.credits_low` webhook event;
     /// `null`: none.
+    #[schema(minimum = 0, maximum = 9223372036854775807_i64)]
     pub(crate) credits_low_threshold: Option<i64>,
     /// Where the key may be used from: IPv4/IPv6 addresses and CIDR ranges, at most 100. Empty: the workspace's `ipAllowlist` applies; a non-empty list replaces it (it does not narrow it). Shown normalised: ranges as `203.0.113.0/24`, an address as `198.51.100.7/32`. A request from elsewhere is 403 `IP_NOT_ALLOWED`.
     #[schema(max_items = 100, example = json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]))]

@@ -31,7 +31,7 @@ pub(crate) struct WebhookView {
     /// Why the server disabled it; `null` otherwise.
     pub(crate) disabled_reason: Option<String>,
     /// Failed attempts since the last successful one.
-    #[schema(format = "uint32")]
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295_u32)]
     pub(crate) consecutive_failures: u32,
     /// When it was registered.
     pub(crate) created_at: DateTime<Utc>,
@@ -105,8 +105,8 @@ pub(crate) struct UpdateWebhookRequest {
 pub(crate) struct CreatedWebhook {
     /// The endpoint.
     pub(crate) webhook: WebhookView,
-    /// The signing secret (`whsec_` and base64): the HMAC-SHA256 key of the `webhook-signature`
-    /// header. Shown only now.
+    /// The signing secret, `whsec_...`: after the prefix, the base64 of the HMAC-SHA256 key that
+    /// signs the `webhook-signature` header. Shown only now.
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub(crate) secret: String,
 }
@@ -124,17 +124,17 @@ pub(crate) struct WebhookList {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct DeliveryAttemptView {
     /// 1 for the first.
-    #[schema(format = "uint32")]
+    #[schema(format = "uint32", minimum = 1, maximum = 4294967295_u32)]
     pub(crate) number: u32,
     /// When it was sent.
     pub(crate) at: DateTime<Utc>,
     /// The endpoint's HTTP status; `null` when it did not answer.
-    #[schema(format = "uint16")]
+    #[schema(value_type = Option<u32>, format = "uint32", minimum = 100, maximum = 999)]
     pub(crate) status: Option<u16>,
     /// Why it failed; `null` when it succeeded.
     pub(crate) error: Option<String>,
     /// How long it took, in milliseconds.
-    #[schema(format = "uint64")]
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615_u64)]
     pub(crate) duration_ms: u64,
 }
 

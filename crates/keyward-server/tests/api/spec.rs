@@ -56,7 +56,7 @@ fn every_operation_is_documented_and_secured() {
             assert!(responses.values().all(|r| r["description"].is_string()), "{at}");
         }
     }
-    assert_eq!(operations, 27);
+    assert_eq!(operations, 34);
     assert_eq!(
         self::operations(&doc)
             .iter()

@@ -244,7 +244,8 @@ async fn a_receiver_that_fails_then_recovers_gets_every_event_in_order_per_key()
 }
 
 /// An endpoint failing every attempt is disabled after `disable_after` attempts, with an audit
-/// event; a delivery whose retry window has passed is marked failed.
+/// event, and gets nothing more; enabled again, its deliveries resume, and one whose retry
+/// window has passed is marked failed.
 #[tokio::test]
 async fn an_endpoint_failing_repeatedly_is_disabled_and_old_deliveries_fail() {
     let s = server().await;
@@ -252,9 +253,10 @@ async fn an_endpoint_failing_repeatedly_is_disabled_and_old_deliveries_fail() {
     let (id, secret) = register(&s, &receiver.url, json!(["key.created"])).await;
     receiver.set_secret(&secret);
     receiver.fail_next(u32::MAX);
-    let w = worker(&s, WebhookConfig { disable_after: 3, retry_for: Duration::from_millis(150), ..fast() });
-    s.key("a", &[]).await;
-    s.key("b", &[]).await;
+    let w = worker(&s, WebhookConfig { disable_after: 3, ..fast() });
+    for name in ["a", "b", "c"] {
+        s.key(name, &[]).await;
+    }
     let start = std::time::Instant::now();
     loop {
         let ep = s.get(&format!("/v1/webhooks/{id}"), &s.root).await;
@@ -269,15 +271,28 @@ async fn an_endpoint_failing_repeatedly_is_disabled_and_old_deliveries_fail() {
     }
     let audit = s.get("/v1/audit-events?action=webhook.disabled", &s.root).await;
     assert_eq!(audit.body["data"].as_array().unwrap().len(), 1, "{}", audit.body);
-    let failed = s.get(&format!("/v1/webhooks/{id}/deliveries?state=failed"), &s.root).await;
-    assert!(
-        !failed.body["data"].as_array().unwrap().is_empty(),
-        "past its window a delivery fails: {}",
-        failed.body
-    );
     let attempts = receiver.all().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.all().len(), attempts, "a disabled endpoint gets nothing");
+    w.shutdown().await;
+
+    // Enabled again under a 150 ms retry window: the waiting deliveries go out, keep failing,
+    // and fail for good once the window has passed.
+    let w = worker(&s, WebhookConfig { retry_for: Duration::from_millis(150), ..fast() });
+    let r = s
+        .call(Method::PATCH, &format!("/v1/webhooks/{id}"), Some(&s.root), Some(json!({"enabled": true})))
+        .await;
+    assert_eq!((r.body["enabled"].clone(), r.body["consecutiveFailures"].clone()), (json!(true), json!(0)));
+    let start = std::time::Instant::now();
+    loop {
+        let failed = s.get(&format!("/v1/webhooks/{id}/deliveries?state=failed"), &s.root).await;
+        if failed.body["data"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "never failed: {}", failed.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(receiver.all().len() > attempts, "the deliveries resumed");
     w.shutdown().await;
 }
 
