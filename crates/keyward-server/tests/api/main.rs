@@ -12,6 +12,7 @@ mod import;
 mod keys;
 mod leaks;
 mod observability;
+mod pinned;
 mod security;
 mod spec;
 mod support;
