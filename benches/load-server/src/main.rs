@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     let service = KeyService::new(Arc::new(store));
     // Limits far above what loopback can reach, so every request takes the full path.
-    let unlimited = RateLimitPolicy::new([RateLimitWindow::per_second(100_000_000)]);
+    let unlimited = RateLimitPolicy::new([RateLimitWindow::per_second(1_000_000)]);
     let plan = Plan { key_rate_limit: unlimited.clone(), ..Plan::default_plan() };
     let plan = service.save_plan(Plan { id: PlanId::from("bench"), ..plan }, &Actor::system()).await?;
     let mut ws = NewWorkspace::live("bench").with_plan(plan.id);
