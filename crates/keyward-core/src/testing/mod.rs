@@ -61,7 +61,8 @@ impl InstrumentedStore {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
-    /// Calls of [`KeyStore::find_key_by_digest`] so far.
+    /// Calls of [`KeyStore::find_key_by_digest`] and [`KeyStore::find_key_record_by_digest`] so
+    /// far.
     pub fn digest_lookups(&self) -> u64 {
         self.digest_lookups.load(Ordering::SeqCst)
     }
@@ -117,6 +118,13 @@ impl KeyStore for InstrumentedStore {
     async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
         self.digest_lookups.fetch_add(1, Ordering::SeqCst);
         self.up()?.find_key_by_digest(digest).await
+    }
+    async fn find_key_record_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<crate::verifier::KeyRecord>, StoreError> {
+        self.digest_lookups.fetch_add(1, Ordering::SeqCst);
+        self.up()?.find_key_record_by_digest(digest).await
     }
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
         self.up()?.list_keys(query).await
