@@ -56,7 +56,6 @@ fn looks_like_key(v: &[u8]) -> bool {
 }
 
 fn new_request_id() -> String {
-    use std::fmt::Write as _;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,9 +67,20 @@ fn new_request_id() -> String {
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // `{prefix:016x}-{n:012x}`, without the formatting machinery (this runs per request).
     let mut id = String::with_capacity(29);
-    let _ = write!(id, "{prefix:016x}-{n:012x}");
+    push_hex(&mut id, prefix, 16);
+    id.push('-');
+    push_hex(&mut id, n, 12);
     id
+}
+
+/// Lowercase hex of `v`, zero-padded to at least `width` digits.
+fn push_hex(out: &mut String, v: u64, width: u32) {
+    let digits = (u64::BITS - v.leading_zeros()).div_ceil(4).max(width);
+    for i in (0..digits).rev() {
+        out.push(char::from(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]));
+    }
 }
 
 /// The names of the rate-limit headers, in the order [`render_rate_limit`] writes their values:
@@ -220,6 +230,15 @@ mod tests {
         assert_eq!(a.len(), 29);
         assert_ne!(a, b, "fresh ids are unique");
         assert_eq!(a[..16], b[..16], "one prefix per process");
+    }
+
+    #[test]
+    fn hex_is_padded_and_never_cut() {
+        for (v, width) in [(0, 12), (0xabc, 12), (u64::MAX, 16), (0x1_0000_0000_0000, 12), (7, 16)] {
+            let mut out = String::new();
+            push_hex(&mut out, v, width);
+            assert_eq!(out, format!("{v:0w$x}", w = width as usize));
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ fn bench(c: &mut Criterion) {
         let store = keyward_store::SqliteStore::open(&url).await.expect("open sqlite");
         let service = KeyService::new(Arc::new(store));
         let unlimited = RateLimitPolicy::new([RateLimitWindow::per_second(1_000_000)]);
-        let plan = Plan { id: PlanId::from("bench"), key_rate_limit: unlimited.clone(), ..Plan::default_plan() };
+        let plan =
+            Plan { id: PlanId::from("bench"), key_rate_limit: unlimited.clone(), ..Plan::default_plan() };
         let plan = service.save_plan(plan, &Actor::system()).await.expect("plan");
         let mut ws = NewWorkspace::live("bench").with_plan(plan.id);
         ws.rate_limit = Some(unlimited);
