@@ -1,5 +1,8 @@
 //! The loopback load benchmark: one axum handler served bare, behind tower-http's bearer check
-//! and behind `KeywardLayer` (benches/load-server), each driven by `wrk` in the same run.
+//! and behind `KeywardLayer` (benches/load-server), each driven by `wrk` in the same run; then
+//! bare axum and `KeywardLayer` again with a Lua script that spreads requests over 10,000
+//! distinct valid keys, and over the same with every tenth key unknown (well-formed, never
+//! issued: refused with 401 after one store read, then from the negative cache).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -44,13 +47,44 @@ fn parse_ms(s: &str) -> Option<f64> {
     }
 }
 
-fn wrk(port: u16, key: &str, seconds: u32, connections: u32) -> Result<Figures> {
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", &format!("Authorization: Bearer {key}")])
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()
-        .context("running wrk")?;
+/// What a `wrk` run sends.
+#[derive(Debug, Clone, Copy)]
+enum Load<'a> {
+    /// One key on every request; every answer must be a 2xx.
+    One(&'a str),
+    /// The keys of a file (one a line) in turn, through `script`; `unknown` when some keys are
+    /// meant to be refused.
+    Many { script: &'a Path, keys: &'a str, unknown: bool },
+}
+
+/// The Lua script of the many-keys runs: each thread reads the key file named by its first
+/// argument and sends its keys in turn, one a request.
+const MANY_KEYS_LUA: &str = r#"
+local keys = {}
+local i = 0
+function init(args)
+  for line in io.lines(args[1]) do
+    keys[#keys + 1] = "Bearer " .. line
+  end
+end
+function request()
+  i = i % #keys + 1
+  return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
+end
+"#;
+
+fn wrk(port: u16, load: Load<'_>, seconds: u32, connections: u32) -> Result<Figures> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
+    match load {
+        Load::One(key) => cmd.args(["-H", &format!("Authorization: Bearer {key}")]),
+        Load::Many { script, .. } => cmd.arg("-s").arg(script),
+    };
+    cmd.arg(format!("http://127.0.0.1:{port}/"));
+    if let Load::Many { keys, .. } = load {
+        cmd.args(["--", keys]);
+    }
+    let out = cmd.output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut f = Figures { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN };
     for line in text.lines() {
@@ -62,7 +96,8 @@ fn wrk(port: u16, key: &str, seconds: u32, connections: u32) -> Result<Figures> 
             _ => {}
         }
     }
-    if text.contains("Non-2xx") || f.rps.is_nan() {
+    let refusals_expected = matches!(load, Load::Many { unknown: true, .. });
+    if (text.contains("Non-2xx") && !refusals_expected) || f.rps.is_nan() {
         bail!("wrk against port {port} failed or saw errors:\n{text}");
     }
     Ok(f)
@@ -90,22 +125,32 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
     BufReader::new(server.stdout.take().expect("piped")).read_line(&mut line)?;
     let info: serde_json::Value = serde_json::from_str(&line).context("reading the load server's ports")?;
     let key = info["key"].as_str().context("no key")?.to_owned();
+    let file = |name: &str| info[name].as_str().map(str::to_owned).context("no key file");
+    let (keys, mixed) = (file("keys")?, file("mixed")?);
     let port = |name: &str| info[name].as_u64().map(|p| p as u16).context("no port");
-    let variants = [
-        ("axum (bare)", port("bare")?),
-        ("tower-http bearer", port("bearer")?),
-        ("KeywardLayer", port("keyward")?),
+    let (bare, keyward) = (port("bare")?, port("keyward")?);
+    let script = std::env::temp_dir().join(format!("keyward-many-keys-{}.lua", std::process::id()));
+    std::fs::write(&script, MANY_KEYS_LUA).context("writing the wrk script")?;
+    let many = |keys| Load::Many { script: &script, keys, unknown: false };
+    let runs = [
+        ("single key", "axum (bare)", bare, Load::One(&key)),
+        ("single key", "tower-http bearer", port("bearer")?, Load::One(&key)),
+        ("single key", "KeywardLayer", keyward, Load::One(&key)),
+        ("10,000 keys", "axum (bare)", bare, many(&keys)),
+        ("10,000 keys", "KeywardLayer", keyward, many(&keys)),
+        ("10% unknown", "axum (bare)", bare, Load::Many { script: &script, keys: &mixed, unknown: true }),
+        ("10% unknown", "KeywardLayer", keyward, Load::Many { script: &script, keys: &mixed, unknown: true }),
     ];
 
-    // Warm up every variant (caches, connections), then measure them round-robin twice so drift
-    // on a shared machine hits all three alike; keep each variant's best run.
-    for (_, p) in &variants {
-        wrk(*p, &key, 2, 32)?;
+    // Warm up every run (caches, connections), then measure them round-robin twice so drift on a
+    // shared machine hits all alike; keep each run's best.
+    for (_, _, p, load) in &runs {
+        wrk(*p, *load, 2, 32)?;
     }
-    let mut best: Vec<Option<Figures>> = vec![None; variants.len()];
+    let mut best: Vec<Option<Figures>> = vec![None; runs.len()];
     for _ in 0..2 {
-        for (i, (_, p)) in variants.iter().enumerate() {
-            let f = wrk(*p, &key, seconds, 32)?;
+        for (i, (_, _, p, load)) in runs.iter().enumerate() {
+            let f = wrk(*p, *load, seconds, 32)?;
             if best[i].is_none_or(|b| f.rps > b.rps) {
                 best[i] = Some(f);
             }
@@ -113,15 +158,21 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
     }
     drop(server.stdin.take());
     let _ = server.wait();
+    let _ = std::fs::remove_file(&script);
 
     let best: Vec<Figures> = best.into_iter().map(|f| f.expect("measured")).collect();
     println!("\nload on loopback: wrk -t1 -c32 -d{seconds}s, best of 2 runs each");
-    println!("{:<20} {:>12} {:>10} {:>10}", "variant", "requests/s", "p50 ms", "p99 ms");
-    for ((name, _), f) in variants.iter().zip(&best) {
-        println!("{name:<20} {:>12.0} {:>10.3} {:>10.3}", f.rps, f.p50_ms, f.p99_ms);
+    println!("{:<12} {:<20} {:>12} {:>10} {:>10}", "keys", "variant", "requests/s", "p50 ms", "p99 ms");
+    for ((keys, name, _, _), f) in runs.iter().zip(&best) {
+        println!("{keys:<12} {name:<20} {:>12.0} {:>10.3} {:>10.3}", f.rps, f.p50_ms, f.p99_ms);
     }
-    let (bare, keyward) = (best[0], best[2]);
-    println!("KeywardLayer / bare axum requests/s: {:.3}", keyward.rps / bare.rps);
-    println!("KeywardLayer p99 added latency: {:.3} ms", keyward.p99_ms - bare.p99_ms);
+    for (what, bare, keyward) in [("single key", 0, 2), ("10,000 keys", 3, 4), ("10% unknown", 5, 6)] {
+        let (bare, keyward) = (best[bare], best[keyward]);
+        println!(
+            "{what}: KeywardLayer / bare axum requests/s: {:.3}; p99 added latency: {:.3} ms",
+            keyward.rps / bare.rps,
+            keyward.p99_ms - bare.p99_ms
+        );
+    }
     Ok(())
 }

@@ -1,19 +1,26 @@
 //! The load benchmark's server, started by `cargo xtask bench`: the same axum handler served
 //! bare, behind tower-http's `ValidateRequestHeaderLayer::bearer`, and behind `KeywardLayer`, on
-//! three ports of 127.0.0.1. Prints one JSON line with the ports and a throwaway key (created for
-//! this run in a temporary database, shown once), then serves until stdin closes.
+//! three ports of 127.0.0.1. Prints one JSON line with the ports, a throwaway key and two key
+//! files (created for this run in a temporary database and directory), then serves until stdin
+//! closes. The files list [`MANY`] keys, one a line, for the many-keys runs: `keys` holds as many
+//! distinct valid keys, `mixed` the same number with every tenth replaced by a well-formed key
+//! that was never issued.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use keyward_core::{
-    Actor, KeyService, NewKey, NewWorkspace, Plan, PlanId, RateLimitPolicy, RateLimitWindow, Verifier,
+    Actor, KeyEnvironment, KeyService, NewKey, NewWorkspace, Plan, PlanId, RateLimitPolicy, RateLimitWindow,
+    Verifier,
 };
 use keyward_tower::KeywardLayer;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tower_http::validate_request::ValidateRequestHeaderLayer;
+
+/// Keys in each key file.
+const MANY: usize = 10_000;
 
 async fn hello() -> &'static str {
     "ok"
@@ -36,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     let service = KeyService::new(Arc::new(store));
     // Limits far above what loopback can reach, so every request takes the full path.
-    let unlimited = RateLimitPolicy::new([RateLimitWindow::per_second(100_000_000)]);
+    let unlimited = RateLimitPolicy::new([RateLimitWindow::per_second(1_000_000)]);
     let plan = Plan { key_rate_limit: unlimited.clone(), ..Plan::default_plan() };
     let plan = service.save_plan(Plan { id: PlanId::from("bench"), ..plan }, &Actor::system()).await?;
     let mut ws = NewWorkspace::live("bench").with_plan(plan.id);
@@ -47,6 +54,23 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let key = created.secret.expose_secret().to_owned();
     let verifier = Verifier::builder(&service).build();
+
+    // The many-keys runs spread requests over this many keys, so that hits are not one hot entry.
+    let (mut keys, mut mixed) = (String::new(), String::new());
+    for i in 0..MANY {
+        let new = NewKey::new(ws.id, &format!("bench {i}")).with_scopes("bench:read".parse()?);
+        let created = service.create_key(new, &Actor::system()).await?;
+        let valid = created.secret.expose_secret();
+        keys.push_str(valid);
+        keys.push('\n');
+        let unknown = service.format().generate(KeyEnvironment::Live);
+        mixed.push_str(if i % 10 == 9 { unknown.expose_secret() } else { valid });
+        mixed.push('\n');
+    }
+    let keys_file = dir.path().join("keys.txt");
+    let mixed_file = dir.path().join("mixed.txt");
+    std::fs::write(&keys_file, keys)?;
+    std::fs::write(&mixed_file, mixed)?;
 
     let bare = serve(Router::new().route("/", get(hello))).await?;
     // The baseline the issue names: tower-http's (deprecated, deliberately minimal) bearer check.
@@ -59,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
             .layer(KeywardLayer::new(verifier).require_scope("bench:read".parse()?)),
     )
     .await?;
-    println!("{}", serde_json::json!({ "bare": bare, "bearer": bearer, "keyward": keyward, "key": key }));
+    let info = serde_json::json!({
+        "bare": bare, "bearer": bearer, "keyward": keyward, "key": key,
+        "keys": keys_file, "mixed": mixed_file,
+    });
+    println!("{info}");
 
     // Serve until the parent closes stdin (or exits).
     let mut sink = Vec::new();

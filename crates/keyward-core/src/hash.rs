@@ -134,14 +134,52 @@ impl KeyHasher {
 }
 
 fn hash_with(pepper: Option<&Pepper>, bytes: &[u8]) -> KeyHash {
+    KeyHash { digest: digest_with(pepper, bytes), pepper_id: pepper.map(|p| p.id.clone()) }
+}
+
+fn digest_with(pepper: Option<&Pepper>, bytes: &[u8]) -> KeyDigest {
     match pepper {
-        None => KeyHash { digest: KeyDigest(Sha256::digest(bytes).into()), pepper_id: None },
+        None => KeyDigest(Sha256::digest(bytes).into()),
         Some(p) => {
             let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&p.secret)
                 .expect("HMAC accepts keys of any length");
             mac.update(bytes);
-            KeyHash { digest: KeyDigest(mac.finalize().into_bytes().into()), pepper_id: Some(p.id.clone()) }
+            KeyDigest(mac.finalize().into_bytes().into())
         }
+    }
+}
+
+/// The digests of [`KeyHasher::candidates`] without their pepper ids, held inline for the
+/// usual single candidate: what a lookup needs, without an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Digests {
+    One([KeyDigest; 1]),
+    Many(Vec<KeyDigest>),
+}
+
+impl Digests {
+    pub(crate) fn as_slice(&self) -> &[KeyDigest] {
+        match self {
+            Self::One(one) => one,
+            Self::Many(many) => many,
+        }
+    }
+}
+
+impl KeyHasher {
+    /// [`KeyHasher::candidates`]' digests, in the same order.
+    pub(crate) fn candidate_digests(&self, key: &[u8]) -> Digests {
+        let first = digest_with(self.current.as_ref(), key);
+        let plain = self.plain_fallback && self.current.is_some();
+        if self.previous.is_empty() && !plain {
+            return Digests::One([first]);
+        }
+        let mut out = vec![first];
+        out.extend(self.previous.iter().map(|p| digest_with(Some(p), key)));
+        if plain {
+            out.push(digest_with(None, key));
+        }
+        Digests::Many(out)
     }
 }
 
@@ -175,5 +213,15 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c[2], KeyHasher::sha256().hash(&k));
         assert_eq!(KeyHasher::sha256().with_plain_fallback().candidates(&k).len(), 1);
+        let peppered = || KeyHasher::hmac("new", b"n".to_vec());
+        for hasher in [
+            KeyHasher::sha256(),
+            peppered(),
+            peppered().with_previous("old", b"o".to_vec()),
+            peppered().with_plain_fallback(),
+        ] {
+            let digests: Vec<KeyDigest> = hasher.candidates(&k).iter().map(|c| c.digest).collect();
+            assert_eq!(hasher.candidate_digests(k.expose_secret().as_bytes()).as_slice(), digests);
+        }
     }
 }

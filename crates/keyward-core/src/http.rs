@@ -56,7 +56,6 @@ fn looks_like_key(v: &[u8]) -> bool {
 }
 
 fn new_request_id() -> String {
-    use std::fmt::Write as _;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,33 +67,86 @@ fn new_request_id() -> String {
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // `{prefix:016x}-{n:012x}`, without the formatting machinery (this runs per request).
     let mut id = String::with_capacity(29);
-    let _ = write!(id, "{prefix:016x}-{n:012x}");
+    push_hex(&mut id, prefix, 16);
+    id.push('-');
+    push_hex(&mut id, n, 12);
     id
 }
 
-/// The `X-RateLimit-*` (tightest window) and IETF draft `RateLimit-Policy`/`RateLimit` (every
-/// window) headers for a decision. Empty when no window applied.
-pub fn rate_limit_headers(status: &RateLimitStatus) -> Vec<(&'static str, String)> {
-    use std::fmt::Write as _;
-
-    let Some(tight) = status.tightest() else { return Vec::new() };
-    let mut policy = String::with_capacity(32 * status.windows.len());
-    let mut state = String::with_capacity(32 * status.windows.len());
-    for (i, w) in status.windows.iter().enumerate() {
-        let sep = if i == 0 { "" } else { ", " };
-        let (kind, period) = (w.subject_kind, w.window.period_secs);
-        let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
-        let _ = write!(policy, "{sep}\"{kind}-{period}s\";q={};w={period}", w.window.limit);
-        let _ = write!(state, "{sep}\"{kind}-{period}s\";r={};t={t}", w.remaining);
+/// Lowercase hex of `v`, zero-padded to at least `width` digits.
+fn push_hex(out: &mut String, v: u64, width: u32) {
+    let digits = (u64::BITS - v.leading_zeros()).div_ceil(4).max(width);
+    for i in (0..digits).rev() {
+        out.push(char::from(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]));
     }
-    vec![
-        ("x-ratelimit-limit", tight.window.limit.to_string()),
-        ("x-ratelimit-remaining", tight.remaining.to_string()),
-        ("x-ratelimit-reset", tight.reset_epoch_secs().to_string()),
-        ("ratelimit-policy", policy),
-        ("ratelimit", state),
-    ]
+}
+
+/// The names of the rate-limit headers, in the order [`render_rate_limit`] writes their values:
+/// `X-RateLimit-*` (the tightest window), then the IETF draft `RateLimit-Policy` and `RateLimit`
+/// (every window).
+pub const RATE_LIMIT_HEADERS: [&str; 5] =
+    ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit-policy", "ratelimit"];
+
+/// Writes the values of the [`RATE_LIMIT_HEADERS`] for a decision one after the other into
+/// `out`, and returns where each ends; `None` (and nothing written) when no window applied. One
+/// buffer and an integer formatter: no `String` per header.
+pub fn render_rate_limit(status: &RateLimitStatus, out: &mut Vec<u8>) -> Option<[usize; 5]> {
+    let tight = status.tightest()?;
+    let mut numbers = itoa::Buffer::new();
+    let mut ends = [0; 5];
+    out.extend_from_slice(numbers.format(tight.window.limit).as_bytes());
+    ends[0] = out.len();
+    out.extend_from_slice(numbers.format(tight.remaining).as_bytes());
+    ends[1] = out.len();
+    out.extend_from_slice(numbers.format(tight.reset_epoch_secs()).as_bytes());
+    ends[2] = out.len();
+    for policy in [true, false] {
+        for (i, w) in status.windows.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            let period = numbers.format(w.window.period_secs).as_bytes();
+            out.push(b'"');
+            out.extend_from_slice(w.subject_kind.as_bytes());
+            out.push(b'-');
+            out.extend_from_slice(period);
+            if policy {
+                out.extend_from_slice(b"s\";q=");
+                out.extend_from_slice(numbers.format(w.window.limit).as_bytes());
+                out.extend_from_slice(b";w=");
+                out.extend_from_slice(numbers.format(w.window.period_secs).as_bytes());
+            } else {
+                let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
+                out.extend_from_slice(b"s\";r=");
+                out.extend_from_slice(numbers.format(w.remaining).as_bytes());
+                out.extend_from_slice(b";t=");
+                out.extend_from_slice(numbers.format(t).as_bytes());
+            }
+        }
+        ends[if policy { 3 } else { 4 }] = out.len();
+    }
+    Some(ends)
+}
+
+/// The `X-RateLimit-*` (tightest window) and IETF draft `RateLimit-Policy`/`RateLimit` (every
+/// window) headers for a decision, as [`render_rate_limit`] writes them. Empty when no window
+/// applied.
+pub fn rate_limit_headers(status: &RateLimitStatus) -> Vec<(&'static str, String)> {
+    let mut text = Vec::with_capacity(64 * (1 + status.windows.len()));
+    let Some(ends) = render_rate_limit(status, &mut text) else { return Vec::new() };
+    let mut start = 0;
+    RATE_LIMIT_HEADERS
+        .iter()
+        .zip(ends)
+        .map(|(name, end)| {
+            // Only ASCII was written.
+            let value = String::from_utf8_lossy(&text[start..end]).into_owned();
+            start = end;
+            (*name, value)
+        })
+        .collect()
 }
 
 /// An error rendered for HTTP: status, headers and the catalog JSON body.
@@ -178,6 +230,15 @@ mod tests {
         assert_eq!(a.len(), 29);
         assert_ne!(a, b, "fresh ids are unique");
         assert_eq!(a[..16], b[..16], "one prefix per process");
+    }
+
+    #[test]
+    fn hex_is_padded_and_never_cut() {
+        for (v, width) in [(0, 12), (0xabc, 12), (u64::MAX, 16), (0x1_0000_0000_0000, 12), (7, 16)] {
+            let mut out = String::new();
+            push_hex(&mut out, v, width);
+            assert_eq!(out, format!("{v:0w$x}", w = width as usize));
+        }
     }
 
     #[test]

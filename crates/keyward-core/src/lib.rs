@@ -60,7 +60,7 @@ pub use service::{
 pub use store::{AuditQuery, CreditOutcome, KeyGuard, KeyListQuery, KeyStore, StoreError, UsageBatch};
 pub use usage::{Unwritten, UsageRecorder, UsageSink};
 pub use verifier::{
-    KeyRecord, KeyResolver, Presented, Requirements, StorePolicy, VerifiedKey, Verifier, VerifierBuilder,
-    VerifierConfig, VerifierListener,
+    KeyRecord, KeyResolver, PreparedKey, Presented, Requirements, StorePolicy, VerifiedKey, Verifier,
+    VerifierBuilder, VerifierConfig, VerifierListener,
 };
 pub use webhook::{WebhookEndpoint, WebhookEventType, WebhookStore};

@@ -9,7 +9,8 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -142,6 +143,12 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
         }
         Ok(status)
     }
+
+    /// The in-process limiter behind this one, when it decides alone and at once: lets the
+    /// verifier decide for a cached key without a future. `None` by default.
+    fn as_local(&self) -> Option<&LocalRateLimiter> {
+        None
+    }
 }
 
 type WindowLimiter = Governor<NotKeyed, InMemoryState, LimiterClock, StateInformationMiddleware>;
@@ -183,6 +190,20 @@ struct SubjectLimiters {
     longest: Duration,
     /// Last use, in nanoseconds since the limiter's origin.
     last_used: AtomicU64,
+    /// No longer in the map (swept, or replaced for a new policy): whoever holds it must look the
+    /// subject up again.
+    retired: AtomicBool,
+}
+
+/// A subject's limiters held by whoever checks that subject often (a cached key holds its own
+/// and its workspace's), so that a check needs no map lookup. Filled on first use.
+#[derive(Default)]
+pub(crate) struct HeldLimiters(OnceLock<Arc<SubjectLimiters>>);
+
+impl fmt::Debug for HeldLimiters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeldLimiters")
+    }
 }
 
 impl SubjectLimiters {
@@ -209,7 +230,13 @@ impl SubjectLimiters {
             .map(|(w, _)| Duration::from_secs(u64::from(w.period_secs)))
             .max()
             .unwrap_or_default();
-        Self { policy: policy.clone(), windows, longest, last_used: AtomicU64::new(now) }
+        Self {
+            policy: policy.clone(),
+            windows,
+            longest,
+            last_used: AtomicU64::new(now),
+            retired: AtomicBool::new(false),
+        }
     }
 }
 
@@ -268,10 +295,19 @@ impl LocalRateLimiter {
 
     /// Drops subjects idle for longer than their longest window: their state is full again, so
     /// forgetting it changes no decision.
+    ///
+    /// Subjects whose limiters a cached key still holds are kept whatever their age, so that
+    /// every holder and the map agree on one state per subject; they go once the key leaves the
+    /// cache, which bounds them by the cache's size.
     pub fn sweep(&self) {
         let now = self.now_nanos();
         self.subjects.retain(|_, l| {
-            Duration::from_nanos(now.saturating_sub(l.last_used.load(Ordering::Relaxed))) <= l.longest
+            let keep = Arc::strong_count(l) > 1
+                || Duration::from_nanos(now.saturating_sub(l.last_used.load(Ordering::Relaxed))) <= l.longest;
+            if !keep {
+                l.retired.store(true, Ordering::Release);
+            }
+            keep
         });
     }
 
@@ -297,16 +333,60 @@ impl LocalRateLimiter {
 
     /// The synchronous decision; [`RateLimiter::check`] wraps it.
     pub fn check_now(&self, subject: LimitSubject, policy: &RateLimitPolicy) -> RateLimitStatus {
+        let mut status = RateLimitStatus::default();
         if policy.windows.is_empty() {
-            return RateLimitStatus::default();
+            return status;
         }
+        self.count_check();
+        let now = self.now_nanos();
+        let limiters = self.limiters(subject, policy, now);
+        status.windows.reserve_exact(limiters.windows.len());
+        self.decide(subject.kind(), &limiters, now, &mut status);
+        status
+    }
+
+    /// [`LocalRateLimiter::check_all_now`] for subjects whose limiters the caller holds: the
+    /// same decisions, without a map lookup per subject once `held` is filled.
+    pub(crate) fn check_held(
+        &self,
+        checks: &[(LimitSubject, &RateLimitPolicy, &HeldLimiters)],
+    ) -> RateLimitStatus {
+        let windows = checks.iter().map(|(_, p, _)| p.windows.len()).sum();
+        let mut status = RateLimitStatus { windows: Vec::with_capacity(windows), retry_after: None };
+        for (subject, policy, held) in checks {
+            if policy.windows.is_empty() {
+                continue;
+            }
+            self.count_check();
+            let now = self.now_nanos();
+            let looked_up;
+            let limiters = match held.0.get() {
+                Some(l) if !l.retired.load(Ordering::Acquire) => l,
+                _ => {
+                    looked_up = self.limiters(*subject, policy, now);
+                    let _ = held.0.set(looked_up.clone());
+                    &looked_up
+                }
+            };
+            if self.decide(subject.kind(), limiters, now, &mut status) {
+                break;
+            }
+        }
+        status
+    }
+
+    /// Counts a check, sweeping every [`SWEEP_EVERY`] of them.
+    fn count_check(&self) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep();
         }
-        let now = self.now_nanos();
+    }
+
+    /// The subject's limiters from the map, made (or made anew for a changed policy) as needed.
+    fn limiters(&self, subject: LimitSubject, policy: &RateLimitPolicy, now: u64) -> Arc<SubjectLimiters> {
         let existing = self.subjects.get(&subject).map(|l| l.value().clone());
-        let limiters = match existing {
+        match existing {
             Some(l) if l.policy == *policy => l,
             // New subject, or the policy changed: start fresh limiters for its windows.
             _ => {
@@ -315,14 +395,24 @@ impl LocalRateLimiter {
                     self.sweep();
                 }
                 let fresh = Arc::new(SubjectLimiters::new(policy, &self.clock, now));
-                self.subjects.insert(subject, fresh.clone());
+                if let Some(old) = self.subjects.insert(subject, fresh.clone()) {
+                    old.retired.store(true, Ordering::Release);
+                }
                 fresh
             }
-        };
+        }
+    }
+
+    /// Spends one request in every window of `limiters`, shortest first, stopping at the first
+    /// that refuses; adds each window's state to `status`. Whether it refused.
+    fn decide(
+        &self,
+        kind: &'static str,
+        limiters: &SubjectLimiters,
+        now: u64,
+        status: &mut RateLimitStatus,
+    ) -> bool {
         limiters.last_used.store(now, Ordering::Relaxed);
-        let kind = subject.kind();
-        let mut status =
-            RateLimitStatus { windows: Vec::with_capacity(limiters.windows.len()), retry_after: None };
         for (window, limiter) in &limiters.windows {
             let period = Duration::from_secs(u64::from(window.period_secs));
             let per_request = period / window.limit.max(1);
@@ -345,11 +435,11 @@ impl LocalRateLimiter {
                         reset_after: per_request * window.limit,
                     });
                     status.retry_after = Some(wait);
-                    break;
+                    return true;
                 }
             }
         }
-        status
+        false
     }
 }
 
@@ -368,6 +458,10 @@ impl RateLimiter for LocalRateLimiter {
         checks: &[(LimitSubject, &RateLimitPolicy)],
     ) -> Result<RateLimitStatus, RateLimitError> {
         Ok(self.check_all_now(checks))
+    }
+
+    fn as_local(&self) -> Option<&LocalRateLimiter> {
+        Some(self)
     }
 }
 
@@ -423,6 +517,32 @@ mod tests {
         let two = RateLimitPolicy::new([RateLimitWindow::per_minute(2)]);
         assert!(l.check_now(a, &two).allowed(), "a new policy starts fresh");
         assert_eq!(l.tracked_subjects(), 2);
+    }
+
+    #[test]
+    fn held_limiters_share_the_map_s_state_and_keep_it_from_the_sweep() {
+        let clock = Arc::new(crate::ManualClock::starting_now());
+        let l = LocalRateLimiter::default().with_clock(clock.clone());
+        let policy = RateLimitPolicy::new([RateLimitWindow::per_second(3)]);
+        let a = LimitSubject::Key(KeyId::new());
+        let held = HeldLimiters::default();
+        assert_eq!(l.check_held(&[(a, &policy, &held)]).windows[0].remaining, 2);
+        assert_eq!(l.check_now(a, &policy).windows[0].remaining, 1, "one state, held or looked up");
+        assert_eq!(l.check_held(&[(a, &policy, &held)]).windows[0].remaining, 0);
+        clock.advance(chrono::Duration::seconds(5));
+        l.sweep();
+        assert_eq!(l.tracked_subjects(), 1, "held state is kept past its window");
+        drop(held);
+        l.sweep();
+        assert_eq!(l.tracked_subjects(), 0, "and swept once nobody holds it");
+
+        // A holder whose state was replaced (a new policy) looks the subject up again.
+        let held = HeldLimiters::default();
+        assert!(l.check_held(&[(a, &policy, &held)]).allowed());
+        let other = RateLimitPolicy::new([RateLimitWindow::per_second(1)]);
+        assert!(l.check_now(a, &other).allowed());
+        let status = l.check_held(&[(a, &policy, &held)]);
+        assert_eq!(status.windows[0].remaining, 2, "a fresh state for the held policy");
     }
 
     #[test]

@@ -226,6 +226,23 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// The key stored under `digest`, deleted or not.
     async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError>;
 
+    /// The key stored under `digest` (deleted or not) with its workspace and the workspace's
+    /// plan: what a verifier needs for a key it has not seen. SQL stores answer with one joined
+    /// read; the default makes three ([`KeyStore::find_key_by_digest`], then
+    /// [`KeyStore::get_workspace`] and [`KeyStore::get_plan`]). A key whose workspace or plan is
+    /// missing is an error.
+    async fn find_key_record_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<crate::verifier::KeyRecord>, StoreError> {
+        let Some(key) = self.find_key_by_digest(digest).await? else {
+            return Ok(None);
+        };
+        let workspace = self.get_workspace(key.workspace_id).await?.ok_or_else(|| no_workspace(&key))?;
+        let plan = self.get_plan(&workspace.plan_id).await?.ok_or_else(|| no_plan(&workspace))?;
+        Ok(Some(crate::verifier::KeyRecord { key, workspace, plan }))
+    }
+
     /// Keys that are not deleted, newest first.
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError>;
 
@@ -335,4 +352,14 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     fn webhooks(&self) -> Option<&dyn crate::webhook::WebhookStore> {
         None
     }
+}
+
+/// The error for a stored key whose workspace is missing.
+pub fn no_workspace(key: &ApiKey) -> StoreError {
+    StoreError::Other(format!("key {} has no workspace", key.id))
+}
+
+/// The error for a stored workspace whose plan is missing.
+pub fn no_plan(workspace: &Workspace) -> StoreError {
+    StoreError::Other(format!("workspace {} has no plan", workspace.id))
 }

@@ -242,6 +242,78 @@ pub(crate) struct KeyRow {
     credits_low_threshold: Option<i64>,
 }
 
+/// A key's row joined with its workspace's (`w_` columns) and the workspace's plan's (`p_`
+/// columns), left-joined so that a key whose workspace or plan is missing is told apart from an
+/// unknown key.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRecordRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    w_id: Option<String>,
+    w_name: Option<String>,
+    w_plan_id: Option<String>,
+    w_environment: Option<String>,
+    w_rate_limit: Option<String>,
+    w_created_at: Option<i64>,
+    w_ip_allowlist: Option<String>,
+    p_id: Option<String>,
+    p_name: Option<String>,
+    p_api_access: Option<bool>,
+    p_max_keys: Option<i64>,
+    p_key_rate_limit: Option<String>,
+}
+
+/// The `w_` and `p_` columns [`KeyRecordRow`] reads beside the key's.
+macro_rules! key_record_columns {
+    () => {
+        "w.id AS w_id, w.name AS w_name, w.plan_id AS w_plan_id, w.environment AS w_environment, \
+         w.rate_limit AS w_rate_limit, w.created_at AS w_created_at, w.ip_allowlist AS w_ip_allowlist, \
+         p.id AS p_id, p.name AS p_name, p.api_access AS p_api_access, p.max_keys AS p_max_keys, \
+         p.key_rate_limit AS p_key_rate_limit"
+    };
+}
+pub(crate) use key_record_columns;
+
+impl KeyRecordRow {
+    pub(crate) fn into_record(self) -> Result<keyward_core::KeyRecord, StoreError> {
+        let key = self.key.into_key()?;
+        let workspace = match (
+            self.w_id,
+            self.w_name,
+            self.w_plan_id,
+            self.w_environment,
+            self.w_created_at,
+            self.w_ip_allowlist,
+        ) {
+            (
+                Some(id),
+                Some(name),
+                Some(plan_id),
+                Some(environment),
+                Some(created_at),
+                Some(ip_allowlist),
+            ) => WorkspaceRow {
+                id,
+                name,
+                plan_id,
+                environment,
+                rate_limit: self.w_rate_limit,
+                created_at,
+                ip_allowlist,
+            }
+            .into_workspace()?,
+            _ => return Err(keyward_core::store::no_workspace(&key)),
+        };
+        let plan = match (self.p_id, self.p_name, self.p_api_access, self.p_key_rate_limit) {
+            (Some(id), Some(name), Some(api_access), Some(key_rate_limit)) => {
+                PlanRow { id, name, api_access, max_keys: self.p_max_keys, key_rate_limit }.into_plan()?
+            }
+            _ => return Err(keyward_core::store::no_plan(&workspace)),
+        };
+        Ok(keyward_core::KeyRecord { key, workspace, plan })
+    }
+}
+
 impl KeyRow {
     pub(crate) fn into_key(self) -> Result<ApiKey, StoreError> {
         Ok(ApiKey {

@@ -29,9 +29,9 @@ use keyward_core::{AuditAction, AuditEventId, DeliveryId, WebhookId};
 
 use crate::rows::{
     AttemptRow, AuditRow, AuditValues, ChainedAuditRow, ClaimRow, DELIVERY_COLUMNS, DeliveryRow,
-    ENDPOINT_COLUMNS, EndpointRow, HeadRow, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow, WorkspaceRow,
-    WorkspaceValues, audit_columns, day_text, endpoint_events, from_ms, key_columns, refill_of, to_i64,
-    to_ms,
+    ENDPOINT_COLUMNS, EndpointRow, HeadRow, KeyRecordRow, KeyRow, KeyValues, PlanRow, PlanValues, UsageRow,
+    WorkspaceRow, WorkspaceValues, audit_columns, day_text, endpoint_events, from_ms, key_columns,
+    key_record_columns, refill_of, to_i64, to_ms,
 };
 
 /// A connection to a backend's database.
@@ -105,6 +105,7 @@ where
     PlanRow: for<'r> FromRow<'r, Row<B>>,
     WorkspaceRow: for<'r> FromRow<'r, Row<B>>,
     KeyRow: for<'r> FromRow<'r, Row<B>>,
+    KeyRecordRow: for<'r> FromRow<'r, Row<B>>,
     AuditRow: for<'r> FromRow<'r, Row<B>>,
     UsageRow: for<'r> FromRow<'r, Row<B>>,
     HeadRow: for<'r> FromRow<'r, Row<B>>,
@@ -288,6 +289,24 @@ where
         digest: &KeyDigest,
     ) -> Result<Option<ApiKey>, StoreError> {
         Self::key_where(store, "digest_hex", digest.to_hex()).await
+    }
+
+    /// The key under `digest` with its workspace and plan, in one statement.
+    pub(crate) async fn find_key_record_by_digest(
+        store: &B,
+        digest: &KeyDigest,
+    ) -> Result<Option<keyward_core::KeyRecord>, StoreError> {
+        let mut sql = QueryBuilder::new(concat!(
+            "SELECT k.*, ",
+            key_record_columns!(),
+            " FROM (SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE digest_hex = "
+        ));
+        sql.push_bind(digest.to_hex()).push(
+            ") k LEFT JOIN workspaces w ON w.id = k.workspace_id LEFT JOIN plans p ON p.id = w.plan_id",
+        );
+        Self::fetch_optional(store, sql, KeyRecordRow::into_record).await
     }
 
     pub(crate) async fn list_keys(store: &B, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
@@ -1495,6 +1514,18 @@ macro_rules! impl_key_store {
                         <$store as SqlBackend>::BACKEND,
                         "find_key_by_digest",
                         Queries::find_key_by_digest(self, digest),
+                    )
+                    .await
+                }
+
+                async fn find_key_record_by_digest(
+                    &self,
+                    digest: &KeyDigest,
+                ) -> Result<Option<keyward_core::KeyRecord>, StoreError> {
+                    observed(
+                        <$store as SqlBackend>::BACKEND,
+                        "find_key_record_by_digest",
+                        Queries::find_key_record_by_digest(self, digest),
                     )
                     .await
                 }

@@ -51,7 +51,7 @@ async fn fixture(dir: &std::path::Path) -> Fixture {
     let store = SqliteStore::open(path.to_str().expect("utf-8 path")).await.expect("open sqlite");
     let service = KeyService::new(Arc::new(store));
     let mut new = NewWorkspace::live("Bench");
-    new.rate_limit = Some(RateLimitPolicy::new([RateLimitWindow::per_second(100_000_000)]));
+    new.rate_limit = Some(RateLimitPolicy::new([RateLimitWindow::per_second(1_000_000)]));
     let workspace = service.create_workspace(new, &Actor::system()).await.expect("workspace");
     let verifier = Verifier::builder(&service)
         .cache_capacity(2 * CACHED as u64)
@@ -61,7 +61,7 @@ async fn fixture(dir: &std::path::Path) -> Fixture {
         .build();
 
     let started = Instant::now();
-    let policy = Some(RateLimitPolicy::new([RateLimitWindow::per_second(10_000_000)]));
+    let policy = Some(RateLimitPolicy::new([RateLimitWindow::per_second(1_000_000)]));
     let mut keys = Vec::with_capacity(KEYS);
     for i in 0..KEYS {
         let new = NewKey { rate_limit: policy.clone(), ..NewKey::new(workspace.id, &format!("bench {i}")) };

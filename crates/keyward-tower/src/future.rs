@@ -60,7 +60,7 @@ pin_project! {
             future: S::Future,
             verified: Option<Arc<VerifiedKey>>,
         },
-        // Refused before any I/O (no key, key in the URL).
+        // Refused before any I/O (no key, key in the URL, a cached refusal).
         Refused {
             error: Option<Error>,
         },
@@ -78,6 +78,11 @@ where
         refusal: Refusal,
     ) -> Self {
         Self { state: State::Verifying { verify, request: Some(request), inner }, refusal }
+    }
+
+    /// The key passed without I/O and the inner service was called: its response is next.
+    pub(crate) fn calling(future: S::Future, verified: Arc<VerifiedKey>, refusal: Refusal) -> Self {
+        Self { state: State::Calling { future, verified: Some(verified) }, refusal }
     }
 
     pub(crate) fn refused(error: Error, refusal: Refusal) -> Self {

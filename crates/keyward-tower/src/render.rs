@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use keyward_core::http::{ErrorResponse, REQUEST_ID, grpc_error_headers, rate_limit_headers, request_id};
+use keyward_core::http::{
+    ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, grpc_error_headers, render_rate_limit, request_id,
+};
 use keyward_core::{Error, RateLimitStatus};
 
 /// `x-request-id`.
@@ -45,13 +47,27 @@ pub(crate) fn render(error: &Error, request_id: &HeaderValue, grpc: bool) -> Ren
     Rendered { status, headers, body: Some(Bytes::from(response.body)) }
 }
 
-/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision.
+/// [`RATE_LIMIT_HEADERS`] as header names.
+const RATE_LIMIT_NAMES: [HeaderName; 5] = [
+    HeaderName::from_static(RATE_LIMIT_HEADERS[0]),
+    HeaderName::from_static(RATE_LIMIT_HEADERS[1]),
+    HeaderName::from_static(RATE_LIMIT_HEADERS[2]),
+    HeaderName::from_static(RATE_LIMIT_HEADERS[3]),
+    HeaderName::from_static(RATE_LIMIT_HEADERS[4]),
+];
+
+/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: every
+/// value a slice of one buffer, the names static.
 pub(crate) fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut HeaderMap) {
-    for (name, value) in rate_limit_headers(status) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::try_from(value))
-        {
+    let mut text = Vec::with_capacity(48 + 64 * status.windows.len());
+    let Some(ends) = render_rate_limit(status, &mut text) else { return };
+    let text = Bytes::from(text);
+    let mut start = 0;
+    for (name, end) in RATE_LIMIT_NAMES.into_iter().zip(ends) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
             headers.insert(name, value);
         }
+        start = end;
     }
 }
 

@@ -7,7 +7,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, Entry, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Request, Response, Version};
 use keyward_core::http::is_grpc;
-use keyward_core::{ApiKeySecret, Presented, Requirements, TrustedProxies, Verifier};
+use keyward_core::{Presented, Requirements, TrustedProxies, Verifier};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -94,13 +94,11 @@ where
             api_key: parts.headers.get(&settings.api_key_header).map(|v| v.as_bytes()),
             query: parts.uri.query(),
         };
-        // Missing, misplaced and malformed keys are refused here, before any allocation.
-        let key = presented.key(settings.verifier.config()).and_then(|key| {
-            settings.verifier.check_format(key)?;
-            Ok(key)
-        });
-        let secret = match key {
-            Ok(key) => ApiKeySecret::from(key),
+        // Missing, misplaced and malformed keys are refused here, before any allocation; a
+        // well-formed key is hashed once, and its plaintext kept only for a remote verifier.
+        let key = presented.key(settings.verifier.config()).and_then(|key| settings.verifier.prepare(key));
+        let key = match key {
+            Ok(key) => key,
             Err(error) => return ResponseFuture::refused(error, Refusal { request_id, grpc, close }),
         };
         let client_ip = client_ip(&parts, &settings.trusted_proxies);
@@ -121,18 +119,27 @@ where
             parts.headers.insert(X_REQUEST_ID, request_id.clone());
         }
 
+        let refusal = Refusal { request_id, grpc, close };
+        // A cached key is decided here, without a future; only a key that needs the store (or a
+        // remote or shared limiter) waits for one.
+        match settings.verifier.verify_cached(&key, &requirements) {
+            Some(Ok(verified)) => {
+                let verified = Arc::new(verified);
+                crate::trace::record_verified(&verified);
+                let mut request = Request::from_parts(parts, body);
+                request.extensions_mut().insert(verified.clone());
+                return ResponseFuture::calling(self.inner.call(request), verified, refusal);
+            }
+            Some(Err(error)) => return ResponseFuture::refused(error, refusal),
+            None => {}
+        }
         let verifier = settings.verifier.clone();
-        let verify = Box::pin(async move { verifier.verify(secret.expose_secret(), &requirements).await });
+        let verify = Box::pin(async move { verifier.verify_prepared(&key, &requirements).await });
 
         // Take the service that was driven to readiness and leave a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::verifying(
-            verify,
-            Request::from_parts(parts, body),
-            inner,
-            Refusal { request_id, grpc, close },
-        )
+        ResponseFuture::verifying(verify, Request::from_parts(parts, body), inner, refusal)
     }
 }
 

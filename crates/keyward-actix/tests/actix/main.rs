@@ -23,6 +23,8 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+mod pinned;
+
 /// Lets a test hold the `/slow` handler in flight.
 #[derive(Debug, Default)]
 struct Gate {

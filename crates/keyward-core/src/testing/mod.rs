@@ -61,7 +61,8 @@ impl InstrumentedStore {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
-    /// Calls of [`KeyStore::find_key_by_digest`] so far.
+    /// Calls of [`KeyStore::find_key_by_digest`] and [`KeyStore::find_key_record_by_digest`] so
+    /// far.
     pub fn digest_lookups(&self) -> u64 {
         self.digest_lookups.load(Ordering::SeqCst)
     }
@@ -117,6 +118,13 @@ impl KeyStore for InstrumentedStore {
     async fn find_key_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKey>, StoreError> {
         self.digest_lookups.fetch_add(1, Ordering::SeqCst);
         self.up()?.find_key_by_digest(digest).await
+    }
+    async fn find_key_record_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<crate::verifier::KeyRecord>, StoreError> {
+        self.digest_lookups.fetch_add(1, Ordering::SeqCst);
+        self.up()?.find_key_record_by_digest(digest).await
     }
     async fn list_keys(&self, query: &KeyListQuery) -> Result<Vec<ApiKey>, StoreError> {
         self.up()?.list_keys(query).await
@@ -328,6 +336,54 @@ impl RawResponse {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
+
+    /// The response as text to pin byte for byte: the status, every header in order (names as
+    /// read, in lowercase), a blank line and the body. What changes from run to run is masked:
+    /// `date` as `<date>`, and the epoch seconds of `x-ratelimit-reset` and of a JSON body's
+    /// `"reset"` fields as `<epoch>` once checked to lie within a day of now.
+    pub fn pinned(&self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let epoch = |v: &str| {
+            let secs: u64 = v.parse().unwrap_or_else(|_| panic!("not epoch seconds: {v:?}"));
+            assert!(secs + 1 >= now && secs <= now + 86_400, "{secs} is not within a day of {now}");
+            "<epoch>"
+        };
+        let mut out = format!("{}\n", self.status);
+        for (name, value) in &self.headers {
+            let value = match name.as_str() {
+                "date" => "<date>",
+                "x-ratelimit-reset" => epoch(value),
+                _ => value,
+            };
+            out.push_str(&format!("{name}: {value}\n"));
+        }
+        out.push('\n');
+        let mut body = String::from_utf8_lossy(&self.body).into_owned();
+        const RESET: &str = "\"reset\":";
+        let mut from = 0;
+        while let Some(at) = body[from..].find(RESET).map(|i| from + i + RESET.len()) {
+            let end = body[at..].find(|c: char| !c.is_ascii_digit()).map_or(body.len(), |i| at + i);
+            epoch(&body[at..end]);
+            body.replace_range(at..end, "<epoch>");
+            from = at;
+        }
+        out.push_str(&body);
+        out
+    }
+}
+
+/// Asserts that `got` is the text of the pin file at `path`; with `KEYWARD_PIN_BLESS=1` set,
+/// writes `got` there instead (to record the pin of new behaviour, on purpose).
+pub fn assert_pinned(got: &str, path: &str) {
+    if std::env::var_os("KEYWARD_PIN_BLESS").is_some() {
+        std::fs::write(path, got).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    assert!(got == expected, "the responses differ from {path}; now:\n{got}");
 }
 
 /// Longest response head [`RawHttp`] reads.
@@ -345,6 +401,16 @@ impl RawHttp {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(RawHttp { stream, buffered: Vec::new() })
+    }
+
+    /// One request on a new connection, and its response.
+    pub async fn exchange(
+        addr: std::net::SocketAddr,
+        request: impl AsRef<[u8]>,
+    ) -> std::io::Result<RawResponse> {
+        let mut conn = Self::connect(addr).await?;
+        conn.send(request).await?;
+        conn.response().await
     }
 
     /// Writes `bytes` as they are.

@@ -50,7 +50,7 @@ impl moka::Expiry<KeyDigest, CacheEntry> for Ttl {
     ) -> Option<Duration> {
         Some(match value {
             CacheEntry::Key(_) => self.positive,
-            CacheEntry::NoKey => self.negative,
+            CacheEntry::NoKey(_) => self.negative,
         })
     }
 }
@@ -140,14 +140,16 @@ impl VerifierBuilder {
             }
         };
         let cache = cache.build();
+        let hot = match self.source {
+            Source::Store(_) => Some(super::hot::HotCache::new(self.capacity, self.ttl, self.negative_ttl)),
+            Source::Remote(_) => None,
+        };
         let stale = match self.policy {
             StorePolicy::FailClosed => None,
             StorePolicy::ServeStale(max) => {
                 Some(moka::future::Cache::builder().max_capacity(self.capacity).time_to_live(max).build())
             }
         };
-        let workspaces =
-            moka::future::Cache::builder().max_capacity(self.capacity).time_to_live(self.ttl).build();
         let verifier = Verifier {
             inner: Arc::new(Inner {
                 source: self.source,
@@ -161,8 +163,8 @@ impl VerifierBuilder {
                 hasher: self.hasher,
                 clock: self.clock,
                 cache,
+                hot,
                 stale,
-                workspaces,
                 limiter: self.limiter.unwrap_or_else(|| Arc::new(LocalRateLimiter::default())),
                 in_flight: Arc::default(),
                 usage: self.usage,

@@ -20,6 +20,7 @@
 mod builder;
 mod checks;
 mod concurrency;
+mod hot;
 mod presented;
 mod source;
 
@@ -41,10 +42,10 @@ pub use source::{KeyRecord, KeyResolver};
 use crate::change::{Change, ChangeListener};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorCode};
-use crate::hash::{KeyDigest, KeyHash, KeyHasher};
+use crate::hash::{Digests, KeyDigest, KeyHasher};
 use crate::metrics;
 use crate::model::{ApiKey, KeyId, Plan, PlanId, RateLimitPolicy, Workspace, WorkspaceId};
-use crate::ratelimit::{LimitSubject, RateLimitStatus, RateLimiter};
+use crate::ratelimit::{HeldLimiters, LimitSubject, RateLimitStatus, RateLimiter};
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::ApiKeySecret;
 use crate::service::{KeyChangeListener, WorkspaceChange};
@@ -72,12 +73,24 @@ pub(crate) struct ResolvedKey {
     pub plan: Plan,
     /// The workspace's effective rate limit, computed once per load.
     workspace_policy: RateLimitPolicy,
+    /// When it was loaded, on the hit cache's clock (see [`hot::HotCache::now`]).
+    loaded: u64,
+    /// The in-process limiters of the key and of its workspace, held so that a hit needs no
+    /// limiter lookup.
+    held: [HeldLimiters; 2],
 }
 
 impl ResolvedKey {
-    fn new(record: KeyRecord) -> Self {
+    fn new(record: KeyRecord, loaded: u64) -> Self {
         let workspace_policy = record.workspace.effective_rate_limit();
-        Self { key: record.key, workspace: record.workspace, plan: record.plan, workspace_policy }
+        Self {
+            key: record.key,
+            workspace: record.workspace,
+            plan: record.plan,
+            workspace_policy,
+            loaded,
+            held: Default::default(),
+        }
     }
 
     fn key_policy(&self) -> &RateLimitPolicy {
@@ -95,11 +108,26 @@ enum Lookup {
     Miss,
 }
 
-/// A cache entry: a key, or the remembered absence of one (a short negative entry).
+/// A cache entry: a key, or the remembered absence of one (a short negative entry, with the
+/// time it was looked up on the hit cache's clock).
 #[derive(Clone)]
 enum CacheEntry {
     Key(Arc<ResolvedKey>),
-    NoKey,
+    NoKey(u64),
+}
+
+/// A presented key whose format passed, hashed once: every digest it may be stored under, and
+/// the plaintext only for a verifier that must hand it to a remote resolver on a miss. Made by
+/// [`Verifier::prepare`]; its `Debug` shows nothing of the key.
+pub struct PreparedKey {
+    digests: Digests,
+    plaintext: Option<ApiKeySecret>,
+}
+
+impl fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedKey")
+    }
 }
 
 /// A request that passed. Holds the key's concurrency slot until dropped.
@@ -163,8 +191,10 @@ struct Inner {
     hasher: KeyHasher,
     clock: Arc<dyn Clock>,
     cache: moka::future::Cache<KeyDigest, CacheEntry>,
+    /// The hit cache in front of `cache`; none in remote mode, whose changes name keys by the
+    /// source's digest.
+    hot: Option<hot::HotCache>,
     stale: Option<moka::future::Cache<KeyDigest, Arc<ResolvedKey>>>,
-    workspaces: moka::future::Cache<WorkspaceId, Arc<(Workspace, Plan)>>,
     limiter: Arc<dyn RateLimiter>,
     in_flight: Arc<Mutex<HashMap<KeyId, u32>>>,
     usage: Option<UsageRecorder>,
@@ -249,17 +279,28 @@ impl Inner {
                 None => return,
             },
         };
+        if let Some(hot) = &self.hot {
+            hot.invalidating();
+        }
         self.cache.invalidate(&local).await;
         if let Some(stale) = &self.stale {
             stale.invalidate(&local).await;
+        }
+        if let Some(hot) = &self.hot {
+            hot.invalidated(Some(&local));
         }
     }
 
     fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(hot) = &self.hot {
+            hot.invalidating();
+        }
         self.cache.invalidate_all();
+        if let Some(hot) = &self.hot {
+            hot.invalidated(None);
+        }
         ::metrics::gauge!(metrics::CACHE_ENTRIES).set(0.0);
-        self.workspaces.invalidate_all();
         if let Some(stale) = &self.stale {
             stale.invalidate_all();
         }
@@ -290,14 +331,15 @@ impl Verifier {
     /// is malformed or unknown. Checks nothing and counts nothing: for a server that answers
     /// remote verifiers, which decide for themselves.
     pub async fn lookup(&self, key: &str) -> Result<Option<KeyRecord>, Error> {
-        if self.parse_format(key).is_err() {
+        let Ok(key) = self.prepare_unrecorded(key) else {
             return Ok(None);
-        }
-        let candidates = self.inner.hasher.candidates(&ApiKeySecret::from(key));
-        let found = match self.cached(&candidates).await {
+        };
+        let candidates = key.digests.as_slice();
+        let epoch = self.inner.hot.as_ref().map_or(0, hot::HotCache::epoch);
+        let found = match self.cached(candidates, epoch).await {
             Lookup::Hit(r) => Ok(r),
             Lookup::KnownUnknown => return Ok(None),
-            Lookup::Miss => self.resolve(&candidates, key).await,
+            Lookup::Miss => self.resolve(candidates, &key).await,
         };
         match found {
             Ok(r) if r.key.deleted_at.is_none() => Ok(Some(KeyRecord {
@@ -328,26 +370,117 @@ impl Verifier {
     /// [`metrics`]).
     pub async fn verify(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
         let start = std::time::Instant::now();
-        let verified = self.verify_unrecorded(key, req).await;
-        ::metrics::histogram!(metrics::VERIFY_DURATION).record(start.elapsed().as_secs_f64());
-        metrics::record_verification(verified.as_ref().map(drop).map_err(Error::code));
+        let verified = match self.prepare_unrecorded(key) {
+            Ok(key) => match self.verify_cached_unrecorded(&key, req) {
+                Some(decided) => decided,
+                None => self.verify_unrecorded(&key, req).await,
+            },
+            Err(e) => Err(e),
+        };
+        Self::record(start, &verified);
         verified
     }
 
-    async fn verify_unrecorded(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
-        let inner = &*self.inner;
+    /// Checks a presented key's format and checksum without any I/O, then hashes it once: what
+    /// [`Verifier::verify_cached`] and [`Verifier::verify_prepared`] take, for integrations that
+    /// refuse garbage before anything else and try the synchronous path first. A refusal is
+    /// counted as a verification.
+    pub fn prepare(&self, key: &str) -> Result<PreparedKey, Error> {
+        let prepared = self.prepare_unrecorded(key);
+        if let Err(e) = &prepared {
+            metrics::record_verification(Err(e.code()));
+        }
+        prepared
+    }
+
+    /// [`Verifier::verify`] of a prepared key, decided without a future when it can be: a key
+    /// the hit cache knows (or knows to be unknown), with an in-process rate limiter and no
+    /// credits to spend. `None` when deciding needs I/O: call [`Verifier::verify_prepared`].
+    /// A decision is recorded like [`Verifier::verify`]'s; `None` records nothing.
+    pub fn verify_cached(&self, key: &PreparedKey, req: &Requirements) -> Option<Result<VerifiedKey, Error>> {
+        let start = std::time::Instant::now();
+        let verified = self.verify_cached_unrecorded(key, req)?;
+        Self::record(start, &verified);
+        Some(verified)
+    }
+
+    /// [`Verifier::verify`] of a prepared key, through the store (or remote resolver) when the
+    /// cache does not know it.
+    pub async fn verify_prepared(&self, key: &PreparedKey, req: &Requirements) -> Result<VerifiedKey, Error> {
+        let start = std::time::Instant::now();
+        let verified = match self.verify_cached_unrecorded(key, req) {
+            Some(decided) => decided,
+            None => self.verify_unrecorded(key, req).await,
+        };
+        Self::record(start, &verified);
+        verified
+    }
+
+    fn record(start: std::time::Instant, verified: &Result<VerifiedKey, Error>) {
+        ::metrics::histogram!(metrics::VERIFY_DURATION).record(start.elapsed().as_secs_f64());
+        metrics::record_verification(verified.as_ref().map(drop).map_err(Error::code));
+    }
+
+    fn prepare_unrecorded(&self, key: &str) -> Result<PreparedKey, Error> {
         self.parse_format(key)?;
-        let secret = ApiKeySecret::from(key);
-        let candidates = inner.hasher.candidates(&secret);
-        drop(secret);
-        let lookup = self.cached(&candidates).await;
+        let inner = &*self.inner;
+        let plaintext = match inner.source {
+            Source::Store(_) => None,
+            Source::Remote(_) => Some(ApiKeySecret::from(key)),
+        };
+        Ok(PreparedKey { digests: inner.hasher.candidate_digests(key.as_bytes()), plaintext })
+    }
+
+    /// The synchronous path: `None`, having recorded nothing, when the key needs I/O.
+    fn verify_cached_unrecorded(
+        &self,
+        key: &PreparedKey,
+        req: &Requirements,
+    ) -> Option<Result<VerifiedKey, Error>> {
+        let inner = &*self.inner;
+        let local = inner.limiter.as_local()?;
+        let resolved = match inner.hot.as_ref()?.get(key.digests.as_slice())? {
+            hot::Hot::Key(r) => r,
+            hot::Hot::NoKey => {
+                ::metrics::counter!(metrics::CACHE_HITS).increment(1);
+                return Some(Err(invalid(None)));
+            }
+        };
+        if needs_credits(&resolved, req) {
+            return None;
+        }
+        ::metrics::counter!(metrics::CACHE_HITS).increment(1);
+        Some(self.decide_hit(local, resolved, req))
+    }
+
+    fn decide_hit(
+        &self,
+        local: &crate::ratelimit::LocalRateLimiter,
+        resolved: Arc<ResolvedKey>,
+        req: &Requirements,
+    ) -> Result<VerifiedKey, Error> {
+        let now = self.inner.clock.now();
+        check_key(&resolved, req, now)?;
+        let rate = local.check_held(&[
+            (LimitSubject::Key(resolved.key.id), resolved.key_policy(), &resolved.held[0]),
+            (LimitSubject::Workspace(resolved.workspace.id), &resolved.workspace_policy, &resolved.held[1]),
+        ]);
+        let (rate, permit) = self.admit(&resolved, rate)?;
+        Ok(self.admitted(resolved, rate, None, permit, now))
+    }
+
+    async fn verify_unrecorded(&self, key: &PreparedKey, req: &Requirements) -> Result<VerifiedKey, Error> {
+        let inner = &*self.inner;
+        let candidates = key.digests.as_slice();
+        let epoch = inner.hot.as_ref().map_or(0, hot::HotCache::epoch);
+        let lookup = self.cached(candidates, epoch).await;
         let cache = if matches!(lookup, Lookup::Miss) { metrics::CACHE_MISSES } else { metrics::CACHE_HITS };
         ::metrics::counter!(cache).increment(1);
         let resolved = match lookup {
             Lookup::Hit(r) => r,
             Lookup::KnownUnknown => return Err(invalid(None)),
             // The store path is rare and large; boxing it keeps this future small for the hits.
-            Lookup::Miss => Box::pin(self.resolve_counted(&candidates, key)).await?,
+            Lookup::Miss => Box::pin(self.resolve_counted(candidates, key)).await?,
         };
         let now = inner.clock.now();
         check_key(&resolved, req, now)?;
@@ -360,28 +493,10 @@ impl Verifier {
             ])
             .await
             .map_err(Error::internal)?;
-        record_rate_limit(&rate);
-        if let Some(wait) = rate.retry_after {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut e = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
-                .with_detail("retryAfterSeconds", secs)
-                .with_retry_after(Duration::from_secs(secs.max(1)));
-            if let Some(w) = rate.windows.iter().find(|w| w.remaining == 0) {
-                e = e.with_detail("limit", w.window.limit).with_detail("periodSeconds", w.window.period_secs);
-            }
-            if let Some(w) = rate.tightest() {
-                e = e.with_detail("reset", w.reset_epoch_secs());
-            }
-            return Err(e.with_rate_limit(rate));
-        }
-
-        let permit = match resolved.key.concurrency_limit {
-            None => None,
-            Some(max) => Some(self.acquire(resolved.key.id, max)?),
-        };
+        let (rate, permit) = self.admit(&resolved, rate)?;
 
         let mut credits_remaining = None;
-        if req.cost > 0 && (resolved.key.credits.is_some() || resolved.key.refill.is_some()) {
+        if needs_credits(&resolved, req) {
             // During a rotation's grace period the old key spends its successor's credits.
             let account = resolved.key.rotated_to.unwrap_or(resolved.key.id);
             inner.source.refill_if_due(account, &resolved.key, now).await?;
@@ -396,11 +511,50 @@ impl Verifier {
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(self.admitted(resolved, rate, credits_remaining, permit, now))
+    }
 
-        if let Some(usage) = &inner.usage {
+    /// Records the rate-limit decision; refuses with `RATE_LIMITED` when a window ran out, or
+    /// with `CONCURRENCY_LIMITED` when the key has no slot left; else takes its slot.
+    fn admit(
+        &self,
+        resolved: &ResolvedKey,
+        rate: RateLimitStatus,
+    ) -> Result<(RateLimitStatus, Option<ConcurrencyPermit>), Error> {
+        record_rate_limit(&rate);
+        if let Some(wait) = rate.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut e = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
+                .with_detail("retryAfterSeconds", secs)
+                .with_retry_after(Duration::from_secs(secs.max(1)));
+            if let Some(w) = rate.windows.iter().find(|w| w.remaining == 0) {
+                e = e.with_detail("limit", w.window.limit).with_detail("periodSeconds", w.window.period_secs);
+            }
+            if let Some(w) = rate.tightest() {
+                e = e.with_detail("reset", w.reset_epoch_secs());
+            }
+            return Err(e.with_rate_limit(rate));
+        }
+        let permit = match resolved.key.concurrency_limit {
+            None => None,
+            Some(max) => Some(self.acquire(resolved.key.id, max)?),
+        };
+        Ok((rate, permit))
+    }
+
+    /// The verified key, its use recorded.
+    fn admitted(
+        &self,
+        resolved: Arc<ResolvedKey>,
+        rate_limit: RateLimitStatus,
+        credits_remaining: Option<i64>,
+        permit: Option<ConcurrencyPermit>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> VerifiedKey {
+        if let Some(usage) = &self.inner.usage {
             usage.record(resolved.key.id, now);
         }
-        Ok(VerifiedKey { resolved, rate_limit: rate, credits_remaining, _permit: permit })
+        VerifiedKey { resolved, rate_limit, credits_remaining, _permit: permit }
     }
 
     fn acquire(&self, key: KeyId, max: u32) -> Result<ConcurrencyPermit, Error> {
@@ -428,12 +582,18 @@ impl Verifier {
         }
     }
 
-    async fn cached(&self, candidates: &[KeyHash]) -> Lookup {
+    /// What moka says about the candidates; what it knows goes to the hit cache too, unless an
+    /// invalidation began after `epoch` was read.
+    async fn cached(&self, candidates: &[KeyDigest], epoch: u64) -> Lookup {
         let mut absent = false;
-        for hash in candidates {
-            match self.inner.cache.get(&hash.digest).await {
+        for digest in candidates {
+            let entry = self.inner.cache.get(digest).await;
+            if let (Some(hot), Some(entry)) = (&self.inner.hot, &entry) {
+                hot.insert(*digest, entry.clone(), epoch);
+            }
+            match entry {
                 Some(CacheEntry::Key(r)) => return Lookup::Hit(r),
-                Some(CacheEntry::NoKey) => {}
+                Some(CacheEntry::NoKey(_)) => {}
                 None => absent = true,
             }
         }
@@ -442,7 +602,11 @@ impl Verifier {
 
     /// [`Verifier::resolve`], then the cache's size, which only a miss (or an invalidation)
     /// changes; the store was read anyway, so bringing moka's count up to date costs little.
-    async fn resolve_counted(&self, candidates: &[KeyHash], key: &str) -> Result<Arc<ResolvedKey>, Error> {
+    async fn resolve_counted(
+        &self,
+        candidates: &[KeyDigest],
+        key: &PreparedKey,
+    ) -> Result<Arc<ResolvedKey>, Error> {
         let resolved = self.resolve(candidates, key).await;
         self.inner.cache.run_pending_tasks().await;
         ::metrics::gauge!(metrics::CACHE_ENTRIES).set(self.inner.cache.entry_count() as f64);
@@ -451,21 +615,24 @@ impl Verifier {
 
     /// Reads the key from the source, for the candidates the cache does not know; `key` (the
     /// plaintext) goes only to a remote source, which hashes it itself.
-    async fn resolve(&self, candidates: &[KeyHash], key: &str) -> Result<Arc<ResolvedKey>, Error> {
+    async fn resolve(&self, candidates: &[KeyDigest], key: &PreparedKey) -> Result<Arc<ResolvedKey>, Error> {
         let inner = &*self.inner;
         let mut store_error = None;
-        for hash in candidates.iter() {
-            let digest = hash.digest;
+        for &digest in candidates {
             if let Some(entry) = inner.cache.get(&digest).await {
                 match entry {
                     CacheEntry::Key(r) => return Ok(r),
-                    CacheEntry::NoKey => continue,
+                    CacheEntry::NoKey(_) => continue,
                 }
             }
             let loaded = loop {
                 let epoch = inner.epoch.load(Ordering::Acquire);
+                let hot_epoch = inner.hot.as_ref().map_or(0, hot::HotCache::epoch);
                 let loaded = inner.cache.try_get_with(digest, self.load(digest, key)).await;
                 if inner.epoch.load(Ordering::Acquire) == epoch {
+                    if let (Some(hot), Ok(entry)) = (&inner.hot, &loaded) {
+                        hot.insert(digest, entry.clone(), hot_epoch);
+                    }
                     break loaded;
                 }
                 // A change was announced while the key was being read: what was read may predate
@@ -474,7 +641,7 @@ impl Verifier {
             };
             match loaded {
                 Ok(CacheEntry::Key(r)) => return Ok(r),
-                Ok(CacheEntry::NoKey) => continue,
+                Ok(CacheEntry::NoKey(_)) => continue,
                 Err(e) => {
                     if let Some(stale) = &inner.stale
                         && let Some(r) = stale.get(&digest).await
@@ -492,14 +659,16 @@ impl Verifier {
         }
     }
 
-    async fn load(&self, digest: KeyDigest, key: &str) -> Result<CacheEntry, StoreError> {
+    async fn load(&self, digest: KeyDigest, key: &PreparedKey) -> Result<CacheEntry, StoreError> {
         let inner = &*self.inner;
-        let record = match &inner.source {
-            Source::Store(store) => self.load_stored(store.as_ref(), &digest).await?,
-            Source::Remote(resolver) => resolver.resolve(&ApiKeySecret::from(key)).await?,
+        let record = match (&inner.source, &key.plaintext) {
+            (Source::Store(store), _) => self.load_stored(store.as_ref(), &digest).await?,
+            (Source::Remote(resolver), Some(plaintext)) => resolver.resolve(plaintext).await?,
+            (Source::Remote(_), None) => unreachable!("prepared keys keep the plaintext in remote mode"),
         };
-        let Some(record) = record else { return Ok(CacheEntry::NoKey) };
-        let resolved = Arc::new(ResolvedKey::new(record));
+        let loaded = inner.hot.as_ref().map_or(0, hot::HotCache::now);
+        let Some(record) = record else { return Ok(CacheEntry::NoKey(loaded)) };
+        let resolved = Arc::new(ResolvedKey::new(record, loaded));
         if let Some(index) = &inner.index {
             index.insert(resolved.key.hash.digest, digest);
         }
@@ -509,34 +678,19 @@ impl Verifier {
         Ok(CacheEntry::Key(resolved))
     }
 
-    /// The key stored under `digest`, with its workspace and plan (cached by workspace).
+    /// The key stored under `digest`, with its workspace and plan: one joined read.
     async fn load_stored(
         &self,
         store: &dyn crate::store::KeyStore,
         digest: &KeyDigest,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let inner = &*self.inner;
-        let Some(key) = store.find_key_by_digest(digest).await? else {
-            return Ok(None);
-        };
-        let ws_plan = match inner.workspaces.get(&key.workspace_id).await {
-            Some(wp) => wp,
-            None => {
-                let ws = store
-                    .get_workspace(key.workspace_id)
-                    .await?
-                    .ok_or_else(|| StoreError::Other(format!("key {} has no workspace", key.id)))?;
-                let plan = store
-                    .get_plan(&ws.plan_id)
-                    .await?
-                    .ok_or_else(|| StoreError::Other(format!("workspace {} has no plan", ws.id)))?;
-                let wp = Arc::new((ws, plan));
-                inner.workspaces.insert(key.workspace_id, wp.clone()).await;
-                wp
-            }
-        };
-        Ok(Some(KeyRecord { key, workspace: ws_plan.0.clone(), plan: ws_plan.1.clone() }))
+        store.find_key_record_by_digest(digest).await
     }
+}
+
+/// Whether this request spends credits of this key, which only the store (or resolver) can do.
+fn needs_credits(resolved: &ResolvedKey, req: &Requirements) -> bool {
+    req.cost > 0 && (resolved.key.credits.is_some() || resolved.key.refill.is_some())
 }
 
 /// Counts the decision of each subject the limiter looked at: the one whose window ran out is

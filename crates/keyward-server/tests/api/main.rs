@@ -12,6 +12,7 @@ mod import;
 mod keys;
 mod leaks;
 mod observability;
+mod pinned;
 mod receiver;
 mod security;
 mod spec;

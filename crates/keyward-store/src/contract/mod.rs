@@ -38,8 +38,9 @@ use chrono::{Duration, NaiveDate};
 use keyward_core::{
     Actor, ApiKey, AuditAction, AuditEvent, AuditEventId, AuditFilter, AuditQuery, CreatedKey, CreditOutcome,
     ErrorCode, KeyDigest, KeyEnvironment, KeyFilter, KeyGuard, KeyHasher, KeyId, KeyListQuery, KeyPatch,
-    KeyStatus, KeyStore, ManualClock, NewKey, NewWorkspace, Plan, RateLimitPolicy, RateLimitWindow,
-    StoreError, UsageBatch, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId, WorkspacePatch,
+    KeyRecord, KeyStatus, KeyStore, ManualClock, NewKey, NewWorkspace, Plan, RateLimitPolicy,
+    RateLimitWindow, StoreError, UsageBatch, UsageDay, Workspace, WorkspaceEnvironment, WorkspaceId,
+    WorkspacePatch,
 };
 
 pub use keyward_core::testing::fixture::*;
@@ -79,6 +80,7 @@ macro_rules! keyward_store_contract {
     (@cases [$mode:ident] $make:expr) => {
         $crate::keyward_store_contract!(@each [$mode] $make;
             find_key_by_digest,
+            find_key_record_by_digest,
             key_round_trips_every_field,
             list_filters_by_status,
             list_paginates_newest_first,

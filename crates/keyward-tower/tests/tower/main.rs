@@ -7,6 +7,7 @@ mod keepalive;
 mod limits;
 mod observability;
 mod outage;
+mod pinned;
 mod routing;
 mod support;
 mod verification;
