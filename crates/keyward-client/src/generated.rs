@@ -364,7 +364,7 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug)]
     #[serde(deny_unknown_fields)]
     pub struct CreateWebhookRequest {
-        ///A note for people, at most 500 bytes.
+        ///A note for people, at most 500 characters.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<::std::string::String>,
         ///Whether deliveries go out at once. Default: true.
@@ -373,8 +373,9 @@ pub mod types {
         ///The event types to receive; absent or empty: every type.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub events: ::std::vec::Vec<WebhookEventType>,
-        ///Where events are POSTed: an `https://` URL of at most 2048 bytes, with a host and no user
-        ///information (`http://` only on servers started with `--webhook-allow-http`).
+        ///Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
+        ///information (`@` in the host part), no spaces or control characters. A server started
+        ///with `--webhook-allow-http` also takes `http://`.
         pub url: ::std::string::String,
     }
     impl CreateWebhookRequest {

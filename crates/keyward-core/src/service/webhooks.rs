@@ -13,9 +13,9 @@ use crate::webhook::{
 
 /// Most endpoints one workspace may register.
 pub const MAX_WEBHOOKS: usize = 20;
-/// Longest endpoint URL.
+/// Longest endpoint URL, in characters.
 pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
-/// Longest endpoint description.
+/// Longest endpoint description, in characters.
 pub const MAX_WEBHOOK_DESCRIPTION_LEN: usize = 500;
 
 /// A webhook endpoint to register.
@@ -77,8 +77,11 @@ impl KeyService {
             let allowed = if self.webhooks_allow_http { "`https://` or `http://`" } else { "`https://`" };
             return Err(Error::validation("url", format!("must start with {allowed}")));
         };
-        if url.len() > MAX_WEBHOOK_URL_LEN {
-            return Err(Error::validation("url", format!("must be at most {MAX_WEBHOOK_URL_LEN} bytes")));
+        if url.chars().count() > MAX_WEBHOOK_URL_LEN {
+            return Err(Error::validation(
+                "url",
+                format!("must be at most {MAX_WEBHOOK_URL_LEN} characters"),
+            ));
         }
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
         if host.is_empty() || host.contains('@') {
@@ -91,10 +94,10 @@ impl KeyService {
     }
 
     fn validate_description(description: &str) -> Result<(), Error> {
-        if description.len() > MAX_WEBHOOK_DESCRIPTION_LEN {
+        if description.chars().count() > MAX_WEBHOOK_DESCRIPTION_LEN {
             return Err(Error::validation(
                 "description",
-                format!("must be at most {MAX_WEBHOOK_DESCRIPTION_LEN} bytes"),
+                format!("must be at most {MAX_WEBHOOK_DESCRIPTION_LEN} characters"),
             ));
         }
         Ok(())

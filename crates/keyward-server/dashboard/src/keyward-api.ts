@@ -859,15 +859,16 @@ export interface components {
         };
         /** @description Body of `POST /v1/webhooks`. */
         CreateWebhookRequest: {
-            /** @description A note for people, at most 500 bytes. */
+            /** @description A note for people, at most 500 characters. */
             description?: string;
             /** @description Whether deliveries go out at once. Default: true. */
             enabled?: boolean | null;
             /** @description The event types to receive; absent or empty: every type. */
             events?: components["schemas"]["WebhookEventType"][];
             /**
-             * @description Where events are POSTed: an `https://` URL of at most 2048 bytes, with a host and no user
-             *     information (`http://` only on servers started with `--webhook-allow-http`).
+             * @description Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
+             *     information (`@` in the host part), no spaces or control characters. A server started
+             *     with `--webhook-allow-http` also takes `http://`.
              * @example https://hooks.example.com/keyward
              */
             url: string;
@@ -4249,7 +4250,7 @@ export interface operations {
                     "application/json": components["schemas"]["CreatedWebhook"];
                 };
             };
-            /** @description VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), or is longer than 2048 bytes; `description` is longer than 500 bytes; an unknown event type; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
+            /** @description VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), is longer than 2048 characters or holds spaces or control characters; `description` is longer than 500 characters; an unknown event type, or more than 16; API_KEY_IN_URL: a key was sent in the query string; CONFLICTING_API_KEYS: `X-API-Key` and `Authorization: Bearer` carry two different keys; VALIDATION_FAILED: `X-Workspace-Id` is not a UUID */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -60,11 +60,17 @@ impl From<&WebhookEndpoint> for WebhookView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateWebhookRequest {
-    /// Where events are POSTed: an `https://` URL of at most 2048 bytes, with a host and no user
-    /// information (`http://` only on servers started with `--webhook-allow-http`).
-    #[schema(min_length = 8, max_length = 2048, example = "https://hooks.example.com/keyward")]
+    /// Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
+    /// information (`@` in the host part), no spaces or control characters. A server started
+    /// with `--webhook-allow-http` also takes `http://`.
+    #[schema(
+        min_length = 9,
+        max_length = 2048,
+        pattern = r"^https://[^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000/?#@]+([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$",
+        example = "https://hooks.example.com/keyward"
+    )]
     pub(crate) url: String,
-    /// A note for people, at most 500 bytes.
+    /// A note for people, at most 500 characters.
     #[serde(default)]
     #[schema(max_length = 500)]
     pub(crate) description: String,
@@ -83,7 +89,11 @@ pub(crate) struct CreateWebhookRequest {
 pub(crate) struct UpdateWebhookRequest {
     /// New URL, rules as on create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 8, max_length = 2048)]
+    #[schema(
+        min_length = 9,
+        max_length = 2048,
+        pattern = r"^https://[^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000/?#@]+([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$"
+    )]
     pub(crate) url: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]

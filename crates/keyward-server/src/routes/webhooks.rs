@@ -19,6 +19,18 @@ fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     parse_id("id", raw)
 }
 
+/// At most 16 event types, kept sorted and once each.
+fn event_list(
+    mut events: Vec<keyward_core::WebhookEventType>,
+) -> Result<Vec<keyward_core::WebhookEventType>, ApiError> {
+    if events.len() > 16 {
+        return Err(ApiError::validation("events", "at most 16 event types"));
+    }
+    events.sort();
+    events.dedup();
+    Ok(events)
+}
+
 /// Registers an endpoint for the workspace's events. Each event is POSTed as JSON
 /// (`{"type", "timestamp", "data"}`) and signed the Standard Webhooks way: `webhook-id` (the
 /// event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
@@ -32,7 +44,7 @@ fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Registered; `secret` is shown only now", body = CreatedWebhook),
-        (status = 400, description = "VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), or is longer than 2048 bytes; `description` is longer than 500 bytes; an unknown event type"),
+        (status = 400, description = "VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), is longer than 2048 characters or holds spaces or control characters; `description` is longer than 500 characters; an unknown event type, or more than 16"),
         (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints"),
         (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
     )
@@ -43,9 +55,7 @@ pub(crate) async fn create_webhook(
     ApiJson(body): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     caller.require("webhooks:write")?;
-    let mut events = body.events;
-    events.sort();
-    events.dedup();
+    let events = event_list(body.events)?;
     let new = NewWebhook {
         workspace_id: caller.workspace,
         url: body.url,
@@ -126,11 +136,7 @@ pub(crate) async fn update_webhook(
 ) -> Result<Json<WebhookView>, ApiError> {
     caller.require("webhooks:write")?;
     let id = webhook_id(&id)?;
-    let events = body.events.map(|mut e| {
-        e.sort();
-        e.dedup();
-        e
-    });
+    let events = body.events.map(event_list).transpose()?;
     let patch = WebhookPatch { url: body.url, description: body.description, events, enabled: body.enabled };
     let endpoint = state.service.update_webhook(caller.workspace, id, patch, &caller.actor).await?;
     Ok(Json(WebhookView::from(&endpoint)))
