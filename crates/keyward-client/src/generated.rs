@@ -373,9 +373,11 @@ pub mod types {
         ///The event types to receive; absent or empty: every type.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub events: ::std::vec::Vec<WebhookEventType>,
-        ///Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
-        ///information (`@` in the host part), no spaces or control characters. A server started
-        ///with `--webhook-allow-http` also takes `http://`.
+        ///Where events are POSTed: an `https://` URL of at most 2048 characters: a host name or IPv4
+        ///address (ASCII letters, digits, `-` and `.`; IDNs in their `xn--` form, IPv6 endpoints by
+        ///name), an optional port, then a path, query or fragment without spaces or control
+        ///characters.
+        ///A server started with `--webhook-allow-http` also takes `http://`.
         pub url: ::std::string::String,
     }
     impl CreateWebhookRequest {

@@ -83,9 +83,13 @@ impl KeyService {
                 format!("must be at most {MAX_WEBHOOK_URL_LEN} characters"),
             ));
         }
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if host.is_empty() || host.contains('@') {
-            return Err(Error::validation("url", "must name a host, without user information"));
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if !valid_authority(authority) {
+            return Err(Error::validation(
+                "url",
+                "must name a host (ASCII letters, digits, `-` and `.`) and optionally a port, without \
+                 user information",
+            ));
         }
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::validation("url", "must not contain spaces or control characters"));
@@ -230,4 +234,16 @@ impl KeyService {
         store.resend_delivery(delivery, self.clock.now()).await?;
         store.get_delivery(delivery).await?.ok_or_else(|| Error::not_found("delivery"))
     }
+}
+
+/// `host[:port]`: a host name or IPv4 address of ASCII letters, digits, `-` and `.` (IDNs in
+/// their `xn--` form; IPv6 endpoints by name), and a port of 1 to 5 digits.
+fn valid_authority(authority: &str) -> bool {
+    let (host, port) = authority.find(':').map_or((authority, ""), |i| authority.split_at(i));
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    host_ok && port_ok
 }

@@ -866,9 +866,11 @@ export interface components {
             /** @description The event types to receive; absent or empty: every type. */
             events?: components["schemas"]["WebhookEventType"][];
             /**
-             * @description Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
-             *     information (`@` in the host part), no spaces or control characters. A server started
-             *     with `--webhook-allow-http` also takes `http://`.
+             * @description Where events are POSTed: an `https://` URL of at most 2048 characters: a host name or IPv4
+             *     address (ASCII letters, digits, `-` and `.`; IDNs in their `xn--` form, IPv6 endpoints by
+             *     name), an optional port, then a path, query or fragment without spaces or control
+             *     characters.
+             *     A server started with `--webhook-allow-http` also takes `http://`.
              * @example https://hooks.example.com/keyward
              */
             url: string;

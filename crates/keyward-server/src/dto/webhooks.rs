@@ -60,13 +60,15 @@ impl From<&WebhookEndpoint> for WebhookView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct CreateWebhookRequest {
-    /// Where events are POSTed: an `https://` URL of at most 2048 characters, with a host, no user
-    /// information (`@` in the host part), no spaces or control characters. A server started
-    /// with `--webhook-allow-http` also takes `http://`.
+    /// Where events are POSTed: an `https://` URL of at most 2048 characters: a host name or IPv4
+    /// address (ASCII letters, digits, `-` and `.`; IDNs in their `xn--` form, IPv6 endpoints by
+    /// name), an optional port, then a path, query or fragment without spaces or control
+    /// characters.
+    /// A server started with `--webhook-allow-http` also takes `http://`.
     #[schema(
         min_length = 9,
         max_length = 2048,
-        pattern = r"^https://[^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000/?#@]+([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$",
+        pattern = r"^https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$",
         example = "https://hooks.example.com/keyward"
     )]
     pub(crate) url: String,
@@ -92,7 +94,7 @@ pub(crate) struct UpdateWebhookRequest {
     #[schema(
         min_length = 9,
         max_length = 2048,
-        pattern = r"^https://[^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000/?#@]+([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$"
+        pattern = r"^https://[A-Za-z0-9.\-]+(:[0-9]{1,5})?([/?#][^\x00-\x20\x7F-\x9F\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*)?$"
     )]
     pub(crate) url: Option<String>,
     /// New description.

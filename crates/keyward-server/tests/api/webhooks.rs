@@ -78,6 +78,10 @@ async fn endpoints_are_registered_validated_scoped_and_their_secret_shown_once()
         (json!({"url": "ftp://x.example.com"}), "url"),
         (json!({"url": "https://"}), "url"),
         (json!({"url": "https://user:pw@x.example.com/"}), "url"),
+        (json!({"url": "https://[abc/hook"}), "url"),
+        (json!({"url": "https://[::1]/hook"}), "url"),
+        (json!({"url": "https://host:port/"}), "url"),
+        (json!({"url": "https://ex ample.com/"}), "url"),
         (json!({"url": format!("https://x.example.com/{}", "a".repeat(2048))}), "url"),
         (json!({"url": "https://x.example.com", "description": "d".repeat(501)}), "description"),
     ] {
@@ -109,6 +113,15 @@ async fn endpoints_are_registered_validated_scoped_and_their_secret_shown_once()
         .await
         .assert_error(403, "WEBHOOK_LIMIT_REACHED");
 
+    let v6 = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(&s.root),
+            Some(json!({"url": "https://hooks-2.example.com:8443/h?x=1"})),
+        )
+        .await;
+    assert_eq!(v6.status, StatusCode::OK, "{}", v6.body);
     let deleted = s.call(Method::DELETE, &format!("/v1/webhooks/{id}"), Some(&s.root), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     s.get(&format!("/v1/webhooks/{id}"), &s.root).await.assert_error(404, "NOT_FOUND");
