@@ -594,7 +594,7 @@ impl EndpointRow {
     }
 }
 
-/// An endpoint's column values, in the order of [`ENDPOINT_COLUMNS`].
+/// The `events` column of an endpoint: its event types as a JSON array.
 pub(crate) fn endpoint_events(endpoint: &WebhookEndpoint) -> Result<String, StoreError> {
     to_json(&endpoint.events)
 }

@@ -1094,10 +1094,7 @@ where
                 // the row as it stands), so that claims are exclusive even without the row locks.
                 let mut sql = QueryBuilder::new("UPDATE webhook_deliveries SET lease_until = ");
                 sql.push_bind(lease_until).push(" WHERE seq IN (");
-                let mut list = sql.separated(", ");
-                for (seq,) in &seqs {
-                    list.push_bind(*seq);
-                }
+                push_seqs(&mut sql, &seqs);
                 sql.push(") AND state = 'pending' AND (lease_until IS NULL OR lease_until <= ")
                     .push_bind(now)
                     .push(") RETURNING seq");
@@ -1111,10 +1108,7 @@ where
                      JOIN webhook_events ev ON ev.id = d.event_id \
                      JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.seq IN (",
                 );
-                let mut list = sql.separated(", ");
-                for (seq,) in &seqs {
-                    list.push_bind(*seq);
-                }
+                push_seqs(&mut sql, &seqs);
                 sql.push(") ORDER BY d.seq");
                 let rows: Vec<ClaimRow> = sql.build_query_as().fetch_all(&mut *conn).await.map_err(B::db_err)?;
                 rows.into_iter().map(|r| r.into_claimed(lease_until)).collect()
@@ -1390,6 +1384,17 @@ pub(crate) async fn observed<T>(
     let result = call.await;
     keyward_core::metrics::record_store_call(backend, operation, start.elapsed(), &result);
     result
+}
+
+/// Binds delivery positions as a comma-separated list (inside `IN (...)`).
+fn push_seqs<Db: Database>(sql: &mut QueryBuilder<Db>, seqs: &[(i64,)])
+where
+    for<'q> i64: Encode<'q, Db> + Type<Db>,
+{
+    let mut list = sql.separated(", ");
+    for (seq,) in seqs {
+        list.push_bind(*seq);
+    }
 }
 
 fn keys(rows: Vec<KeyRow>) -> Result<Vec<ApiKey>, StoreError> {

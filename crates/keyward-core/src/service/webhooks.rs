@@ -228,8 +228,11 @@ impl KeyService {
     ) -> Result<WebhookDelivery, Error> {
         let store = self.webhook_store()?;
         let Some(d) = store.get_delivery(delivery).await? else { return Err(Error::not_found("delivery")) };
-        if self.webhook(workspace, d.endpoint_id).await.is_err() {
-            return Err(Error::not_found("delivery"));
+        // Another workspace's endpoint is as unknown as no endpoint; a store failure stays one.
+        match self.webhook(workspace, d.endpoint_id).await {
+            Err(e) if e.code() == ErrorCode::NotFound => return Err(Error::not_found("delivery")),
+            Err(e) => return Err(e),
+            Ok(_) => {}
         }
         store.resend_delivery(delivery, self.clock.now()).await?;
         store.get_delivery(delivery).await?.ok_or_else(|| Error::not_found("delivery"))
