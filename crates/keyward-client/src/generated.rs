@@ -6939,7 +6939,8 @@ impl Client {
     ///event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
     ///the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret). Failed deliveries are
     ///retried with exponential backoff for 24 hours by default. The response holds the signing
-    ///secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write`
+    ///secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write` and, since
+    ///deliveries show the workspace's keys, `keys:read`
     ///
     ///Sends a `POST` request to `/v1/webhooks`
     ///
@@ -6991,7 +6992,7 @@ impl Client {
         builder::DeleteWebhook::new(self)
     }
     ///Changes an endpoint: its URL, description, event types, or whether it is enabled (enabling
-    ///one the server disabled resets its failure count). Needs `webhooks:write`
+    ///one the server disabled resets its failure count). Needs `webhooks:write` and `keys:read`
     ///
     ///Sends a `PATCH` request to `/v1/webhooks/{id}`
     ///

@@ -466,7 +466,8 @@ export interface paths {
          *     event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
          *     the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret). Failed deliveries are
          *     retried with exponential backoff for 24 hours by default. The response holds the signing
-         *     secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write`.
+         *     secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write` and, since
+         *     deliveries show the workspace's keys, `keys:read`.
          */
         post: operations["create_webhook"];
         delete?: never;
@@ -492,7 +493,7 @@ export interface paths {
         head?: never;
         /**
          * Changes an endpoint: its URL, description, event types, or whether it is enabled (enabling
-         *     one the server disabled resets its failure count). Needs `webhooks:write`.
+         *     one the server disabled resets its failure count). Needs `webhooks:write` and `keys:read`.
          */
         patch: operations["update_webhook"];
         trace?: never;
@@ -4273,7 +4274,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`, or `keys:read` (deliveries show the workspace's keys); WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4582,7 +4583,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
+            /** @description INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`, or `keys:read`; FEATURE_NOT_IN_PLAN: the caller's workspace plan does not include API access; IP_NOT_ALLOWED: the caller's address is outside its key's (or workspace's) IP allowlist; INSUFFICIENT_SCOPE: `X-Workspace-Id` names another workspace and the caller lacks `workspaces:admin` */
             403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -15,6 +15,14 @@ use crate::dto::webhooks::{
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, parse_id};
 
+/// Deliveries show the workspace's keys (names, scopes, status): whoever points them somewhere
+/// must be allowed to read keys too.
+fn require_manage(caller: &Caller) -> Result<(), ApiError> {
+    caller.require("webhooks:write")?;
+    caller.require("keys:read")?;
+    Ok(())
+}
+
 fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     parse_id("id", raw)
 }
@@ -36,7 +44,8 @@ fn event_list(
 /// event's id, the same on every retry), `webhook-timestamp` and `webhook-signature` (`v1,` and
 /// the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the secret). Failed deliveries are
 /// retried with exponential backoff for 24 hours by default. The response holds the signing
-/// secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write`.
+/// secret, shown this once. At most 20 endpoints per workspace. Needs `webhooks:write` and, since
+/// deliveries show the workspace's keys, `keys:read`.
 #[utoipa::path(
     post,
     path = "/v1/webhooks",
@@ -45,7 +54,7 @@ fn event_list(
     responses(
         (status = 201, description = "Registered; `secret` is shown only now", body = CreatedWebhook),
         (status = 400, description = "VALIDATION_FAILED: `url` is not an `https://` URL with a host (or `http://` where the server allows it), is longer than 2048 characters or holds spaces or control characters; `description` is longer than 500 characters; an unknown event type, or more than 16"),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`; WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`, or `keys:read` (deliveries show the workspace's keys); WEBHOOK_LIMIT_REACHED: the workspace has 20 endpoints"),
         (status = 404, description = "NOT_FOUND: the workspace named by `X-Workspace-Id` does not exist"),
     )
 )]
@@ -54,7 +63,7 @@ pub(crate) async fn create_webhook(
     caller: Caller,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    caller.require("webhooks:write")?;
+    require_manage(&caller)?;
     let events = event_list(body.events)?;
     let new = NewWebhook {
         workspace_id: caller.workspace,
@@ -114,7 +123,7 @@ pub(crate) async fn get_webhook(
 }
 
 /// Changes an endpoint: its URL, description, event types, or whether it is enabled (enabling
-/// one the server disabled resets its failure count). Needs `webhooks:write`.
+/// one the server disabled resets its failure count). Needs `webhooks:write` and `keys:read`.
 #[utoipa::path(
     patch,
     path = "/v1/webhooks/{id}",
@@ -124,7 +133,7 @@ pub(crate) async fn get_webhook(
     responses(
         (status = 200, description = "The endpoint as changed", body = WebhookView),
         (status = 400, description = "VALIDATION_FAILED: the id is not a UUID, or a field breaks its rule (as on create)"),
-        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`"),
+        (status = 403, description = "INSUFFICIENT_SCOPE: the caller lacks `webhooks:write`, or `keys:read`"),
         (status = 404, description = "NOT_FOUND: no such endpoint in this workspace"),
     )
 )]
@@ -134,7 +143,7 @@ pub(crate) async fn update_webhook(
     ApiPath(id): ApiPath,
     ApiJson(body): ApiJson<UpdateWebhookRequest>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    caller.require("webhooks:write")?;
+    require_manage(&caller)?;
     let id = webhook_id(&id)?;
     let events = body.events.map(event_list).transpose()?;
     let patch = WebhookPatch { url: body.url, description: body.description, events, enabled: body.enabled };
