@@ -11,7 +11,8 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forwar
 use actix_web::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use actix_web::http::{ConnectionType, Version};
 use actix_web::{HttpMessage, ResponseError};
-use keyward_core::http::{REQUEST_ID, rate_limit_headers, request_id};
+use keyward_core::RateLimitStatus;
+use keyward_core::http::{RATE_LIMIT_HEADERS, REQUEST_ID, render_rate_limit, request_id};
 use keyward_core::{IpNet, Presented, Requirements, Scope, TrustedProxies, VerifiedKey, Verifier};
 
 use crate::body::VerifiedBody;
@@ -178,11 +179,7 @@ where
 
             let mut res = inner.call(req).await?;
             let headers = res.headers_mut();
-            for (name, value) in rate_limit_headers(verified.rate_limit()) {
-                if let Ok(value) = HeaderValue::try_from(value) {
-                    headers.insert(HeaderName::from_static(name), value);
-                }
-            }
+            insert_rate_limit_headers(verified.rate_limit(), headers);
             // A route that set its own request id keeps it.
             let request_id_header = HeaderName::from_static(REQUEST_ID);
             if !headers.contains_key(&request_id_header)
@@ -192,6 +189,21 @@ where
             }
             Ok(res.map_body(|_, body| VerifiedBody::new(body, verified)).map_into_left_body())
         })
+    }
+}
+
+/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: every
+/// value a slice of one buffer, the names static.
+fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut actix_web::http::header::HeaderMap) {
+    let mut text = Vec::with_capacity(48 + 64 * status.windows.len());
+    let Some(ends) = render_rate_limit(status, &mut text) else { return };
+    let text = bytes::Bytes::from(text);
+    let mut start = 0;
+    for (name, end) in RATE_LIMIT_HEADERS.into_iter().zip(ends) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        start = end;
     }
 }
 

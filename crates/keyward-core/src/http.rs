@@ -29,17 +29,23 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// that pastes its key into the wrong header must not have it logged.
 pub fn request_id(incoming: Option<&[u8]>) -> String {
     match incoming {
-        Some(v)
-            if !v.is_empty()
-                && v.len() <= 128
-                && v.iter().all(|c| c.is_ascii_graphic())
-                && !looks_like_key(v) =>
-        {
-            String::from_utf8_lossy(v).into_owned()
+        Some(v) if is_kept_request_id(v) => String::from_utf8_lossy(v).into_owned(),
+        _ => {
+            let id = new_request_id();
+            // Only ASCII hex digits and a dash were written.
+            String::from_utf8_lossy(&id).into_owned()
         }
-        _ => new_request_id(),
     }
 }
+
+/// Whether a caller's `X-Request-Id` is kept as the request's id (see [`request_id`]): 1 to 128
+/// visible ASCII characters that do not look like a key.
+pub fn is_kept_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|c| c.is_ascii_graphic()) && !looks_like_key(v)
+}
+
+/// Length of a fresh request id.
+pub const NEW_REQUEST_ID_LEN: usize = 29;
 
 /// Whether `v` holds `<prefix>_live_` or `<prefix>_test_`, where a prefix is what
 /// [`KeyFormat`](crate::KeyFormat) accepts: a lowercase letter, then lowercase letters or digits.
@@ -55,7 +61,9 @@ fn looks_like_key(v: &[u8]) -> bool {
     })
 }
 
-fn new_request_id() -> String {
+/// A fresh request id, `{prefix:016x}-{n:012x}` (a random prefix per process, then a counter), as
+/// bytes: integrations that build a header value from it need no `String`.
+pub fn new_request_id() -> [u8; NEW_REQUEST_ID_LEN] {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,19 +75,19 @@ fn new_request_id() -> String {
         u64::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // `{prefix:016x}-{n:012x}`, without the formatting machinery (this runs per request).
-    let mut id = String::with_capacity(29);
-    push_hex(&mut id, prefix, 16);
-    id.push('-');
-    push_hex(&mut id, n, 12);
+    // Without the formatting machinery (this runs per request). The counter wraps at 48 bits,
+    // which keeps the length fixed; ids repeat only after 2^48 requests.
+    let mut id = [b'-'; NEW_REQUEST_ID_LEN];
+    put_hex(&mut id[..16], prefix);
+    put_hex(&mut id[17..], n & 0xffff_ffff_ffff);
     id
 }
 
-/// Lowercase hex of `v`, zero-padded to at least `width` digits.
-fn push_hex(out: &mut String, v: u64, width: u32) {
-    let digits = (u64::BITS - v.leading_zeros()).div_ceil(4).max(width);
-    for i in (0..digits).rev() {
-        out.push(char::from(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]));
+/// Lowercase hex of the low `4 * out.len()` bits of `v`, zero-padded to fill `out`.
+fn put_hex(out: &mut [u8], v: u64) {
+    let n = out.len();
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = b"0123456789abcdef"[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
     }
 }
 
@@ -233,11 +241,11 @@ mod tests {
     }
 
     #[test]
-    fn hex_is_padded_and_never_cut() {
-        for (v, width) in [(0, 12), (0xabc, 12), (u64::MAX, 16), (0x1_0000_0000_0000, 12), (7, 16)] {
-            let mut out = String::new();
-            push_hex(&mut out, v, width);
-            assert_eq!(out, format!("{v:0w$x}", w = width as usize));
+    fn hex_is_padded_to_its_width() {
+        for (v, width) in [(0, 12), (0xabc, 12), (u64::MAX, 16), (0xffff_ffff_ffff, 12), (7, 16)] {
+            let mut out = vec![0; width];
+            put_hex(&mut out, v);
+            assert_eq!(out, format!("{v:0width$x}").into_bytes());
         }
     }
 

@@ -1,28 +1,24 @@
 //! Rate limiting: a [`RateLimiter`] decides for every window of a policy at once.
 //!
-//! [`LocalRateLimiter`] keeps GCRA state in process with governor. Each subject (a key or a
-//! workspace) gets its own limiters, one per window, in a concurrent map. Entries idle for
+//! [`LocalRateLimiter`] keeps GCRA state in process: one atomic theoretical arrival time per
+//! window, updated with a compare-and-swap. Each subject (a key or a workspace) gets its own
+//! cells, one per window, in a concurrent map; a cached key holds its own and its workspace's, so
+//! a hit needs no lookup. Entries idle for
 //! longer than their longest window (when their state would be full again anyway) are swept out,
 //! so memory stays bounded by the number of recently active subjects.
 //! keyward-redis provides a limiter shared by several nodes behind the same trait.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use dashmap::DashMap;
-use governor::clock::{Clock as _, QuantaClock, QuantaInstant, Reference as _};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::{InMemoryState, NotKeyed};
-use governor::{Quota, RateLimiter as Governor};
-
 use chrono::{DateTime, Utc};
+use dashmap::DashMap;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, monotonic_nanos};
 use crate::model::{KeyId, RateLimitPolicy, RateLimitWindow, WorkspaceId};
 
 /// Whose budget a request spends.
@@ -151,41 +147,79 @@ pub trait RateLimiter: Send + Sync + fmt::Debug + 'static {
     }
 }
 
-type WindowLimiter = Governor<NotKeyed, InMemoryState, LimiterClock, StateInformationMiddleware>;
-
-/// The limiter's time source, read as the time since an origin: quanta's fast monotonic clock by
-/// default, or a shared [`Clock`] (a [`ManualClock`](crate::ManualClock) in tests, so that limiter
-/// tests move time instead of sleeping).
+/// The limiter's time source, read as nanoseconds since an origin: the process's monotonic
+/// clock by default ([`monotonic_nanos`]), or a shared [`Clock`] (a
+/// [`ManualClock`](crate::ManualClock) in tests, so that limiter tests move time instead of
+/// sleeping).
 #[derive(Clone)]
 enum LimiterClock {
-    Monotonic { clock: QuantaClock, origin: QuantaInstant },
+    Monotonic,
     Shared(Arc<dyn Clock>),
 }
 
 impl LimiterClock {
-    fn monotonic() -> Self {
-        let clock = QuantaClock::default();
-        let origin = clock.now();
-        Self::Monotonic { clock, origin }
+    fn now(&self) -> u64 {
+        match self {
+            Self::Monotonic => monotonic_nanos(),
+            // Since the Unix epoch; a clock set before it reads as the origin.
+            Self::Shared(clock) => (clock.now() - DateTime::<Utc>::UNIX_EPOCH)
+                .to_std()
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        }
     }
 }
 
-impl governor::clock::Clock for LimiterClock {
-    type Instant = Duration;
+/// One window's GCRA cell: the theoretical arrival time of the next request, in nanoseconds on
+/// the limiter's clock (0 while unused), spent with a compare-and-swap.
+///
+/// A request at `now` fits when `now >= tat - tau`; it moves `tat` to `max(tat, now) + t`. `t`
+/// is the window's emission interval (`period / limit`) and `tau = t * (limit - 1)`, so a full
+/// window admits `limit` requests at once and one more every `t`.
+struct WindowCell {
+    window: RateLimitWindow,
+    t: u64,
+    tau: u64,
+    tat: AtomicU64,
+}
 
-    fn now(&self) -> Duration {
-        match self {
-            Self::Monotonic { clock, origin } => clock.now().duration_since(*origin).into(),
-            // Since the Unix epoch; a clock set before it reads as the origin.
-            Self::Shared(clock) => (clock.now() - DateTime::<Utc>::UNIX_EPOCH).to_std().unwrap_or_default(),
+impl WindowCell {
+    fn new(window: RateLimitWindow) -> Self {
+        let t = u64::try_from(emission_interval(&window).as_nanos()).unwrap_or(u64::MAX);
+        let tau = t.saturating_mul(u64::from(window.limit.max(1) - 1));
+        Self { window, t, tau, tat: AtomicU64::new(0) }
+    }
+
+    /// Spends one request at `now`: the requests still allowed after it, or when the next one
+    /// fits (nanoseconds on the same clock).
+    fn check(&self, now: u64) -> Result<u32, u64> {
+        let mut prev = self.tat.load(Ordering::Acquire);
+        loop {
+            let tat = if prev == 0 { now } else { prev };
+            let earliest = tat.saturating_sub(self.tau);
+            if now < earliest {
+                return Err(earliest);
+            }
+            // Never 0 again, since `t` is at least 1.
+            let next = tat.max(now).saturating_add(self.t);
+            match self.tat.compare_exchange_weak(prev, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    let room = now.saturating_add(self.tau).saturating_add(self.t).saturating_sub(next);
+                    let remaining = room.min(self.tau.saturating_add(self.t)) / self.t;
+                    return Ok(u32::try_from(remaining).unwrap_or(u32::MAX));
+                }
+                Err(actual) => prev = actual,
+            }
         }
     }
 }
 
 struct SubjectLimiters {
     policy: RateLimitPolicy,
-    /// Windows sorted by period, shortest first, with their limiters.
-    windows: Vec<(RateLimitWindow, WindowLimiter)>,
+    /// The shortest window, kept inline: most policies have one or two windows, and a check
+    /// then reads no allocation besides this one.
+    first: Option<WindowCell>,
+    /// The other windows, longer ones later.
+    rest: Box<[WindowCell]>,
     /// The longest window, after which idle state is dropped.
     longest: Duration,
     /// Last use, in nanoseconds since the limiter's origin.
@@ -207,36 +241,31 @@ impl fmt::Debug for HeldLimiters {
 }
 
 impl SubjectLimiters {
-    fn new(policy: &RateLimitPolicy, clock: &LimiterClock, now: u64) -> Self {
+    fn new(policy: &RateLimitPolicy, now: u64) -> Self {
         let mut windows: Vec<RateLimitWindow> = policy.windows.clone();
         // Short windows reject first in practice, so a rejected request seldom spends budget in
         // the longer windows checked after it.
         windows.sort_by_key(|w| w.period_secs);
-        let windows = windows
-            .into_iter()
-            .map(|w| {
-                let limit = NonZeroU32::new(w.limit.max(1)).expect("max(1) is non-zero");
-                let quota =
-                    Quota::with_period(emission_interval(&w)).expect("a positive period").allow_burst(limit);
-                (
-                    w,
-                    Governor::direct_with_clock(quota, clock.clone())
-                        .with_middleware::<StateInformationMiddleware>(),
-                )
-            })
-            .collect::<Vec<_>>();
-        let longest = windows
-            .iter()
-            .map(|(w, _)| Duration::from_secs(u64::from(w.period_secs)))
-            .max()
-            .unwrap_or_default();
+        let longest =
+            windows.iter().map(|w| Duration::from_secs(u64::from(w.period_secs))).max().unwrap_or_default();
+        let mut cells = windows.into_iter().map(WindowCell::new);
+        let first = cells.next();
+        let rest = cells.collect();
         Self {
             policy: policy.clone(),
-            windows,
+            first,
+            rest,
             longest,
             last_used: AtomicU64::new(now),
             retired: AtomicBool::new(false),
         }
+    }
+}
+
+impl SubjectLimiters {
+    /// Every window's cell, shortest window first.
+    fn cells(&self) -> impl Iterator<Item = &WindowCell> {
+        self.first.iter().chain(self.rest.iter())
     }
 }
 
@@ -279,7 +308,7 @@ impl LocalRateLimiter {
             subjects: Arc::new(DashMap::new()),
             max_subjects: usize::try_from(max_subjects).unwrap_or(usize::MAX),
             checks: Arc::new(AtomicU64::new(0)),
-            clock: LimiterClock::monotonic(),
+            clock: LimiterClock::Monotonic,
         }
     }
 
@@ -290,7 +319,14 @@ impl LocalRateLimiter {
     }
 
     fn now_nanos(&self) -> u64 {
-        u64::try_from(governor::clock::Clock::now(&self.clock).as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now()
+    }
+
+    /// Now on this limiter's clock, for [`LocalRateLimiter::check_held`]: the process's
+    /// monotonic clock unless a shared clock was set, so a caller that already read
+    /// [`monotonic_nanos`] can pass that instead of reading the clock again.
+    pub(crate) fn is_monotonic(&self) -> bool {
+        matches!(self.clock, LimiterClock::Monotonic)
     }
 
     /// Drops subjects idle for longer than their longest window: their state is full again, so
@@ -340,17 +376,22 @@ impl LocalRateLimiter {
         self.count_check();
         let now = self.now_nanos();
         let limiters = self.limiters(subject, policy, now);
-        status.windows.reserve_exact(limiters.windows.len());
+        status.windows.reserve_exact(policy.windows.len());
         self.decide(subject.kind(), &limiters, now, &mut status);
         status
     }
 
     /// [`LocalRateLimiter::check_all_now`] for subjects whose limiters the caller holds: the
     /// same decisions, without a map lookup per subject once `held` is filled.
+    ///
+    /// `now` is [`monotonic_nanos`] read by the caller, used when this limiter runs on that
+    /// clock (see [`LocalRateLimiter::is_monotonic`]); the limiter reads its own clock otherwise.
     pub(crate) fn check_held(
         &self,
         checks: &[(LimitSubject, &RateLimitPolicy, &HeldLimiters)],
+        now: u64,
     ) -> RateLimitStatus {
+        let now = if self.is_monotonic() { now } else { self.now_nanos() };
         let windows = checks.iter().map(|(_, p, _)| p.windows.len()).sum();
         let mut status = RateLimitStatus { windows: Vec::with_capacity(windows), retry_after: None };
         for (subject, policy, held) in checks {
@@ -358,7 +399,6 @@ impl LocalRateLimiter {
                 continue;
             }
             self.count_check();
-            let now = self.now_nanos();
             let looked_up;
             let limiters = match held.0.get() {
                 Some(l) if !l.retired.load(Ordering::Acquire) => l,
@@ -394,7 +434,7 @@ impl LocalRateLimiter {
                 if self.subjects.len() >= self.max_subjects {
                     self.sweep();
                 }
-                let fresh = Arc::new(SubjectLimiters::new(policy, &self.clock, now));
+                let fresh = Arc::new(SubjectLimiters::new(policy, now));
                 if let Some(old) = self.subjects.insert(subject, fresh.clone()) {
                     old.retired.store(true, Ordering::Release);
                 }
@@ -412,13 +452,17 @@ impl LocalRateLimiter {
         now: u64,
         status: &mut RateLimitStatus,
     ) -> bool {
-        limiters.last_used.store(now, Ordering::Relaxed);
-        for (window, limiter) in &limiters.windows {
+        // Written only when it moved by a millisecond: the sweep needs no finer time, and a
+        // store per request would keep the line busy between cores.
+        if now.saturating_sub(limiters.last_used.load(Ordering::Relaxed)) > 1_000_000 {
+            limiters.last_used.store(now, Ordering::Relaxed);
+        }
+        for cell in limiters.cells() {
+            let window = &cell.window;
             let period = Duration::from_secs(u64::from(window.period_secs));
             let per_request = period / window.limit.max(1);
-            match limiter.check() {
-                Ok(snapshot) => {
-                    let remaining = snapshot.remaining_burst_capacity();
+            match cell.check(now) {
+                Ok(remaining) => {
                     status.windows.push(WindowState {
                         subject_kind: kind,
                         window: *window,
@@ -426,8 +470,8 @@ impl LocalRateLimiter {
                         reset_after: per_request * (window.limit - remaining.min(window.limit)),
                     });
                 }
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(&self.clock));
+                Err(earliest) => {
+                    let wait = Duration::from_nanos(earliest.saturating_sub(now));
                     status.windows.push(WindowState {
                         subject_kind: kind,
                         window: *window,
@@ -501,8 +545,35 @@ mod tests {
         assert!(wait > Duration::from_secs(11) && wait <= Duration::from_secs(12), "{wait:?}");
         // The rejected request did not spend the hourly budget: 95 left after 5 admitted.
         let hour = l.subjects.get(&subject).unwrap().value().clone();
-        let snap = hour.windows[1].1.check().unwrap();
-        assert_eq!(snap.remaining_burst_capacity(), 94);
+        assert_eq!(hour.rest[0].check(l.now_nanos()), Ok(94));
+    }
+
+    #[test]
+    fn concurrent_checks_never_admit_more_than_the_window() {
+        let clock = Arc::new(crate::ManualClock::starting_now());
+        let l = LocalRateLimiter::default().with_clock(clock.clone());
+        let subject = LimitSubject::Key(KeyId::new());
+        let policy = RateLimitPolicy::new([RateLimitWindow::per_hour(1000)]);
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..600 {
+                        if l.check_now(subject, &policy).allowed() {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 1000, "2400 tries with time standing still");
+        // One request back every period / limit (3.6 s), none sooner.
+        clock.advance(chrono::Duration::milliseconds(3599));
+        assert!(!l.check_now(subject, &policy).allowed());
+        clock.advance(chrono::Duration::milliseconds(1));
+        let s = l.check_now(subject, &policy);
+        assert!(s.allowed());
+        assert_eq!(s.windows[0].remaining, 0);
     }
 
     #[test]
@@ -526,9 +597,9 @@ mod tests {
         let policy = RateLimitPolicy::new([RateLimitWindow::per_second(3)]);
         let a = LimitSubject::Key(KeyId::new());
         let held = HeldLimiters::default();
-        assert_eq!(l.check_held(&[(a, &policy, &held)]).windows[0].remaining, 2);
+        assert_eq!(l.check_held(&[(a, &policy, &held)], 0).windows[0].remaining, 2);
         assert_eq!(l.check_now(a, &policy).windows[0].remaining, 1, "one state, held or looked up");
-        assert_eq!(l.check_held(&[(a, &policy, &held)]).windows[0].remaining, 0);
+        assert_eq!(l.check_held(&[(a, &policy, &held)], 0).windows[0].remaining, 0);
         clock.advance(chrono::Duration::seconds(5));
         l.sweep();
         assert_eq!(l.tracked_subjects(), 1, "held state is kept past its window");
@@ -538,10 +609,10 @@ mod tests {
 
         // A holder whose state was replaced (a new policy) looks the subject up again.
         let held = HeldLimiters::default();
-        assert!(l.check_held(&[(a, &policy, &held)]).allowed());
+        assert!(l.check_held(&[(a, &policy, &held)], 0).allowed());
         let other = RateLimitPolicy::new([RateLimitWindow::per_second(1)]);
         assert!(l.check_now(a, &other).allowed());
-        let status = l.check_held(&[(a, &policy, &held)]);
+        let status = l.check_held(&[(a, &policy, &held)], 0);
         assert_eq!(status.windows[0].remaining, 2, "a fresh state for the held policy");
     }
 

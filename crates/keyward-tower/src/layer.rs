@@ -162,6 +162,6 @@ impl<S> Layer<S> for KeywardLayer {
     type Service = Keyward<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Keyward::from_settings(inner, self.settings.clone())
+        Keyward::from_settings(inner, Arc::new(self.settings.clone()))
     }
 }

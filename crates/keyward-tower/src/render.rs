@@ -4,7 +4,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use keyward_core::http::{
-    ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, grpc_error_headers, render_rate_limit, request_id,
+    ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, grpc_error_headers, is_kept_request_id, new_request_id,
+    render_rate_limit,
 };
 use keyward_core::{Error, RateLimitStatus};
 
@@ -78,10 +79,16 @@ fn append(headers: &mut HeaderMap, name: &str, value: String) {
 }
 
 /// The request id (the caller's `X-Request-Id` when sane, else a new one) as a header value.
+///
+/// The caller's value is shared, not copied; a fresh id is one allocation, which the request's
+/// and the response's headers share.
 pub(crate) fn request_id_value(incoming: Option<&HeaderValue>) -> HeaderValue {
-    // `request_id` returns visible ASCII (the caller's id or a fresh one): always a valid header value.
-    HeaderValue::try_from(request_id(incoming.map(HeaderValue::as_bytes)))
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    match incoming {
+        Some(v) if is_kept_request_id(v.as_bytes()) => v.clone(),
+        // Hex digits and a dash: always a valid header value.
+        _ => HeaderValue::from_maybe_shared(Bytes::from_owner(new_request_id()))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ use crate::render::{X_REQUEST_ID, request_id_value};
 #[derive(Clone, Debug)]
 pub struct Keyward<S> {
     inner: S,
-    settings: Settings,
+    /// Shared by every clone: axum clones the service for each request.
+    settings: Arc<Settings>,
 }
 
 impl<S> Keyward<S> {
@@ -49,7 +50,7 @@ impl<S> Keyward<S> {
         KeywardLayer::new(verifier)
     }
 
-    pub(crate) fn from_settings(inner: S, settings: Settings) -> Self {
+    pub(crate) fn from_settings(inner: S, settings: Arc<Settings>) -> Self {
         Self { inner, settings }
     }
 
@@ -157,6 +158,10 @@ fn leaves_body_unread(parts: &Parts, grpc: bool) -> bool {
 }
 
 fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
+    // `entry` makes room for a header it does not find; most requests carry only one of the two.
+    if !headers.contains_key(name) {
+        return;
+    }
     if let Entry::Occupied(mut entry) = headers.entry(name) {
         for value in entry.iter_mut() {
             value.set_sensitive(true);

@@ -29,8 +29,13 @@ impl Requirements {
     }
 }
 
-/// Status, expiry, plan, scopes and resources: every check that needs no I/O.
-pub(super) fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>) -> Result<(), Error> {
+/// Status, expiry, plan, scopes and resources: every check that needs no I/O. `now` is called
+/// only for a key that expires or is in a rotation's grace period.
+pub(super) fn check_key(
+    r: &ResolvedKey,
+    req: &Requirements,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<(), Error> {
     let key = &r.key;
     if key.deleted_at.is_some() {
         return Err(invalid(None));
@@ -40,10 +45,10 @@ pub(super) fn check_key(r: &ResolvedKey, req: &Requirements, now: DateTime<Utc>)
         KeyStatus::Inactive => return Err(Error::new(ErrorCode::KeyInactive, "the API key is deactivated")),
         KeyStatus::Active => {}
     }
-    if key.grace_ends_at.is_some_and(|t| t <= now) {
+    if key.grace_ends_at.is_some_and(|t| t <= now()) {
         return Err(Error::new(ErrorCode::KeyRevoked, "the API key was rotated; use its successor"));
     }
-    if key.expires_at.is_some_and(|t| t <= now) {
+    if key.expires_at.is_some_and(|t| t <= now()) {
         return Err(Error::new(ErrorCode::KeyExpired, "the API key has expired"));
     }
     if !r.plan.api_access {

@@ -13,16 +13,15 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use governor::clock::{Clock as _, QuantaClock, QuantaInstant, Reference as _};
-
 use super::CacheEntry;
+use crate::clock::monotonic_nanos;
 use crate::hash::KeyDigest;
 
 const SHARDS: usize = 64;
 
 struct Slot {
     entry: CacheEntry,
-    /// Nanoseconds since the cache's origin.
+    /// On [`monotonic_nanos`]'s clock.
     expires: u64,
 }
 
@@ -39,8 +38,6 @@ pub(super) struct HotCache {
     per_shard: usize,
     positive: u64,
     negative: u64,
-    clock: QuantaClock,
-    origin: QuantaInstant,
     /// Bumped before and after every invalidation: an entry read from moka is only kept here if
     /// no invalidation overlapped the read (see [`HotCache::insert`]).
     epoch: AtomicU64,
@@ -50,23 +47,18 @@ impl HotCache {
     pub(super) fn new(capacity: u64, positive: Duration, negative: Duration) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let clock = QuantaClock::default();
-        let origin = clock.now();
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS),
             positive: nanos(positive),
             negative: nanos(negative),
-            clock,
-            origin,
             epoch: AtomicU64::new(0),
         }
     }
 
-    /// Nanoseconds since the cache's origin: what entries' load times are stamped with.
+    /// What entries' load times are stamped with: [`monotonic_nanos`].
     pub(super) fn now(&self) -> u64 {
-        let since: Duration = self.clock.now().duration_since(self.origin).into();
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        monotonic_nanos()
     }
 
     fn shard(&self, digest: &KeyDigest) -> &RwLock<HashMap<KeyDigest, Slot, RandomState>> {
@@ -75,9 +67,9 @@ impl HotCache {
     }
 
     /// The key cached under one of `digests`, or `NoKey` when every one is cached as unknown;
-    /// `None` when any is not cached (or expired): ask moka.
-    pub(super) fn get(&self, digests: &[KeyDigest]) -> Option<Hot> {
-        let now = self.now();
+    /// `None` when any is not cached (or expired at `now`, read from [`monotonic_nanos`]): ask
+    /// moka.
+    pub(super) fn get(&self, digests: &[KeyDigest], now: u64) -> Option<Hot> {
         for digest in digests {
             let shard = self.shard(digest).read().unwrap_or_else(|e| e.into_inner());
             match shard.get(digest) {
@@ -169,23 +161,29 @@ mod tests {
         let hot = HotCache::new(1000, Duration::from_secs(60), Duration::from_millis(1));
         let now = hot.now();
         hot.insert(digest(1), CacheEntry::NoKey(now), hot.epoch());
-        assert!(matches!(hot.get(&[digest(1)]), Some(Hot::NoKey)));
+        assert!(matches!(hot.get(&[digest(1)], hot.now()), Some(Hot::NoKey)));
         std::thread::sleep(Duration::from_millis(3));
-        assert!(hot.get(&[digest(1)]).is_none(), "a negative entry lives as long as its TTL from its load");
+        assert!(
+            hot.get(&[digest(1)], hot.now()).is_none(),
+            "a negative entry lives as long as its TTL from its load"
+        );
         hot.insert(digest(2), CacheEntry::NoKey(now), hot.epoch());
-        assert!(hot.get(&[digest(2)]).is_none(), "nor is an entry kept that was loaded too long ago");
+        assert!(
+            hot.get(&[digest(2)], hot.now()).is_none(),
+            "nor is an entry kept that was loaded too long ago"
+        );
 
         // An entry read before an invalidation began is not kept.
         let epoch = hot.epoch();
         hot.invalidating();
         hot.insert(digest(3), CacheEntry::NoKey(u64::MAX / 2), epoch);
-        assert!(hot.get(&[digest(3)]).is_none());
+        assert!(hot.get(&[digest(3)], hot.now()).is_none());
         hot.invalidated(Some(&digest(3)));
         hot.insert(digest(3), CacheEntry::NoKey(u64::MAX / 2), hot.epoch());
-        assert!(hot.get(&[digest(3), digest(3)]).is_some());
+        assert!(hot.get(&[digest(3), digest(3)], hot.now()).is_some());
         hot.invalidating();
         hot.invalidated(None);
-        assert!(hot.get(&[digest(3)]).is_none(), "invalidating everything empties the cache");
+        assert!(hot.get(&[digest(3)], hot.now()).is_none(), "invalidating everything empties the cache");
     }
 
     #[test]
@@ -196,6 +194,6 @@ mod tests {
         }
         let held: usize = hot.shards.iter().map(|s| s.read().unwrap().len()).sum();
         assert!(held <= SHARDS, "{held} entries for a capacity of {SHARDS}");
-        assert!(hot.get(&[digest(255)]).is_some(), "the newest entry is kept");
+        assert!(hot.get(&[digest(255)], hot.now()).is_some(), "the newest entry is kept");
     }
 }

@@ -40,7 +40,7 @@ use source::Source;
 pub use source::{KeyRecord, KeyResolver};
 
 use crate::change::{Change, ChangeListener};
-use crate::clock::Clock;
+use crate::clock::{Clock, monotonic_nanos};
 use crate::error::{Error, ErrorCode};
 use crate::hash::{Digests, KeyDigest, KeyHasher};
 use crate::metrics;
@@ -369,9 +369,9 @@ impl Verifier {
     /// Records its outcome, its latency, the cache's answer and the rate-limit decisions (see
     /// [`metrics`]).
     pub async fn verify(&self, key: &str, req: &Requirements) -> Result<VerifiedKey, Error> {
-        let start = std::time::Instant::now();
+        let start = monotonic_nanos();
         let verified = match self.prepare_unrecorded(key) {
-            Ok(key) => match self.verify_cached_unrecorded(&key, req) {
+            Ok(key) => match self.verify_cached_unrecorded(&key, req, start) {
                 Some(decided) => decided,
                 None => self.verify_unrecorded(&key, req).await,
             },
@@ -398,8 +398,8 @@ impl Verifier {
     /// credits to spend. `None` when deciding needs I/O: call [`Verifier::verify_prepared`].
     /// A decision is recorded like [`Verifier::verify`]'s; `None` records nothing.
     pub fn verify_cached(&self, key: &PreparedKey, req: &Requirements) -> Option<Result<VerifiedKey, Error>> {
-        let start = std::time::Instant::now();
-        let verified = self.verify_cached_unrecorded(key, req)?;
+        let start = monotonic_nanos();
+        let verified = self.verify_cached_unrecorded(key, req, start)?;
         Self::record(start, &verified);
         Some(verified)
     }
@@ -407,8 +407,8 @@ impl Verifier {
     /// [`Verifier::verify`] of a prepared key, through the store (or remote resolver) when the
     /// cache does not know it.
     pub async fn verify_prepared(&self, key: &PreparedKey, req: &Requirements) -> Result<VerifiedKey, Error> {
-        let start = std::time::Instant::now();
-        let verified = match self.verify_cached_unrecorded(key, req) {
+        let start = monotonic_nanos();
+        let verified = match self.verify_cached_unrecorded(key, req, start) {
             Some(decided) => decided,
             None => self.verify_unrecorded(key, req).await,
         };
@@ -416,8 +416,10 @@ impl Verifier {
         verified
     }
 
-    fn record(start: std::time::Instant, verified: &Result<VerifiedKey, Error>) {
-        ::metrics::histogram!(metrics::VERIFY_DURATION).record(start.elapsed().as_secs_f64());
+    /// Records the outcome, and the time since `start` (read from [`monotonic_nanos`]).
+    fn record(start: u64, verified: &Result<VerifiedKey, Error>) {
+        let elapsed = monotonic_nanos().saturating_sub(start);
+        ::metrics::histogram!(metrics::VERIFY_DURATION).record(elapsed as f64 * 1e-9);
         metrics::record_verification(verified.as_ref().map(drop).map_err(Error::code));
     }
 
@@ -431,15 +433,17 @@ impl Verifier {
         Ok(PreparedKey { digests: inner.hasher.candidate_digests(key.as_bytes()), plaintext })
     }
 
-    /// The synchronous path: `None`, having recorded nothing, when the key needs I/O.
+    /// The synchronous path: `None`, having recorded nothing, when the key needs I/O. `now` is
+    /// [`monotonic_nanos`], read once by the caller for the cache, the limiter and the metrics.
     fn verify_cached_unrecorded(
         &self,
         key: &PreparedKey,
         req: &Requirements,
+        now: u64,
     ) -> Option<Result<VerifiedKey, Error>> {
         let inner = &*self.inner;
         let local = inner.limiter.as_local()?;
-        let resolved = match inner.hot.as_ref()?.get(key.digests.as_slice())? {
+        let resolved = match inner.hot.as_ref()?.get(key.digests.as_slice(), now)? {
             hot::Hot::Key(r) => r,
             hot::Hot::NoKey => {
                 ::metrics::counter!(metrics::CACHE_HITS).increment(1);
@@ -450,7 +454,7 @@ impl Verifier {
             return None;
         }
         ::metrics::counter!(metrics::CACHE_HITS).increment(1);
-        Some(self.decide_hit(local, resolved, req))
+        Some(self.decide_hit(local, resolved, req, now))
     }
 
     fn decide_hit(
@@ -458,13 +462,23 @@ impl Verifier {
         local: &crate::ratelimit::LocalRateLimiter,
         resolved: Arc<ResolvedKey>,
         req: &Requirements,
+        monotonic: u64,
     ) -> Result<VerifiedKey, Error> {
-        let now = self.inner.clock.now();
+        // The wall clock is read only for a key that expires (or is in a rotation's grace) and
+        // for usage: most hits need no second clock reading.
+        let now = || self.inner.clock.now();
         check_key(&resolved, req, now)?;
-        let rate = local.check_held(&[
-            (LimitSubject::Key(resolved.key.id), resolved.key_policy(), &resolved.held[0]),
-            (LimitSubject::Workspace(resolved.workspace.id), &resolved.workspace_policy, &resolved.held[1]),
-        ]);
+        let rate = local.check_held(
+            &[
+                (LimitSubject::Key(resolved.key.id), resolved.key_policy(), &resolved.held[0]),
+                (
+                    LimitSubject::Workspace(resolved.workspace.id),
+                    &resolved.workspace_policy,
+                    &resolved.held[1],
+                ),
+            ],
+            monotonic,
+        );
         let (rate, permit) = self.admit(&resolved, rate)?;
         Ok(self.admitted(resolved, rate, None, permit, now))
     }
@@ -483,7 +497,7 @@ impl Verifier {
             Lookup::Miss => Box::pin(self.resolve_counted(candidates, key)).await?,
         };
         let now = inner.clock.now();
-        check_key(&resolved, req, now)?;
+        check_key(&resolved, req, || now)?;
 
         let rate = inner
             .limiter
@@ -511,7 +525,7 @@ impl Verifier {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(self.admitted(resolved, rate, credits_remaining, permit, now))
+        Ok(self.admitted(resolved, rate, credits_remaining, permit, || now))
     }
 
     /// Records the rate-limit decision; refuses with `RATE_LIMITED` when a window ran out, or
@@ -549,10 +563,10 @@ impl Verifier {
         rate_limit: RateLimitStatus,
         credits_remaining: Option<i64>,
         permit: Option<ConcurrencyPermit>,
-        now: chrono::DateTime<chrono::Utc>,
+        now: impl FnOnce() -> chrono::DateTime<chrono::Utc>,
     ) -> VerifiedKey {
         if let Some(usage) = &self.inner.usage {
-            usage.record(resolved.key.id, now);
+            usage.record(resolved.key.id, now());
         }
         VerifiedKey { resolved, rate_limit, credits_remaining, _permit: permit }
     }
