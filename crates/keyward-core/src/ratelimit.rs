@@ -353,7 +353,7 @@ impl LocalRateLimiter {
     }
 
     /// [`RateLimiter::check_all`] without the future: subjects in order, stopping at the first
-    /// refusal (governor cannot take back what earlier subjects spent).
+    /// refusal (a cell cannot take back what earlier subjects spent).
     pub fn check_all_now(&self, checks: &[(LimitSubject, &RateLimitPolicy)]) -> RateLimitStatus {
         let mut status = RateLimitStatus::default();
         for (subject, policy) in checks {

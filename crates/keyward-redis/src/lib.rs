@@ -1,6 +1,6 @@
 //! A rate limiter shared by every node: GCRA for all windows of a policy in one Lua script, with
 //! Redis `TIME` as the clock so nodes need no clock agreement. When Redis cannot be reached the
-//! limiter falls back to in-process governor limits (logging a warning once per outage) and
+//! limiter falls back to in-process GCRA limits (logging a warning once per outage) and
 //! returns to Redis by itself once it answers again.
 //!
 //! ```no_run

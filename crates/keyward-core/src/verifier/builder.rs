@@ -99,7 +99,7 @@ impl VerifierBuilder {
         self.policy = policy;
         self
     }
-    /// Uses another rate limiter (e.g. Redis); in-process governor limits by default.
+    /// Uses another rate limiter (e.g. Redis); in-process GCRA limits by default.
     pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
         self
