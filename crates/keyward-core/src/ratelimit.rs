@@ -322,13 +322,6 @@ impl LocalRateLimiter {
         self.clock.now()
     }
 
-    /// Now on this limiter's clock, for [`LocalRateLimiter::check_held`]: the process's
-    /// monotonic clock unless a shared clock was set, so a caller that already read
-    /// [`monotonic_nanos`] can pass that instead of reading the clock again.
-    pub(crate) fn is_monotonic(&self) -> bool {
-        matches!(self.clock, LimiterClock::Monotonic)
-    }
-
     /// Drops subjects idle for longer than their longest window: their state is full again, so
     /// forgetting it changes no decision.
     ///
@@ -385,13 +378,16 @@ impl LocalRateLimiter {
     /// same decisions, without a map lookup per subject once `held` is filled.
     ///
     /// `now` is [`monotonic_nanos`] read by the caller, used when this limiter runs on that
-    /// clock (see [`LocalRateLimiter::is_monotonic`]); the limiter reads its own clock otherwise.
+    /// clock (the default); a limiter given a shared clock reads that instead.
     pub(crate) fn check_held(
         &self,
         checks: &[(LimitSubject, &RateLimitPolicy, &HeldLimiters)],
         now: u64,
     ) -> RateLimitStatus {
-        let now = if self.is_monotonic() { now } else { self.now_nanos() };
+        let now = match self.clock {
+            LimiterClock::Monotonic => now,
+            LimiterClock::Shared(_) => self.now_nanos(),
+        };
         let windows = checks.iter().map(|(_, p, _)| p.windows.len()).sum();
         let mut status = RateLimitStatus { windows: Vec::with_capacity(windows), retry_after: None };
         for (subject, policy, held) in checks {
