@@ -48,6 +48,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod changelog;
 #[cfg(feature = "sqlite")]
+mod direct;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use changelog::{ChangeLogConfig, ChangeLogPoller};

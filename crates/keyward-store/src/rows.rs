@@ -204,63 +204,116 @@ impl WorkspaceValues {
     }
 }
 
-/// An `api_keys` row.
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct KeyRow {
-    id: String,
-    workspace_id: String,
-    name: String,
-    environment: String,
-    prefix: String,
-    last4: String,
-    digest_hex: String,
-    pepper_id: Option<String>,
-    scopes: String,
-    resources: String,
-    status: String,
-    deleted_at: Option<i64>,
-    revoked_at: Option<i64>,
-    created_at: i64,
-    created_ip: Option<String>,
-    updated_at: i64,
-    last_used_at: Option<i64>,
-    expires_at: Option<i64>,
-    rotated_from: Option<String>,
-    rotated_to: Option<String>,
-    grace_ends_at: Option<i64>,
-    rate_limit: Option<String>,
-    concurrency_limit: Option<i64>,
-    credits: Option<i64>,
-    metadata: String,
-    version: i64,
-    refill: Option<String>,
-    refilled_at: Option<i64>,
-    ip_allowlist: String,
-    leaked_at: Option<i64>,
-    leak_source: Option<String>,
-    imported_at: Option<i64>,
-    credits_low_threshold: Option<i64>,
+/// Declares a row struct that sqlx's `FromRow` reads by column name and, with the `sqlite`
+/// feature, SQLite's direct reader (`crate::direct`) reads by position: its fields must be the
+/// statement's columns in order, which [`Self::COLUMNS`] names for the reader to check.
+macro_rules! direct_row {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, sqlx::FromRow)]
+        pub(crate) struct $name {
+            $($field: $ty,)*
+        }
+
+        #[cfg(feature = "sqlite")]
+        impl $name {
+            /// The fields' names, in order.
+            pub(crate) const COLUMNS: &[&str] = &[$(stringify!($field)),*];
+
+            /// Reads the fields from `row`'s columns, the first at `*at`; leaves `*at` after the
+            /// last.
+            pub(crate) fn from_direct(row: &rusqlite::Row<'_>, at: &mut usize) -> rusqlite::Result<Self> {
+                Ok(Self {
+                    $($field: {
+                        let value = row.get(*at)?;
+                        *at += 1;
+                        value
+                    },)*
+                })
+            }
+        }
+    };
 }
 
-/// A key's row joined with its workspace's (`w_` columns) and the workspace's plan's (`p_`
-/// columns), left-joined so that a key whose workspace or plan is missing is told apart from an
-/// unknown key.
+direct_row! {
+    /// An `api_keys` row, its fields in [`key_columns`]'s order.
+    struct KeyRow {
+        id: String,
+        workspace_id: String,
+        name: String,
+        environment: String,
+        prefix: String,
+        last4: String,
+        digest_hex: String,
+        pepper_id: Option<String>,
+        scopes: String,
+        resources: String,
+        status: String,
+        deleted_at: Option<i64>,
+        revoked_at: Option<i64>,
+        created_at: i64,
+        created_ip: Option<String>,
+        updated_at: i64,
+        last_used_at: Option<i64>,
+        expires_at: Option<i64>,
+        rotated_from: Option<String>,
+        rotated_to: Option<String>,
+        grace_ends_at: Option<i64>,
+        rate_limit: Option<String>,
+        concurrency_limit: Option<i64>,
+        credits: Option<i64>,
+        metadata: String,
+        version: i64,
+        refill: Option<String>,
+        refilled_at: Option<i64>,
+        ip_allowlist: String,
+        leaked_at: Option<i64>,
+        leak_source: Option<String>,
+        imported_at: Option<i64>,
+        credits_low_threshold: Option<i64>,
+    }
+}
+
+direct_row! {
+    /// The workspace's (`w_`) and plan's (`p_`) columns of a [`KeyRecordRow`], in
+    /// [`key_record_columns`]'s order.
+    struct JoinedRow {
+        w_id: Option<String>,
+        w_name: Option<String>,
+        w_plan_id: Option<String>,
+        w_environment: Option<String>,
+        w_rate_limit: Option<String>,
+        w_created_at: Option<i64>,
+        w_ip_allowlist: Option<String>,
+        p_id: Option<String>,
+        p_name: Option<String>,
+        p_api_access: Option<bool>,
+        p_max_keys: Option<i64>,
+        p_key_rate_limit: Option<String>,
+    }
+}
+
+/// A key's row joined with its workspace's and the workspace's plan's, left-joined so that a
+/// key whose workspace or plan is missing is told apart from an unknown key.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct KeyRecordRow {
     #[sqlx(flatten)]
     key: KeyRow,
-    w_id: Option<String>,
-    w_name: Option<String>,
-    w_plan_id: Option<String>,
-    w_environment: Option<String>,
-    w_rate_limit: Option<String>,
-    w_created_at: Option<i64>,
-    w_ip_allowlist: Option<String>,
-    p_id: Option<String>,
-    p_name: Option<String>,
-    p_api_access: Option<bool>,
-    p_max_keys: Option<i64>,
-    p_key_rate_limit: Option<String>,
+    #[sqlx(flatten)]
+    joined: JoinedRow,
+}
+
+#[cfg(feature = "sqlite")]
+impl KeyRecordRow {
+    /// The columns, in order, that [`KeyRecordRow::from_direct`] reads.
+    pub(crate) fn columns() -> impl Iterator<Item = &'static str> {
+        KeyRow::COLUMNS.iter().chain(JoinedRow::COLUMNS).copied()
+    }
+
+    pub(crate) fn from_direct(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let mut at = 0;
+        Ok(Self { key: KeyRow::from_direct(row, &mut at)?, joined: JoinedRow::from_direct(row, &mut at)? })
+    }
 }
 
 /// The `w_` and `p_` columns [`KeyRecordRow`] reads beside the key's.
@@ -276,37 +329,31 @@ pub(crate) use key_record_columns;
 
 impl KeyRecordRow {
     pub(crate) fn into_record(self) -> Result<keyward_core::KeyRecord, StoreError> {
-        let key = self.key.into_key()?;
-        let workspace = match (
-            self.w_id,
-            self.w_name,
-            self.w_plan_id,
-            self.w_environment,
-            self.w_created_at,
-            self.w_ip_allowlist,
-        ) {
-            (
-                Some(id),
-                Some(name),
-                Some(plan_id),
-                Some(environment),
-                Some(created_at),
-                Some(ip_allowlist),
-            ) => WorkspaceRow {
-                id,
-                name,
-                plan_id,
-                environment,
-                rate_limit: self.w_rate_limit,
-                created_at,
-                ip_allowlist,
-            }
-            .into_workspace()?,
-            _ => return Err(keyward_core::store::no_workspace(&key)),
-        };
-        let plan = match (self.p_id, self.p_name, self.p_api_access, self.p_key_rate_limit) {
+        let (key, j) = (self.key.into_key()?, self.joined);
+        let workspace =
+            match (j.w_id, j.w_name, j.w_plan_id, j.w_environment, j.w_created_at, j.w_ip_allowlist) {
+                (
+                    Some(id),
+                    Some(name),
+                    Some(plan_id),
+                    Some(environment),
+                    Some(created_at),
+                    Some(ip_allowlist),
+                ) => WorkspaceRow {
+                    id,
+                    name,
+                    plan_id,
+                    environment,
+                    rate_limit: j.w_rate_limit,
+                    created_at,
+                    ip_allowlist,
+                }
+                .into_workspace()?,
+                _ => return Err(keyward_core::store::no_workspace(&key)),
+            };
+        let plan = match (j.p_id, j.p_name, j.p_api_access, j.p_key_rate_limit) {
             (Some(id), Some(name), Some(api_access), Some(key_rate_limit)) => {
-                PlanRow { id, name, api_access, max_keys: self.p_max_keys, key_rate_limit }.into_plan()?
+                PlanRow { id, name, api_access, max_keys: j.p_max_keys, key_rate_limit }.into_plan()?
             }
             _ => return Err(keyward_core::store::no_plan(&workspace)),
         };

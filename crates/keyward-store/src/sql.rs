@@ -34,6 +34,25 @@ use crate::rows::{
     key_record_columns, refill_of, to_i64, to_ms,
 };
 
+/// The statement that reads the key under one digest with its workspace and plan, around the
+/// digest's placeholder: `key_record_by_digest!(head)`, the placeholder, then
+/// `key_record_by_digest!(tail)`. Its columns are [`KeyRecordRow`]'s, in order.
+macro_rules! key_record_by_digest {
+    (head) => {
+        concat!(
+            "SELECT k.*, ",
+            key_record_columns!(),
+            " FROM (SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE digest_hex = "
+        )
+    };
+    (tail) => {
+        ") k LEFT JOIN workspaces w ON w.id = k.workspace_id LEFT JOIN plans p ON p.id = w.plan_id"
+    };
+}
+pub(crate) use key_record_by_digest;
+
 /// A connection to a backend's database.
 pub(crate) type Conn<B> = <<B as SqlBackend>::Db as Database>::Connection;
 type Row<B> = <<B as SqlBackend>::Db as Database>::Row;
@@ -73,6 +92,16 @@ pub(crate) trait SqlBackend {
 
     /// Adds a usage batch that is not empty, in one transaction.
     async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+
+    /// The key under `digest` with its workspace and plan, read on the calling thread without
+    /// the pool, where the backend has such a reader (SQLite's `direct` reader); `None` to read
+    /// it through the pool.
+    fn find_key_record_directly(
+        &self,
+        _digest: &KeyDigest,
+    ) -> Option<Result<Option<keyward_core::KeyRecord>, StoreError>> {
+        None
+    }
 
     /// What makes a `SELECT` of one row lock it until the transaction ends (`" FOR UPDATE"`),
     /// where write transactions are not serialised anyway; empty otherwise.
@@ -296,16 +325,11 @@ where
         store: &B,
         digest: &KeyDigest,
     ) -> Result<Option<keyward_core::KeyRecord>, StoreError> {
-        let mut sql = QueryBuilder::new(concat!(
-            "SELECT k.*, ",
-            key_record_columns!(),
-            " FROM (SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE digest_hex = "
-        ));
-        sql.push_bind(digest.to_hex()).push(
-            ") k LEFT JOIN workspaces w ON w.id = k.workspace_id LEFT JOIN plans p ON p.id = w.plan_id",
-        );
+        if let Some(found) = store.find_key_record_directly(digest) {
+            return found;
+        }
+        let mut sql = QueryBuilder::new(key_record_by_digest!(head));
+        sql.push_bind(digest.to_hex()).push(key_record_by_digest!(tail));
         Self::fetch_optional(store, sql, KeyRecordRow::into_record).await
     }
 

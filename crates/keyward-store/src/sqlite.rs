@@ -8,9 +8,10 @@
 //! upgrades from reading to writing.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use keyward_core::{StoreError, UsageBatch};
+use keyward_core::{KeyDigest, StoreError, UsageBatch};
 use sqlx::Sqlite;
 use sqlx::error::DatabaseError;
 use sqlx::migrate::Migrator;
@@ -19,6 +20,7 @@ use sqlx::sqlite::{
     SqliteQueryResult, SqliteSynchronous,
 };
 
+use crate::direct::DirectReader;
 use crate::error::map_sqlx;
 use crate::rows::{day_text, to_i64, to_ms};
 use crate::sql::{SqlBackend, impl_key_store};
@@ -47,6 +49,9 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Reads a cold key's record on the caller's thread (see `direct`); `None` for an
+    /// in-memory database or a store made [`from_pool`](SqliteStore::from_pool).
+    direct: Option<Arc<DirectReader>>,
 }
 
 fn sqlite_transient(e: &dyn DatabaseError) -> bool {
@@ -98,8 +103,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let file = options.get_filename().to_owned();
         let pool = pool.connect_with(options).await.map_err(db_err)?;
-        Self::from_pool(pool).await
+        let mut store = Self::from_pool(pool).await?;
+        // An in-memory database has no file that another connection could open.
+        if std::fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+            match DirectReader::open(&file) {
+                Ok(reader) => store.direct = Some(Arc::new(reader)),
+                Err(error) => tracing::warn!(%error, "cold keys will be read through the pool"),
+            }
+        }
+        Ok(store)
     }
 
     /// Uses an existing pool, applying the migrations.
@@ -108,7 +122,7 @@ impl SqliteStore {
             sqlx::migrate::MigrateError::Execute(e) => db_err(e),
             other => StoreError::Other(format!("migration failed: {other}")),
         })?;
-        Ok(Self { pool })
+        Ok(Self { pool, direct: None })
     }
 
     /// The connection pool.
@@ -119,7 +133,16 @@ impl SqliteStore {
     /// Closes every connection, waiting for those in use to be returned. Later calls fail with
     /// `Unavailable`.
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
+    }
+
+    /// The reader of cold keys on the caller's thread, if the store has one.
+    #[cfg(test)]
+    pub(crate) fn direct_reader(&self) -> Option<&DirectReader> {
+        self.direct.as_deref()
     }
 
     /// The versions of keyward's migrations that the database has not applied (none, once the
@@ -180,6 +203,13 @@ impl SqlBackend for SqliteStore {
     async fn lock_workspace(_: &mut SqliteConnection, _: &str) -> Result<(), StoreError> {
         // Every write transaction holds the database's write lock already.
         Ok(())
+    }
+
+    fn find_key_record_directly(
+        &self,
+        digest: &KeyDigest,
+    ) -> Option<Result<Option<keyward_core::KeyRecord>, StoreError>> {
+        self.direct.as_ref()?.key_record(digest)
     }
 
     async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
