@@ -298,7 +298,8 @@ impl Default for LocalRateLimiter {
     }
 }
 
-/// Sweep idle subjects every this many checks (and whenever the map is over capacity).
+/// Sweep idle subjects every this many checks that go through the map (and whenever the map is
+/// over capacity).
 const SWEEP_EVERY: u64 = 1 << 16;
 
 impl LocalRateLimiter {
@@ -388,17 +389,20 @@ impl LocalRateLimiter {
             LimiterClock::Monotonic => now,
             LimiterClock::Shared(_) => self.now_nanos(),
         };
-        let windows = checks.iter().map(|(_, p, _)| p.windows.len()).sum();
-        let mut status = RateLimitStatus { windows: Vec::with_capacity(windows), retry_after: None };
+        // The first push allocates room for four windows, which is enough for most policies;
+        // the policies themselves are not read for a held subject.
+        let mut status = RateLimitStatus::default();
         for (subject, policy, held) in checks {
-            if policy.windows.is_empty() {
-                continue;
-            }
-            self.count_check();
             let looked_up;
             let limiters = match held.0.get() {
+                // A held subject adds nothing to the map, so it is not counted towards a sweep:
+                // a shared counter would be one more contended line per hit.
                 Some(l) if !l.retired.load(Ordering::Acquire) => l,
                 _ => {
+                    if policy.windows.is_empty() {
+                        continue;
+                    }
+                    self.count_check();
                     looked_up = self.limiters(*subject, policy, now);
                     let _ = held.0.set(looked_up.clone());
                     &looked_up

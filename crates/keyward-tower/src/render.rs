@@ -121,6 +121,32 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_headers_match_the_shared_rendering() {
+        use keyward_core::http::rate_limit_headers;
+        use keyward_core::{RateLimitWindow, WindowState};
+        let window = |limit, kind| WindowState {
+            subject_kind: kind,
+            window: RateLimitWindow::per_hour(limit),
+            remaining: limit - 1,
+            reset_after: Duration::from_millis(1_500),
+        };
+        let one = RateLimitStatus { windows: vec![window(100, "key")], retry_after: None };
+        let many = RateLimitStatus {
+            windows: (0..12).map(|i| window(1_000_000_000 + i, "workspace")).collect(),
+            retry_after: None,
+        };
+        for status in [one, many] {
+            let mut headers = HeaderMap::new();
+            insert_rate_limit_headers(&status, &mut headers);
+            let expected = rate_limit_headers(&status);
+            assert_eq!(headers.len(), expected.len());
+            for (name, value) in expected {
+                assert_eq!(headers[name], value.as_str(), "{name}");
+            }
+        }
+    }
+
+    #[test]
     fn rate_limited_errors_carry_the_rate_limit_headers() {
         use keyward_core::{ErrorCode, RateLimitWindow, WindowState};
         let status = RateLimitStatus {

@@ -106,6 +106,29 @@ async fn expiry_grace_resources_and_plans_are_checked() {
     assert_eq!(e.code(), ErrorCode::FeatureNotInPlan, "a plan change drops every cached key");
 }
 
+/// A key expires at the instant its expiry names, to the clock's precision, whether or not the
+/// verification is a cache hit (which checks a deadline kept in whole milliseconds first), and
+/// whether or not the clock is on a whole millisecond.
+#[tokio::test]
+async fn expiry_is_decided_at_its_instant() {
+    let (ctx, _) = fixture().await;
+    let verifier = Verifier::builder(&ctx.service).build();
+    for skew in [Duration::zero(), Duration::microseconds(300)] {
+        ctx.clock.advance(skew);
+        let key = ctx
+            .create(NewKey { expires_at: Some(ctx.now() + Duration::milliseconds(5)), ..ctx.new_key("edge") })
+            .await;
+        let at = key.key.expires_at.expect("expires");
+        let plain = key.secret.expose_secret();
+        verifier.verify(plain, &Requirements::default()).await.expect("before its expiry");
+        ctx.clock.advance(at - ctx.now() - Duration::nanoseconds(1));
+        verifier.verify(plain, &Requirements::default()).await.expect("a nanosecond before, a hit");
+        ctx.clock.advance(Duration::nanoseconds(1));
+        let e = verifier.verify(plain, &Requirements::default()).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::KeyExpired, "at its expiry (clock skewed by {skew})");
+    }
+}
+
 #[tokio::test]
 async fn credits_concurrency_and_rate_limits() {
     let (ctx, _) = fixture().await;
