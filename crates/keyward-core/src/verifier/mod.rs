@@ -143,10 +143,6 @@ impl ResolvedKey {
             plan,
         }
     }
-
-    fn key_policy(&self) -> &RateLimitPolicy {
-        &self.key_policy
-    }
 }
 
 /// What the cache says about a presented key, over every candidate digest.
@@ -521,7 +517,7 @@ impl Verifier {
         check_key(&resolved, req, now)?;
         let rate = local.check_held(
             &[
-                (LimitSubject::Key(resolved.key_id), resolved.key_policy(), &resolved.held[0]),
+                (LimitSubject::Key(resolved.key_id), &resolved.key_policy, &resolved.held[0]),
                 (
                     LimitSubject::Workspace(resolved.workspace_id),
                     &resolved.workspace_policy,
@@ -553,7 +549,7 @@ impl Verifier {
         let rate = inner
             .limiter
             .check_all(&[
-                (LimitSubject::Key(resolved.key_id), resolved.key_policy()),
+                (LimitSubject::Key(resolved.key_id), &resolved.key_policy),
                 (LimitSubject::Workspace(resolved.workspace_id), &resolved.workspace_policy),
             ])
             .await
