@@ -44,7 +44,10 @@
 //! assert!(text.contains(r#"keyward_verifications_total{outcome="MISSING_API_KEY"} 1"#), "{text}");
 //! ```
 
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use ::metrics::{Key, Label};
 
 use crate::error::ErrorCode;
 use crate::store::StoreError;
@@ -119,11 +122,60 @@ pub fn describe() {
 
 /// Counts one verification with its outcome.
 pub fn record_verification(outcome: Result<(), ErrorCode>) {
-    let outcome = match outcome {
-        Ok(()) => VALID,
-        Err(code) => code.as_str(),
+    // One key per outcome, built on first use: the facade's macros would build a label vector
+    // and hash the key on every verification.
+    static OUTCOMES: OnceLock<Box<[Key]>> = OnceLock::new();
+    let keys = OUTCOMES.get_or_init(|| {
+        let outcome =
+            |value| Key::from_parts(VERIFICATIONS, vec![Label::from_static_parts("outcome", value)]);
+        std::iter::once(outcome(VALID)).chain(ErrorCode::ALL.iter().map(|c| outcome(c.as_str()))).collect()
+    });
+    // `ALL` lists the codes in declaration order, so a code's discriminant is its place there.
+    let key = match outcome {
+        Ok(()) => &keys[0],
+        Err(code) => &keys[1 + code as usize],
     };
-    ::metrics::counter!(VERIFICATIONS, "outcome" => outcome).increment(1);
+    register!(register_counter, key).increment(1);
+}
+
+/// Registers a key that is built once (a `static`, or a table built on first use) with the
+/// installed recorder, as `counter!`/`histogram!` do, with the same target, level and module:
+/// the recorder sees the same metric, but no key is built and hashed per call (a key caches its
+/// hash). For the metrics each verification records.
+macro_rules! register {
+    ($register:ident, $key:expr) => {{
+        static METADATA: ::metrics::Metadata<'static> =
+            ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()));
+        ::metrics::with_recorder(|recorder| recorder.$register($key, &METADATA))
+    }};
+}
+pub(crate) use register;
+
+/// [`CACHE_HITS`], built once.
+pub(crate) static CACHE_HITS_KEY: Key = Key::from_static_name(CACHE_HITS);
+/// [`CACHE_MISSES`], built once.
+pub(crate) static CACHE_MISSES_KEY: Key = Key::from_static_name(CACHE_MISSES);
+/// [`VERIFY_DURATION`], built once.
+pub(crate) static VERIFY_DURATION_KEY: Key = Key::from_static_name(VERIFY_DURATION);
+
+/// [`RATE_LIMIT_DECISIONS`] for a subject (`key` or `workspace`) and whether it was limited.
+pub(crate) fn rate_limit_decision_key(subject: &str, limited: bool) -> &'static Key {
+    macro_rules! decision {
+        ($subject:literal, $decision:literal) => {{
+            static LABELS: [Label; 2] = [
+                Label::from_static_parts("subject", $subject),
+                Label::from_static_parts("decision", $decision),
+            ];
+            static KEY: Key = Key::from_static_parts(RATE_LIMIT_DECISIONS, &LABELS);
+            &KEY
+        }};
+    }
+    match (subject, limited) {
+        ("key", false) => decision!("key", "allowed"),
+        ("key", true) => decision!("key", "limited"),
+        (_, false) => decision!("workspace", "allowed"),
+        (_, true) => decision!("workspace", "limited"),
+    }
 }
 
 /// The `kind` label of a store error.

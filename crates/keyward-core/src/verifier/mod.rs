@@ -466,7 +466,7 @@ impl Verifier {
     /// Records the outcome, and the time since `start` (read from [`monotonic_nanos`]).
     fn record(start: u64, verified: &Result<VerifiedKey, Error>) {
         let elapsed = monotonic_nanos().saturating_sub(start);
-        ::metrics::histogram!(metrics::VERIFY_DURATION).record(elapsed as f64 * 1e-9);
+        metrics::register!(register_histogram, &metrics::VERIFY_DURATION_KEY).record(elapsed as f64 * 1e-9);
         metrics::record_verification(verified.as_ref().map(drop).map_err(Error::code));
     }
 
@@ -493,14 +493,14 @@ impl Verifier {
         let resolved = match inner.hot.as_ref()?.get(key.digests.as_slice(), now)? {
             hot::Hot::Key(r) => r,
             hot::Hot::NoKey => {
-                ::metrics::counter!(metrics::CACHE_HITS).increment(1);
+                metrics::register!(register_counter, &metrics::CACHE_HITS_KEY).increment(1);
                 return Some(Err(invalid(None)));
             }
         };
         if needs_credits(&resolved, req) {
             return None;
         }
-        ::metrics::counter!(metrics::CACHE_HITS).increment(1);
+        metrics::register!(register_counter, &metrics::CACHE_HITS_KEY).increment(1);
         Some(self.decide_hit(local, resolved, req, now))
     }
 
@@ -535,8 +535,12 @@ impl Verifier {
         let candidates = key.digests.as_slice();
         let epoch = inner.hot.as_ref().map_or(0, hot::HotCache::epoch);
         let lookup = self.cached(candidates, epoch).await;
-        let cache = if matches!(lookup, Lookup::Miss) { metrics::CACHE_MISSES } else { metrics::CACHE_HITS };
-        ::metrics::counter!(cache).increment(1);
+        let cache = if matches!(lookup, Lookup::Miss) {
+            &metrics::CACHE_MISSES_KEY
+        } else {
+            &metrics::CACHE_HITS_KEY
+        };
+        metrics::register!(register_counter, cache).increment(1);
         let resolved = match lookup {
             Lookup::Hit(r) => r,
             Lookup::KnownUnknown => return Err(invalid(None)),
@@ -763,8 +767,6 @@ fn record_rate_limit(status: &RateLimitStatus) {
             continue;
         }
         let limited = !status.allowed() && windows.any(|w| w.remaining == 0);
-        let decision = if limited { "limited" } else { "allowed" };
-        ::metrics::counter!(metrics::RATE_LIMIT_DECISIONS, "subject" => subject, "decision" => decision)
-            .increment(1);
+        metrics::register!(register_counter, metrics::rate_limit_decision_key(subject, limited)).increment(1);
     }
 }
