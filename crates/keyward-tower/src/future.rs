@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use crate::body::KeywardBody;
 use crate::render::{X_REQUEST_ID, insert_rate_limit_headers, render};
+use keyward_core::http::RATE_LIMIT_HEADERS;
 
 /// The verifier's future. Boxed: `Verifier::verify` is an `async fn`, whose type has no name.
 pub(crate) type VerifyFuture = Pin<Box<dyn Future<Output = Result<VerifiedKey, Error>> + Send>>;
@@ -129,6 +130,9 @@ where
                     let response = ready!(future.poll(cx))?;
                     let verified = verified.take();
                     let (mut parts, body) = response.into_parts();
+                    // Room for the rate-limit headers and the request id at once, rather than
+                    // growing the map as they arrive.
+                    parts.headers.reserve(RATE_LIMIT_HEADERS.len() + 1);
                     if let Some(v) = &verified {
                         insert_rate_limit_headers(v.rate_limit(), &mut parts.headers);
                     }

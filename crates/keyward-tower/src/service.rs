@@ -85,7 +85,11 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &self.settings;
         let (mut parts, body) = request.into_parts();
-        let request_id = request_id_value(parts.headers.get(X_REQUEST_ID));
+        let incoming_id = parts.headers.get(X_REQUEST_ID);
+        let request_id = request_id_value(incoming_id);
+        // The inner service must see the id the response will carry: a new one replaces the
+        // caller's (which was missing, or refused).
+        let replace_id = incoming_id != Some(&request_id);
         crate::trace::record_request_id(&request_id);
         let grpc = is_grpc(parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
         let close = leaves_body_unread(&parts, grpc);
@@ -95,6 +99,7 @@ where
             api_key: parts.headers.get(&settings.api_key_header).map(|v| v.as_bytes()),
             query: parts.uri.query(),
         };
+        let marks = (presented.authorization.is_some(), presented.api_key.is_some());
         // Missing, misplaced and malformed keys are refused here, before any allocation; a
         // well-formed key is hashed once, and its plaintext kept only for a remote verifier.
         let key = presented.key(settings.verifier.config()).and_then(|key| settings.verifier.prepare(key));
@@ -113,10 +118,13 @@ where
         };
 
         // Whatever the inner service logs or forwards, it must not show the key.
-        mark_sensitive(&mut parts.headers, &settings.bearer_header);
-        mark_sensitive(&mut parts.headers, &settings.api_key_header);
-        // The inner service sees the id the response will carry.
-        if parts.headers.get(X_REQUEST_ID) != Some(&request_id) {
+        if marks.0 {
+            mark_sensitive(&mut parts.headers, &settings.bearer_header);
+        }
+        if marks.1 {
+            mark_sensitive(&mut parts.headers, &settings.api_key_header);
+        }
+        if replace_id {
             parts.headers.insert(X_REQUEST_ID, request_id.clone());
         }
 
@@ -157,11 +165,9 @@ fn leaves_body_unread(parts: &Parts, grpc: bool) -> bool {
     http1 && !grpc && body
 }
 
+/// Marks every value of `name`, a header the request carries, sensitive. (For a header it does
+/// not find, `entry` would make room for one.)
 fn mark_sensitive(headers: &mut HeaderMap, name: &HeaderName) {
-    // `entry` makes room for a header it does not find; most requests carry only one of the two.
-    if !headers.contains_key(name) {
-        return;
-    }
     if let Entry::Occupied(mut entry) = headers.entry(name) {
         for value in entry.iter_mut() {
             value.set_sensitive(true);
