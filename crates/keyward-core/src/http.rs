@@ -101,6 +101,17 @@ pub const RATE_LIMIT_HEADERS: [&str; 5] =
 /// `out`, and returns where each ends; `None` (and nothing written) when no window applied. One
 /// buffer and an integer formatter: no `String` per header.
 pub fn render_rate_limit(status: &RateLimitStatus, out: &mut Vec<u8>) -> Option<[usize; 5]> {
+    render_rate_limit_parts(status, out, true)
+}
+
+/// [`render_rate_limit`], leaving out the `RateLimit-Policy` value when `policy` is false (its
+/// range is then empty): for a caller that keeps that value, which depends only on the windows'
+/// subjects, limits and periods, rendered once per policy with [`render_rate_limit_policy`].
+pub fn render_rate_limit_parts(
+    status: &RateLimitStatus,
+    out: &mut Vec<u8>,
+    policy: bool,
+) -> Option<[usize; 5]> {
     let tight = status.tightest()?;
     let mut numbers = itoa::Buffer::new();
     let mut ends = [0; 5];
@@ -110,32 +121,49 @@ pub fn render_rate_limit(status: &RateLimitStatus, out: &mut Vec<u8>) -> Option<
     ends[1] = out.len();
     out.extend_from_slice(numbers.format(tight.reset_epoch_secs()).as_bytes());
     ends[2] = out.len();
-    for policy in [true, false] {
-        for (i, w) in status.windows.iter().enumerate() {
-            if i > 0 {
-                out.extend_from_slice(b", ");
-            }
-            let period = numbers.format(w.window.period_secs).as_bytes();
-            out.push(b'"');
-            out.extend_from_slice(w.subject_kind.as_bytes());
-            out.push(b'-');
-            out.extend_from_slice(period);
-            if policy {
-                out.extend_from_slice(b"s\";q=");
-                out.extend_from_slice(numbers.format(w.window.limit).as_bytes());
-                out.extend_from_slice(b";w=");
-                out.extend_from_slice(numbers.format(w.window.period_secs).as_bytes());
-            } else {
-                let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
-                out.extend_from_slice(b"s\";r=");
-                out.extend_from_slice(numbers.format(w.remaining).as_bytes());
-                out.extend_from_slice(b";t=");
-                out.extend_from_slice(numbers.format(t).as_bytes());
-            }
-        }
-        ends[if policy { 3 } else { 4 }] = out.len();
+    if policy {
+        render_rate_limit_policy(status, out);
     }
+    ends[3] = out.len();
+    render_windows(status, out, |w, numbers, out| {
+        let t = w.reset_after.as_secs() + u64::from(w.reset_after.subsec_nanos() > 0);
+        out.extend_from_slice(b"s\";r=");
+        out.extend_from_slice(numbers.format(w.remaining).as_bytes());
+        out.extend_from_slice(b";t=");
+        out.extend_from_slice(numbers.format(t).as_bytes());
+    });
+    ends[4] = out.len();
     Some(ends)
+}
+
+/// Writes the `RateLimit-Policy` value of a decision (every window's quota and period) into
+/// `out`, as [`render_rate_limit`] does.
+pub fn render_rate_limit_policy(status: &RateLimitStatus, out: &mut Vec<u8>) {
+    render_windows(status, out, |w, numbers, out| {
+        out.extend_from_slice(b"s\";q=");
+        out.extend_from_slice(numbers.format(w.window.limit).as_bytes());
+        out.extend_from_slice(b";w=");
+        out.extend_from_slice(numbers.format(w.window.period_secs).as_bytes());
+    });
+}
+
+/// A list item per window, `"{subject}-{period}` and then what `rest` writes, comma-separated.
+fn render_windows(
+    status: &RateLimitStatus,
+    out: &mut Vec<u8>,
+    rest: impl Fn(&crate::ratelimit::WindowState, &mut itoa::Buffer, &mut Vec<u8>),
+) {
+    let mut numbers = itoa::Buffer::new();
+    for (i, w) in status.windows.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(w.subject_kind.as_bytes());
+        out.push(b'-');
+        out.extend_from_slice(numbers.format(w.window.period_secs).as_bytes());
+        rest(w, &mut numbers, out);
+    }
 }
 
 /// The `X-RateLimit-*` (tightest window) and IETF draft `RateLimit-Policy`/`RateLimit` (every

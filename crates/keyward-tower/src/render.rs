@@ -5,9 +5,9 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use keyward_core::http::{
     ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, grpc_error_headers, is_kept_request_id, new_request_id,
-    render_rate_limit,
+    render_rate_limit_parts, render_rate_limit_policy,
 };
-use keyward_core::{Error, RateLimitStatus};
+use keyward_core::{Error, RateLimitStatus, RateLimitWindow};
 
 /// `x-request-id`.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID);
@@ -57,19 +57,64 @@ const RATE_LIMIT_NAMES: [HeaderName; 5] = [
     HeaderName::from_static(RATE_LIMIT_HEADERS[4]),
 ];
 
-/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: every
-/// value a slice of one buffer, the names static.
+/// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: the
+/// names static, the policy value reused while a thread's requests share a policy, every other
+/// value a slice of one buffer.
 pub(crate) fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut HeaderMap) {
-    let mut text = Vec::with_capacity(48 + 64 * status.windows.len());
-    let Some(ends) = render_rate_limit(status, &mut text) else { return };
+    let mut text = Vec::with_capacity(48 + 32 * status.windows.len());
+    let Some(ends) = render_rate_limit_parts(status, &mut text, false) else { return };
     let text = Bytes::from(text);
     let mut start = 0;
-    for (name, end) in RATE_LIMIT_NAMES.into_iter().zip(ends) {
-        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+    for (i, (name, end)) in RATE_LIMIT_NAMES.into_iter().zip(ends).enumerate() {
+        let value = if i == 3 {
+            policy_value(status)
+        } else {
+            HeaderValue::from_maybe_shared(text.slice(start..end))
+        };
+        if let Ok(value) = value {
             headers.insert(name, value);
         }
         start = end;
     }
+}
+
+/// A `RateLimit-Policy` value and the windows it was rendered from.
+struct PolicyMemo {
+    windows: Vec<(&'static str, RateLimitWindow)>,
+    value: HeaderValue,
+}
+
+thread_local! {
+    /// The last policy value this thread rendered: requests in a row mostly share a plan, and so
+    /// a policy. One per thread, so that no lock is shared.
+    static POLICY: std::cell::RefCell<Option<PolicyMemo>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The `RateLimit-Policy` value of a decision: the memo's when its windows have the same
+/// subjects, limits and periods (all the value depends on), else rendered and memoised.
+fn policy_value(status: &RateLimitStatus) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let same = |memo: &PolicyMemo| {
+        memo.windows.len() == status.windows.len()
+            && memo.windows.iter().zip(&status.windows).all(|(m, w)| m.0 == w.subject_kind && m.1 == w.window)
+    };
+    let render = || {
+        let mut text = Vec::with_capacity(32 * status.windows.len());
+        render_rate_limit_policy(status, &mut text);
+        HeaderValue::from_maybe_shared(Bytes::from(text))
+    };
+    POLICY
+        .try_with(|memo| {
+            let mut memo = memo.borrow_mut();
+            if let Some(memo) = memo.as_ref().filter(|m| same(m)) {
+                return Ok(memo.value.clone());
+            }
+            let value = render()?;
+            let windows = status.windows.iter().map(|w| (w.subject_kind, w.window)).collect();
+            *memo = Some(PolicyMemo { windows, value: value.clone() });
+            Ok(value)
+        })
+        // The thread is being torn down: render without the memo.
+        .unwrap_or_else(|_| render())
 }
 
 fn append(headers: &mut HeaderMap, name: &str, value: String) {
@@ -143,6 +188,36 @@ mod tests {
             for (name, value) in expected {
                 assert_eq!(headers[name], value.as_str(), "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn the_policy_value_follows_each_decisions_windows() {
+        use keyward_core::http::rate_limit_headers;
+        use keyward_core::{RateLimitWindow, WindowState};
+        let status = |kind, window: RateLimitWindow| RateLimitStatus {
+            windows: vec![WindowState {
+                subject_kind: kind,
+                window,
+                remaining: 1,
+                reset_after: Duration::from_secs(1),
+            }],
+            retry_after: None,
+        };
+        // Each differs from the one before in one thing the policy shows; the last repeats the
+        // first, after the memo has moved on.
+        let statuses = [
+            status("key", RateLimitWindow::per_minute(10)),
+            status("key", RateLimitWindow::per_minute(11)),
+            status("key", RateLimitWindow::per_hour(11)),
+            status("workspace", RateLimitWindow::per_hour(11)),
+            status("key", RateLimitWindow::per_minute(10)),
+        ];
+        for status in statuses.iter().chain(&statuses) {
+            let mut headers = HeaderMap::new();
+            insert_rate_limit_headers(status, &mut headers);
+            let expected = rate_limit_headers(status);
+            assert_eq!(headers["ratelimit-policy"], expected[3].1.as_str());
         }
     }
 
