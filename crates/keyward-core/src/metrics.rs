@@ -158,8 +158,9 @@ pub(crate) static CACHE_MISSES_KEY: Key = Key::from_static_name(CACHE_MISSES);
 /// [`VERIFY_DURATION`], built once.
 pub(crate) static VERIFY_DURATION_KEY: Key = Key::from_static_name(VERIFY_DURATION);
 
-/// [`RATE_LIMIT_DECISIONS`] for a subject (`key` or `workspace`) and whether it was limited.
-pub(crate) fn rate_limit_decision_key(subject: &str, limited: bool) -> &'static Key {
+/// [`RATE_LIMIT_DECISIONS`] for each subject the limiter counts: the subject (the `subject_kind`
+/// of its windows), then its `allowed` and `limited` keys.
+pub(crate) fn rate_limit_decision_keys() -> [(&'static str, [&'static Key; 2]); 2] {
     macro_rules! decision {
         ($subject:literal, $decision:literal) => {{
             static LABELS: [Label; 2] = [
@@ -170,12 +171,10 @@ pub(crate) fn rate_limit_decision_key(subject: &str, limited: bool) -> &'static 
             &KEY
         }};
     }
-    match (subject, limited) {
-        ("key", false) => decision!("key", "allowed"),
-        ("key", true) => decision!("key", "limited"),
-        (_, false) => decision!("workspace", "allowed"),
-        (_, true) => decision!("workspace", "limited"),
-    }
+    [
+        ("key", [decision!("key", "allowed"), decision!("key", "limited")]),
+        ("workspace", [decision!("workspace", "allowed"), decision!("workspace", "limited")]),
+    ]
 }
 
 /// The `kind` label of a store error.

@@ -99,7 +99,8 @@ where
             api_key: parts.headers.get(&settings.api_key_header).map(|v| v.as_bytes()),
             query: parts.uri.query(),
         };
-        let marks = (presented.authorization.is_some(), presented.api_key.is_some());
+        let (bearer_present, api_key_present) =
+            (presented.authorization.is_some(), presented.api_key.is_some());
         // Missing, misplaced and malformed keys are refused here, before any allocation; a
         // well-formed key is hashed once, and its plaintext kept only for a remote verifier.
         let key = presented.key(settings.verifier.config()).and_then(|key| settings.verifier.prepare(key));
@@ -118,10 +119,10 @@ where
         };
 
         // Whatever the inner service logs or forwards, it must not show the key.
-        if marks.0 {
+        if bearer_present {
             mark_sensitive(&mut parts.headers, &settings.bearer_header);
         }
-        if marks.1 {
+        if api_key_present {
             mark_sensitive(&mut parts.headers, &settings.api_key_header);
         }
         if replace_id {

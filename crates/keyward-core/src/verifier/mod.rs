@@ -761,12 +761,12 @@ fn needs_credits(resolved: &ResolvedKey, req: &Requirements) -> bool {
 /// Counts the decision of each subject the limiter looked at: the one whose window ran out is
 /// `limited`, the others `allowed`.
 fn record_rate_limit(status: &RateLimitStatus) {
-    for subject in ["key", "workspace"] {
+    for (subject, [allowed, limited]) in metrics::rate_limit_decision_keys() {
         let mut windows = status.windows.iter().filter(|w| w.subject_kind == subject).peekable();
         if windows.peek().is_none() {
             continue;
         }
-        let limited = !status.allowed() && windows.any(|w| w.remaining == 0);
-        metrics::register!(register_counter, metrics::rate_limit_decision_key(subject, limited)).increment(1);
+        let decision = if !status.allowed() && windows.any(|w| w.remaining == 0) { limited } else { allowed };
+        metrics::register!(register_counter, decision).increment(1);
     }
 }
