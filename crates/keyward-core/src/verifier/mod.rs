@@ -733,7 +733,12 @@ impl Verifier {
         };
         let loaded = inner.hot.as_ref().map_or(0, hot::HotCache::now);
         let Some(record) = record else { return Ok(CacheEntry::NoKey(loaded)) };
-        let resolved = Arc::new(ResolvedKey::new(record, loaded));
+        let resolved = ResolvedKey::new(record, loaded);
+        if let Some(local) = inner.limiter.as_local() {
+            // Held from the load, so that the hit cache can keep a hint to the key's limiters.
+            local.hold(LimitSubject::Key(resolved.key_id), &resolved.key_policy, &resolved.held[0]);
+        }
+        let resolved = Arc::new(resolved);
         if let Some(index) = &inner.index {
             index.insert(resolved.key.hash.digest, digest);
         }
