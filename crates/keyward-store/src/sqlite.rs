@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 
 use crate::direct::DirectReader;
 use crate::error::map_sqlx;
-use crate::rows::{day_text, to_i64, to_ms};
+use crate::rows::{day_text, to_i64, to_json, to_ms};
 use crate::sql::{SqlBackend, impl_key_store};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -213,33 +213,41 @@ impl SqlBackend for SqliteStore {
     }
 
     async fn add_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        // A statement per chunk of rows, not per row: every statement is a round trip to the
+        // connection's worker thread, and a busy node flushes thousands of keys at once. The
+        // rows go in as one JSON array, which `json_each` reads back.
+        let counts = batch
+            .counts
+            .iter()
+            .map(|((key, day), n)| Ok((key.to_string(), day_text(*day), to_i64("usage count", *n)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let last_used: Vec<_> =
+            batch.last_used.iter().map(|(key, at)| (key.to_string(), to_ms(*at))).collect();
+        let counts = counts.chunks(USAGE_CHUNK).map(to_json).collect::<Result<Vec<_>, _>>()?;
+        let last_used = last_used.chunks(USAGE_CHUNK).map(to_json).collect::<Result<Vec<_>, _>>()?;
         self.write(async |tx| {
-            for ((key, day), count) in &batch.counts {
-                let key = key.to_string();
+            for rows in &counts {
                 // Uses of a key the store does not know are dropped rather than failing the
                 // batch (which the recorder would retry forever).
                 sqlx::query(
                     "INSERT INTO usage_daily (key_id, day, count) \
-                     SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM api_keys WHERE id = ?) \
+                     SELECT u.value ->> 0, u.value ->> 1, u.value ->> 2 FROM json_each(?) AS u \
+                     WHERE EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.value ->> 0) \
                      ON CONFLICT (key_id, day) DO UPDATE SET count = usage_daily.count + excluded.count",
                 )
-                .bind(&key)
-                .bind(day_text(*day))
-                .bind(to_i64("usage count", *count)?)
-                .bind(&key)
+                .bind(rows)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             }
-            for (key, at) in &batch.last_used {
-                let at = to_ms(*at);
+            for rows in &last_used {
                 sqlx::query(
-                    "UPDATE api_keys SET last_used_at = ? \
-                     WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                    "UPDATE api_keys SET last_used_at = u.at \
+                     FROM (SELECT value ->> 0 AS id, value ->> 1 AS at FROM json_each(?)) AS u \
+                     WHERE api_keys.id = u.id \
+                     AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.at)",
                 )
-                .bind(at)
-                .bind(key.to_string())
-                .bind(at)
+                .bind(rows)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -249,5 +257,8 @@ impl SqlBackend for SqliteStore {
         .await
     }
 }
+
+/// Most usage rows one statement writes: a bound on the JSON text a statement carries.
+const USAGE_CHUNK: usize = 1000;
 
 impl_key_store!(SqliteStore);

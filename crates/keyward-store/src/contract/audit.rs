@@ -152,6 +152,20 @@ pub async fn usage_counts_per_day(store: Arc<dyn KeyStore>) {
     for days in [0, 367] {
         expect_err(ctx.service.usage(ctx.ws.id, k1.id, days).await, ErrorCode::ValidationFailed);
     }
+
+    // A batch of more rows than a backend writes in one statement is written whole.
+    let k3 = ctx.key("k3").await;
+    let mut many = UsageBatch::default();
+    let first = at(2020, 1, 1, 12, 0);
+    for n in 0..2500 {
+        many.add(k3.id, first + Duration::days(n));
+    }
+    ctx.store.record_usage(&many).await.expect("record");
+    let (from, to) = (first.date_naive(), (first + Duration::days(2499)).date_naive());
+    let days = ctx.store.usage(k3.id, from, to).await.expect("usage");
+    assert_eq!(days.len(), 2500);
+    assert!(days.iter().all(|d| d.count == 1));
+    assert_eq!(ctx.stored(k3.id).await.last_used_at, Some(first + Duration::days(2499)));
 }
 
 /// The audit hash chain: every workspace's events (and those of no workspace) form a chain that
