@@ -7,7 +7,9 @@
 //! string, verifies the key against the route's [`Requirements`], and then either
 //!
 //! - calls the route with an `Arc<`[`VerifiedKey`]`>` in the request extensions and adds
-//!   `X-Request-Id`, `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` to its response, or
+//!   `X-Request-Id`, `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` to its response (or the
+//!   ones the verifier's [`rate_limit_headers`](keyward_core::VerifierBuilder::rate_limit_headers)
+//!   picks), or
 //! - answers with the catalog error (`{"error": {"code", "message", "details", "requestId"}}`)
 //!   and the same status and headers as the tower integration, rendered by
 //!   [`keyward_core::http::ErrorResponse`].

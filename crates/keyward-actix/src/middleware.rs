@@ -12,7 +12,7 @@ use actix_web::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue, TRANSFER_
 use actix_web::http::{ConnectionType, Version};
 use actix_web::{HttpMessage, ResponseError};
 use keyward_core::RateLimitStatus;
-use keyward_core::http::{RATE_LIMIT_HEADERS, REQUEST_ID, render_rate_limit, request_id};
+use keyward_core::http::{RATE_LIMIT_HEADERS, REQUEST_ID, RateLimitHeaders, render_rate_limit, request_id};
 use keyward_core::{IpNet, Presented, Requirements, Scope, TrustedProxies, VerifiedKey, Verifier};
 
 use crate::body::VerifiedBody;
@@ -168,7 +168,9 @@ where
                 Ok(v) => Arc::new(v),
                 Err(error) => {
                     tracing::debug!(code = %error.code(), request_id = %rid, "request refused");
-                    let mut response = Rejection::new(error, rid).error_response();
+                    let sent = middleware.verifier.config().rate_limit_headers;
+                    let mut response =
+                        Rejection::new(error, rid).with_rate_limit_headers(sent).error_response();
                     if leaves_body_unread(&req) {
                         response.head_mut().set_connection_type(ConnectionType::Close);
                     }
@@ -179,7 +181,11 @@ where
 
             let mut res = inner.call(req).await?;
             let headers = res.headers_mut();
-            insert_rate_limit_headers(verified.rate_limit(), headers);
+            insert_rate_limit_headers(
+                verified.rate_limit(),
+                headers,
+                middleware.verifier.config().rate_limit_headers,
+            );
             // A route that set its own request id keeps it.
             let request_id_header = HeaderName::from_static(REQUEST_ID);
             if !headers.contains_key(&request_id_header)
@@ -194,13 +200,22 @@ where
 
 /// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: every
 /// value a slice of one buffer, the names static.
-fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut actix_web::http::header::HeaderMap) {
+fn insert_rate_limit_headers(
+    status: &RateLimitStatus,
+    headers: &mut actix_web::http::header::HeaderMap,
+    sent: RateLimitHeaders,
+) {
+    if sent == RateLimitHeaders::None {
+        return;
+    }
     let mut text = Vec::with_capacity(48 + 64 * status.windows.len());
     let Some(ends) = render_rate_limit(status, &mut text) else { return };
     let text = bytes::Bytes::from(text);
     let mut start = 0;
-    for (name, end) in RATE_LIMIT_HEADERS.into_iter().zip(ends) {
-        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+    for (i, (name, end)) in RATE_LIMIT_HEADERS.into_iter().zip(ends).enumerate() {
+        if sent.sends_index(i)
+            && let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end))
+        {
             headers.insert(HeaderName::from_static(name), value);
         }
         start = end;

@@ -6,7 +6,7 @@ use actix_web::body::BoxBody;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use keyward_core::Error;
-use keyward_core::http::{ErrorResponse, REQUEST_ID, request_id};
+use keyward_core::http::{ErrorResponse, REQUEST_ID, RateLimitHeaders, request_id};
 
 /// A catalog [`Error`] with the request's id, rendered exactly as every keyward integration
 /// renders errors: status, `X-Request-Id`, `WWW-Authenticate` on a 401, `Retry-After` when the
@@ -28,12 +28,20 @@ use keyward_core::http::{ErrorResponse, REQUEST_ID, request_id};
 pub struct Rejection {
     error: Error,
     request_id: String,
+    rate_limit_headers: RateLimitHeaders,
 }
 
 impl Rejection {
     /// `error` for the request with id `request_id`.
     pub fn new(error: Error, request_id: impl Into<String>) -> Self {
-        Self { error, request_id: request_id.into() }
+        Self { error, request_id: request_id.into(), rate_limit_headers: RateLimitHeaders::All }
+    }
+
+    /// Sends only the rate-limit headers that `sent` sends (all by default); the middleware
+    /// passes on its verifier's [`rate_limit_headers`](keyward_core::VerifierConfig).
+    pub fn with_rate_limit_headers(mut self, sent: RateLimitHeaders) -> Self {
+        self.rate_limit_headers = sent;
+        self
     }
 
     /// `error` for `req`, whose id is taken from its `X-Request-Id` header (or made up).
@@ -73,12 +81,13 @@ impl ResponseError for Rejection {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        let rendered = ErrorResponse::new(&self.error, &self.request_id, None);
+        let sent = self.rate_limit_headers;
+        let rendered = ErrorResponse::new(&self.error, &self.request_id, None).with_rate_limit_headers(sent);
         let mut res = HttpResponse::build(self.status_code());
         for (name, value) in rendered.headers {
             res.insert_header((name, value));
         }
-        for (name, value) in rate_limited_headers(&self.error) {
+        for (name, value) in rate_limited_headers(&self.error).into_iter().filter(|(n, _)| sent.sends(n)) {
             res.insert_header((name, value));
         }
         res.body(rendered.body)

@@ -97,6 +97,47 @@ fn put_hex(out: &mut [u8], v: u64) {
 pub const RATE_LIMIT_HEADERS: [&str; 5] =
     ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit-policy", "ratelimit"];
 
+/// Which of the [`RATE_LIMIT_HEADERS`] the integrations send, set with
+/// [`VerifierBuilder::rate_limit_headers`](crate::VerifierBuilder::rate_limit_headers).
+/// `Retry-After` on a refusal is sent whatever this says: clients (keyward's SDK among them) back
+/// off by it.
+///
+/// Fewer headers are fewer bytes on every answer: on loopback, where the wire is most of a
+/// request's cost, the five headers and their values take about a tenth of a small handler's
+/// throughput (`cargo xtask bench --load-only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitHeaders {
+    /// `X-RateLimit-Limit`, `-Remaining` and `-Reset` (the tightest window), and the IETF draft's
+    /// `RateLimit-Policy` and `RateLimit` (every window).
+    #[default]
+    All,
+    /// Only `X-RateLimit-Limit`, `-Remaining` and `-Reset`.
+    Legacy,
+    /// Only the IETF draft's `RateLimit-Policy` and `RateLimit`.
+    Ietf,
+    /// None of them: a client learns of a limit when it is refused (Kong's
+    /// `hide_client_headers`).
+    None,
+}
+
+impl RateLimitHeaders {
+    /// Whether the header at `index` of [`RATE_LIMIT_HEADERS`] is sent.
+    pub fn sends_index(self, index: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Legacy => index < 3,
+            Self::Ietf => index >= 3,
+            Self::None => false,
+        }
+    }
+
+    /// Whether a header named `name` (lowercase) is sent: `false` only for one of the
+    /// [`RATE_LIMIT_HEADERS`] this leaves out.
+    pub fn sends(self, name: &str) -> bool {
+        RATE_LIMIT_HEADERS.iter().position(|n| *n == name).is_none_or(|i| self.sends_index(i))
+    }
+}
+
 /// Writes the values of the [`RATE_LIMIT_HEADERS`] for a decision one after the other into
 /// `out`, and returns where each ends; `None` (and nothing written) when no window applied. One
 /// buffer and an integer formatter: no `String` per header.
@@ -221,6 +262,14 @@ impl ErrorResponse {
         }
         let body = serde_json::to_vec(&error.to_body(Some(request_id))).unwrap_or_else(|_| b"{}".to_vec());
         Self { status, headers, body }
+    }
+
+    /// The same response with only the rate-limit headers that `sent` sends.
+    pub fn with_rate_limit_headers(mut self, sent: RateLimitHeaders) -> Self {
+        if sent != RateLimitHeaders::All {
+            self.headers.retain(|(name, _)| sent.sends(name));
+        }
+        self
     }
 }
 

@@ -41,6 +41,7 @@ pub use format::{
     KeyEnvironment, KeyFormat, KeyFormatError, KeyParseError, LegacyFormat, ParsedKey, SecretEncoding,
 };
 pub use hash::{KeyDigest, KeyHash, KeyHasher};
+pub use http::RateLimitHeaders;
 pub use ipnet::IpNet;
 pub use model::{
     ApiKey, AuditAction, AuditEvent, AuditEventId, CreditRefill, DeliveryId, KeyId, KeyStatus, Plan, PlanId,

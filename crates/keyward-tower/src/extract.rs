@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use keyward_core::http::is_grpc;
+use keyward_core::http::{RateLimitHeaders, is_grpc};
 use keyward_core::{Error, ErrorCode, VerifiedKey};
 
 use crate::render::{X_REQUEST_ID, render, request_id_value};
@@ -83,7 +83,8 @@ impl MissingVerifiedKey {
 
 impl IntoResponse for MissingVerifiedKey {
     fn into_response(self) -> Response {
-        let rendered = render(&self.error(), &self.request_id, self.grpc);
+        // The error carries no rate-limit state: there are no rate-limit headers to choose from.
+        let rendered = render(&self.error(), &self.request_id, self.grpc, RateLimitHeaders::All);
         let body = rendered.body.map(axum::body::Body::from).unwrap_or_default();
         (rendered.status, rendered.headers, body).into_response()
     }

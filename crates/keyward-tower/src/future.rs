@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::body::KeywardBody;
 use crate::render::{X_REQUEST_ID, insert_rate_limit_headers, render};
-use keyward_core::http::RATE_LIMIT_HEADERS;
+use keyward_core::http::{RATE_LIMIT_HEADERS, RateLimitHeaders};
 
 /// The verifier's future. Boxed: `Verifier::verify` is an `async fn`, whose type has no name.
 pub(crate) type VerifyFuture = Pin<Box<dyn Future<Output = Result<VerifiedKey, Error>> + Send>>;
@@ -41,6 +41,8 @@ pub(crate) struct Refusal {
     /// The request's body would be left unread on an HTTP/1.x connection: say
     /// `Connection: close`.
     pub(crate) close: bool,
+    /// Which rate-limit headers its answer carries.
+    pub(crate) rate_limit_headers: RateLimitHeaders,
 }
 
 pin_project! {
@@ -134,7 +136,8 @@ where
                     // growing the map as they arrive.
                     parts.headers.reserve(RATE_LIMIT_HEADERS.len() + 1);
                     if let Some(v) = &verified {
-                        insert_rate_limit_headers(v.rate_limit(), &mut parts.headers);
+                        let sent = this.refusal.rate_limit_headers;
+                        insert_rate_limit_headers(v.rate_limit(), &mut parts.headers, sent);
                     }
                     parts.headers.entry(X_REQUEST_ID).or_insert_with(|| this.refusal.request_id.clone());
                     return Poll::Ready(Ok(Response::from_parts(parts, KeywardBody::inner(body, verified))));
@@ -149,7 +152,7 @@ where
 }
 
 fn refusal<B>(error: &Error, refusal: &Refusal) -> Response<KeywardBody<B>> {
-    let rendered = render(error, &refusal.request_id, refusal.grpc);
+    let rendered = render(error, &refusal.request_id, refusal.grpc, refusal.rate_limit_headers);
     let body = rendered.body.map_or_else(KeywardBody::empty, KeywardBody::full);
     let mut response = Response::new(body);
     *response.status_mut() = rendered.status;

@@ -6,7 +6,8 @@
 //! checksum, cache, status, expiry, scopes, resources, rate limits, concurrency, credits).
 //! Verified, it reaches the inner service with an `Arc<VerifiedKey>` in its extensions, and its
 //! response carries `X-Request-Id` and the `X-RateLimit-*`/`RateLimit-Policy`/`RateLimit`
-//! headers. Refused, it gets keyward's catalog error: `{"error": {code, message, details,
+//! headers (or the ones the verifier's
+//! [`rate_limit_headers`](keyward_core::VerifierBuilder::rate_limit_headers) picks). Refused, it gets keyward's catalog error: `{"error": {code, message, details,
 //! requestId}}` with the matching status for HTTP, a trailers-only `grpc-status` response for
 //! gRPC (`content-type: application/grpc*`).
 //!

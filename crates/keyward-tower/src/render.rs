@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use keyward_core::http::{
-    ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, grpc_error_headers, is_kept_request_id, new_request_id,
-    render_rate_limit_parts, render_rate_limit_policy,
+    ErrorResponse, RATE_LIMIT_HEADERS, REQUEST_ID, RateLimitHeaders, grpc_error_headers, is_kept_request_id,
+    new_request_id, render_rate_limit_parts, render_rate_limit_policy,
 };
 use keyward_core::{Error, RateLimitStatus, RateLimitWindow};
 
@@ -22,7 +22,12 @@ pub(crate) struct Rendered {
 
 /// Renders `error` for a request with id `request_id`: the catalog JSON for HTTP, a
 /// trailers-only response (HTTP 200, `grpc-status`, `grpc-message`) for gRPC.
-pub(crate) fn render(error: &Error, request_id: &HeaderValue, grpc: bool) -> Rendered {
+pub(crate) fn render(
+    error: &Error,
+    request_id: &HeaderValue,
+    grpc: bool,
+    sent: RateLimitHeaders,
+) -> Rendered {
     let mut headers = HeaderMap::new();
     if grpc {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
@@ -34,13 +39,13 @@ pub(crate) fn render(error: &Error, request_id: &HeaderValue, grpc: bool) -> Ren
             headers.insert(RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         }
         if let Some(rate) = error.rate_limit() {
-            insert_rate_limit_headers(rate, &mut headers);
+            insert_rate_limit_headers(rate, &mut headers, sent);
         }
         return Rendered { status: StatusCode::OK, headers, body: None };
     }
     // `request_id` values are made by `request_id_value`, so they are visible ASCII.
     let id = request_id.to_str().unwrap_or_default();
-    let response = ErrorResponse::new(error, id, None);
+    let response = ErrorResponse::new(error, id, None).with_rate_limit_headers(sent);
     for (name, value) in response.headers {
         append(&mut headers, name, value);
     }
@@ -60,18 +65,25 @@ const RATE_LIMIT_NAMES: [HeaderName; 5] = [
 /// Adds the `X-RateLimit-*` and `RateLimit-Policy`/`RateLimit` headers of a decision: the
 /// names static, the policy value reused while a thread's requests share a policy, every other
 /// value a slice of one buffer.
-pub(crate) fn insert_rate_limit_headers(status: &RateLimitStatus, headers: &mut HeaderMap) {
+pub(crate) fn insert_rate_limit_headers(
+    status: &RateLimitStatus,
+    headers: &mut HeaderMap,
+    sent: RateLimitHeaders,
+) {
+    if sent == RateLimitHeaders::None {
+        return;
+    }
     let mut text = Vec::with_capacity(48 + 32 * status.windows.len());
     let Some(ends) = render_rate_limit_parts(status, &mut text, false) else { return };
     let text = Bytes::from(text);
     let mut start = 0;
     for (i, (name, end)) in RATE_LIMIT_NAMES.into_iter().zip(ends).enumerate() {
-        let value = if i == 3 {
-            policy_value(status)
-        } else {
-            HeaderValue::from_maybe_shared(text.slice(start..end))
+        let value = match i {
+            _ if !sent.sends_index(i) => None,
+            3 => Some(policy_value(status)),
+            _ => Some(HeaderValue::from_maybe_shared(text.slice(start..end))),
         };
-        if let Ok(value) = value {
+        if let Some(Ok(value)) = value {
             headers.insert(name, value);
         }
         start = end;
@@ -155,7 +167,7 @@ mod tests {
         use keyward_core::ErrorCode;
         let error =
             Error::new(ErrorCode::RateLimited, "slow down: 100%").with_retry_after(Duration::from_secs(3));
-        let r = render(&error, &HeaderValue::from_static("rid"), true);
+        let r = render(&error, &HeaderValue::from_static("rid"), true, RateLimitHeaders::All);
         assert_eq!(r.status, StatusCode::OK);
         assert!(r.body.is_none());
         assert_eq!(r.headers["content-type"], "application/grpc");
@@ -182,7 +194,7 @@ mod tests {
         };
         for status in [one, many] {
             let mut headers = HeaderMap::new();
-            insert_rate_limit_headers(&status, &mut headers);
+            insert_rate_limit_headers(&status, &mut headers, RateLimitHeaders::All);
             let expected = rate_limit_headers(&status);
             assert_eq!(headers.len(), expected.len());
             for (name, value) in expected {
@@ -215,7 +227,7 @@ mod tests {
         ];
         for status in statuses.iter().chain(&statuses) {
             let mut headers = HeaderMap::new();
-            insert_rate_limit_headers(status, &mut headers);
+            insert_rate_limit_headers(status, &mut headers, RateLimitHeaders::All);
             let expected = rate_limit_headers(status);
             assert_eq!(headers["ratelimit-policy"], expected[3].1.as_str());
         }
@@ -236,7 +248,7 @@ mod tests {
         let error = Error::new(ErrorCode::RateLimited, "rate limit reached; retry later")
             .with_retry_after(Duration::from_secs(12))
             .with_rate_limit(status);
-        let r = render(&error, &HeaderValue::from_static("rid"), false);
+        let r = render(&error, &HeaderValue::from_static("rid"), false, RateLimitHeaders::All);
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers["retry-after"], "12");
         assert_eq!(r.headers["x-ratelimit-limit"], "5");

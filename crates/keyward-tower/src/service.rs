@@ -93,6 +93,7 @@ where
         crate::trace::record_request_id(&request_id);
         let grpc = is_grpc(parts.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()));
         let close = leaves_body_unread(&parts, grpc);
+        let rate_limit_headers = settings.verifier.config().rate_limit_headers;
 
         let presented = Presented {
             authorization: parts.headers.get(&settings.bearer_header).map(|v| v.as_bytes()),
@@ -106,7 +107,12 @@ where
         let key = presented.key(settings.verifier.config()).and_then(|key| settings.verifier.prepare(key));
         let key = match key {
             Ok(key) => key,
-            Err(error) => return ResponseFuture::refused(error, Refusal { request_id, grpc, close }),
+            Err(error) => {
+                return ResponseFuture::refused(
+                    error,
+                    Refusal { request_id, grpc, close, rate_limit_headers },
+                );
+            }
         };
         let client_ip = client_ip(&parts, &settings.trusted_proxies);
         let requirements = match (&settings.resource, client_ip) {
@@ -129,7 +135,7 @@ where
             parts.headers.insert(X_REQUEST_ID, request_id.clone());
         }
 
-        let refusal = Refusal { request_id, grpc, close };
+        let refusal = Refusal { request_id, grpc, close, rate_limit_headers };
         // A cached key is decided here, without a future; only a key that needs the store (or a
         // remote or shared limiter) waits for one.
         match settings.verifier.verify_cached(&key, &requirements) {

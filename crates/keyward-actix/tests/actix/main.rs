@@ -112,6 +112,9 @@ impl Harness {
         let gate = Arc::new(Gate::default());
 
         let keyward = KeywardMiddleware::new(verifier);
+        let ietf_only = KeywardMiddleware::new(
+            Verifier::builder(&service).rate_limit_headers(keyward_core::RateLimitHeaders::Ietf).build(),
+        );
         let gate_data = web::Data::from(gate.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -127,6 +130,7 @@ impl Harness {
                         .wrap(keyward.clone().resource(|req| req.match_info().get("site").map(str::to_owned)))
                         .route(web::get().to(whoami)),
                 )
+                .service(web::resource("/ietf").wrap(ietf_only.clone()).route(web::get().to(whoami)))
                 .service(web::resource("/stream").wrap(keyward.clone()).route(web::get().to(stream)))
                 .service(web::resource("/slow").wrap(keyward.clone()).route(web::get().to(slow)))
                 .service(web::resource("/paid").wrap(keyward.clone().cost(1)).route(web::get().to(whoami)))
@@ -421,6 +425,24 @@ async fn the_rate_limit_refuses_exactly_past_the_policys_count() {
     assert_eq!(headers["x-ratelimit-limit"], "5");
     assert!(headers.contains_key("x-ratelimit-reset"));
     assert_eq!(body["error"]["details"]["retryAfterSeconds"], 12);
+    h.stop().await;
+}
+
+#[actix_web::test]
+async fn the_verifier_chooses_which_rate_limit_headers_answers_carry() {
+    let h = Harness::start().await;
+    let (plain, key) =
+        h.key(|k| k.rate_limit = Some(RateLimitPolicy::new([RateLimitWindow::per_minute(1)]))).await;
+    let passed = assert_ok(h.get("/ietf", Some(&plain)).await, &key).await;
+    let (refused, _) = assert_error(h.get("/ietf", Some(&plain)).await, 429, "RATE_LIMITED").await;
+    for headers in [&passed, &refused] {
+        for name in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
+            assert!(!headers.contains_key(name), "{name} is left out");
+        }
+    }
+    assert_eq!(passed["ratelimit-policy"], r#""key-60s";q=1;w=60, "workspace-60s";q=1000000;w=60"#);
+    assert!(passed.contains_key("ratelimit"));
+    assert_eq!(refused["retry-after"], "60", "a refused client is still told when to come back");
     h.stop().await;
 }
 

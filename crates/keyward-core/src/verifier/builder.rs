@@ -11,6 +11,7 @@ use super::{CacheEntry, Inner, KeyResolver, StorePolicy, Verifier};
 use crate::clock::{Clock, SystemClock};
 use crate::format::{KeyFormat, LegacyFormat};
 use crate::hash::{KeyDigest, KeyHasher};
+use crate::http::RateLimitHeaders;
 use crate::ratelimit::{LocalRateLimiter, RateLimiter};
 use crate::service::KeyService;
 use crate::store::KeyStore;
@@ -34,6 +35,7 @@ pub struct VerifierBuilder {
     usage: Option<UsageRecorder>,
     bearer_header: String,
     api_key_header: String,
+    rate_limit_headers: RateLimitHeaders,
 }
 
 struct Ttl {
@@ -116,6 +118,13 @@ impl VerifierBuilder {
         self
     }
 
+    /// Which rate-limit headers the integrations put on answers: all five by default.
+    /// `Retry-After` on a refusal is sent whatever this says.
+    pub fn rate_limit_headers(mut self, sent: RateLimitHeaders) -> Self {
+        self.rate_limit_headers = sent;
+        self
+    }
+
     /// Builds the verifier; built from a service, subscribes it to the service's changes, so
     /// that a change made through the service is seen by the very next request.
     pub fn build(self) -> Verifier {
@@ -159,6 +168,7 @@ impl VerifierBuilder {
                     api_key_header: self.api_key_header,
                     format: self.format,
                     legacy: self.legacy,
+                    rate_limit_headers: self.rate_limit_headers,
                 },
                 hasher: self.hasher,
                 clock: self.clock,
@@ -224,6 +234,7 @@ impl Verifier {
             usage: None,
             bearer_header: "authorization".into(),
             api_key_header: "x-api-key".into(),
+            rate_limit_headers: RateLimitHeaders::All,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, ErrorCode};
 use crate::format::{KeyFormat, KeyParseError, LegacyFormat};
+use crate::http::RateLimitHeaders;
 
 /// Query parameters that are refused because they look like a key sent in the URL.
 pub const KEY_QUERY_PARAMS: &[&str] =
@@ -18,6 +19,8 @@ pub struct VerifierConfig {
     pub format: KeyFormat,
     /// Imported keys' format, accepted without a checksum; `None` accepts only `format`.
     pub legacy: Option<LegacyFormat>,
+    /// Which rate-limit headers answers carry.
+    pub rate_limit_headers: RateLimitHeaders,
 }
 
 /// The credentials a request presents, as raw header values.

@@ -106,3 +106,33 @@ async fn a_thousand_requests_read_the_store_once() {
     }
     assert_eq!(h.store.digest_lookups() - before, 1);
 }
+
+#[tokio::test]
+async fn the_verifier_chooses_which_rate_limit_headers_answers_carry() {
+    use keyward_core::RateLimitHeaders;
+    use keyward_core::http::RATE_LIMIT_HEADERS;
+
+    let h = Harness::new().await;
+    for (sent, expected) in [
+        (RateLimitHeaders::All, &RATE_LIMIT_HEADERS[..]),
+        (RateLimitHeaders::Legacy, &RATE_LIMIT_HEADERS[..3]),
+        (RateLimitHeaders::Ietf, &RATE_LIMIT_HEADERS[3..]),
+        (RateLimitHeaders::None, &[][..]),
+    ] {
+        let key = h.key(|k| NewKey { rate_limit: per_minute(1), ..k }).await;
+        let verifier = h.verifier_with(|b| b.rate_limit_headers(sent));
+        let (client, _) = serve_app(KeywardLayer::new(verifier)).await;
+        let plaintext = key.secret.expose_secret();
+        let passed = client.get("/whoami", plaintext).await;
+        passed.ok();
+        let refused = client.get("/whoami", plaintext).await;
+        refused.error(429, "RATE_LIMITED");
+        for reply in [&passed, &refused] {
+            let carried: Vec<&str> =
+                RATE_LIMIT_HEADERS.into_iter().filter(|name| reply.header(name).is_some()).collect();
+            assert_eq!(carried, expected, "{sent:?}, status {}", reply.status);
+        }
+        // Whatever the choice, a refused client is told when to come back.
+        assert_eq!(refused.header_u64("retry-after"), 60, "{sent:?}");
+    }
+}
