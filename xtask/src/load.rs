@@ -1,8 +1,12 @@
-//! The loopback load benchmark: one axum handler served bare, behind tower-http's bearer check
-//! and behind `KeywardLayer` (benches/load-server), each driven by `wrk` in the same run; then
-//! bare axum and `KeywardLayer` again with a Lua script that spreads requests over 10,000
-//! distinct valid keys, and over the same with every tenth key unknown (well-formed, never
-//! issued: refused with 401 after one store read, then from the negative cache).
+//! The loopback load benchmark: one axum handler served bare, with the headers a `KeywardLayer`
+//! response carries as static values (what the larger response alone costs), behind tower-http's
+//! bearer check, and behind `KeywardLayer` with all, two or none of its rate-limit headers
+//! (benches/load-server), each driven by `wrk` in the same run; then bare axum and
+//! `KeywardLayer` again with a Lua script that spreads requests over 10,000 distinct valid keys,
+//! and over the same with every tenth key unknown (well-formed, never issued: refused with 401
+//! after one store read, then from the negative cache). Besides requests/s, each run reports the
+//! server's CPU time per request, which still shows the server's cost when the client (on the
+//! other core) is the bottleneck.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -16,6 +20,10 @@ struct Figures {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The server's CPU time (user and system, all threads) per request, in microseconds: the
+    /// client shares the machine, and when it is the bottleneck requests/s hides what the
+    /// server spends.
+    server_us: f64,
 }
 
 /// Installs wrk from Debian's packages when it is missing (the machines run as root).
@@ -73,7 +81,19 @@ function request()
 end
 "#;
 
-fn wrk(port: u16, load: Load<'_>, seconds: u32, connections: u32) -> Result<Figures> {
+/// CPU seconds process `pid` has used, user and system over all its threads (Linux's
+/// `/proc/<pid>/stat`, in its fixed 100 ticks a second); NaN where that cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn wrk(server: u32, port: u16, load: Load<'_>, seconds: u32, connections: u32) -> Result<Figures> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
     match load {
@@ -84,12 +104,16 @@ fn wrk(port: u16, load: Load<'_>, seconds: u32, connections: u32) -> Result<Figu
     if let Load::Many { keys, .. } = load {
         cmd.args(["--", keys]);
     }
+    let cpu = cpu_seconds(server);
     let out = cmd.output().context("running wrk")?;
+    let cpu = cpu_seconds(server) - cpu;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut f = Figures { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN };
+    let mut f = Figures { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN, server_us: f64::NAN };
     for line in text.lines() {
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
+            // "1234567 requests in 5.00s, 123.45MB read"
+            (Some(n), Some("requests")) => f.server_us = cpu * 1e6 / n.parse().unwrap_or(f64::NAN),
             (Some("Requests/sec:"), Some(v)) => f.rps = v.parse().unwrap_or(f64::NAN),
             (Some("50%"), Some(v)) => f.p50_ms = parse_ms(v).unwrap_or(f64::NAN),
             (Some("99%"), Some(v)) => f.p99_ms = parse_ms(v).unwrap_or(f64::NAN),
@@ -134,8 +158,11 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
     let many = |keys| Load::Many { script: &script, keys, unknown: false };
     let runs = [
         ("single key", "axum (bare)", bare, Load::One(&key)),
+        ("single key", "axum + headers", port("headers")?, Load::One(&key)),
         ("single key", "tower-http bearer", port("bearer")?, Load::One(&key)),
         ("single key", "KeywardLayer", keyward, Load::One(&key)),
+        ("single key", "Keyward, IETF headers", port("ietf")?, Load::One(&key)),
+        ("single key", "Keyward, no RL headers", port("hidden")?, Load::One(&key)),
         ("10,000 keys", "axum (bare)", bare, many(&keys)),
         ("10,000 keys", "KeywardLayer", keyward, many(&keys)),
         ("10% unknown", "axum (bare)", bare, Load::Many { script: &script, keys: &mixed, unknown: true }),
@@ -144,13 +171,14 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
 
     // Warm up every run (caches, connections), then measure them round-robin twice so drift on a
     // shared machine hits all alike; keep each run's best.
+    let pid = server.id();
     for (_, _, p, load) in &runs {
-        wrk(*p, *load, 2, 32)?;
+        wrk(pid, *p, *load, 2, 32)?;
     }
     let mut best: Vec<Option<Figures>> = vec![None; runs.len()];
     for _ in 0..2 {
         for (i, (_, _, p, load)) in runs.iter().enumerate() {
-            let f = wrk(*p, *load, seconds, 32)?;
+            let f = wrk(pid, *p, *load, seconds, 32)?;
             if best[i].is_none_or(|b| f.rps > b.rps) {
                 best[i] = Some(f);
             }
@@ -162,15 +190,41 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
 
     let best: Vec<Figures> = best.into_iter().map(|f| f.expect("measured")).collect();
     println!("\nload on loopback: wrk -t1 -c32 -d{seconds}s, best of 2 runs each");
-    println!("{:<12} {:<20} {:>12} {:>10} {:>10}", "keys", "variant", "requests/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<12} {:<23} {:>11} {:>8} {:>8} {:>14}",
+        "keys", "variant", "requests/s", "p50 ms", "p99 ms", "server us/req"
+    );
     for ((keys, name, _, _), f) in runs.iter().zip(&best) {
-        println!("{keys:<12} {name:<20} {:>12.0} {:>10.3} {:>10.3}", f.rps, f.p50_ms, f.p99_ms);
-    }
-    for (what, bare, keyward) in [("single key", 0, 2), ("10,000 keys", 3, 4), ("10% unknown", 5, 6)] {
-        let (bare, keyward) = (best[bare], best[keyward]);
         println!(
-            "{what}: KeywardLayer / bare axum requests/s: {:.3}; p99 added latency: {:.3} ms",
+            "{keys:<12} {name:<23} {:>11.0} {:>8.3} {:>8.3} {:>14.2}",
+            f.rps, f.p50_ms, f.p99_ms, f.server_us
+        );
+    }
+    let figures = |keys: &str, name: &str| {
+        runs.iter().position(|r| r.0 == keys && r.1 == name).map(|i| best[i]).expect("a run of the table")
+    };
+    let bare = figures("single key", "axum (bare)");
+    // What the wire alone costs: a handler that sends the layer's headers as static values.
+    let headers = figures("single key", "axum + headers");
+    println!(
+        "single key: axum + the layer's headers (static) / bare axum requests/s: {:.3}; \
+         KeywardLayer / that: {:.3}",
+        headers.rps / bare.rps,
+        figures("single key", "KeywardLayer").rps / headers.rps
+    );
+    for (keys, name) in [
+        ("single key", "KeywardLayer"),
+        ("single key", "Keyward, IETF headers"),
+        ("single key", "Keyward, no RL headers"),
+        ("10,000 keys", "KeywardLayer"),
+        ("10% unknown", "KeywardLayer"),
+    ] {
+        let (bare, keyward) = (figures(keys, "axum (bare)"), figures(keys, name));
+        println!(
+            "{keys}: {name} / bare axum requests/s: {:.3}; server CPU per request: +{:.2} us; \
+             p99 added latency: {:.3} ms",
             keyward.rps / bare.rps,
+            keyward.server_us - bare.server_us,
             keyward.p99_ms - bare.p99_ms
         );
     }

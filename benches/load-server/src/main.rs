@@ -1,18 +1,20 @@
 //! The load benchmark's server, started by `cargo xtask bench`: the same axum handler served
-//! bare, behind tower-http's `ValidateRequestHeaderLayer::bearer`, and behind `KeywardLayer`, on
-//! three ports of 127.0.0.1. Prints one JSON line with the ports, a throwaway key and two key
-//! files (created for this run in a temporary database and directory), then serves until stdin
-//! closes. The files list [`MANY`] keys, one a line, for the many-keys runs: `keys` holds as many
-//! distinct valid keys, `mixed` the same number with every tenth replaced by a well-formed key
-//! that was never issued.
+//! bare, answering with the headers a `KeywardLayer` response carries (static values), behind
+//! tower-http's `ValidateRequestHeaderLayer::bearer`, and behind `KeywardLayer` sending all its
+//! rate-limit headers, only the IETF draft's two, or none, on six ports of 127.0.0.1. Prints one
+//! JSON line with the ports, a throwaway key and two key files (created for this run in a
+//! temporary database and directory), then serves until stdin closes. The files list [`MANY`]
+//! keys, one a line, for the many-keys runs: `keys` holds as many distinct valid keys, `mixed`
+//! the same number with every tenth replaced by a well-formed key that was never issued.
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::routing::get;
 use keyward_core::{
-    Actor, KeyEnvironment, KeyService, NewKey, NewWorkspace, Plan, PlanId, RateLimitPolicy, RateLimitWindow,
-    Verifier,
+    Actor, KeyEnvironment, KeyService, NewKey, NewWorkspace, Plan, PlanId, RateLimitHeaders, RateLimitPolicy,
+    RateLimitWindow, Verifier,
 };
 use keyward_tower::KeywardLayer;
 use tokio::io::AsyncReadExt;
@@ -26,6 +28,24 @@ async fn hello() -> &'static str {
     "ok"
 }
 
+/// `hello` with the headers a `KeywardLayer` response carries (the same names and lengths,
+/// static values): what the larger response alone costs the server and the client.
+async fn hello_with_headers() -> (HeaderMap, &'static str) {
+    const HEADERS: [(&str, &str); 6] = [
+        ("x-ratelimit-limit", "1000000"),
+        ("x-ratelimit-remaining", "999999"),
+        ("x-ratelimit-reset", "1796411330"),
+        ("ratelimit-policy", "\"key-1s\";q=1000000;w=1, \"workspace-1s\";q=1000000;w=1"),
+        ("ratelimit", "\"key-1s\";r=999999;t=1, \"workspace-1s\";r=999999;t=1"),
+        ("x-request-id", "7a00ce53e847b5f8-00000021dd71"),
+    ];
+    let mut headers = HeaderMap::with_capacity(HEADERS.len() + 2);
+    for (name, value) in HEADERS {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    (headers, "ok")
+}
+
 async fn serve(router: Router) -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -33,7 +53,7 @@ async fn serve(router: Router) -> anyhow::Result<u16> {
     Ok(port)
 }
 
-// One worker thread: wrk gets the other core, so the three variants compete for the same single
+// One worker thread: wrk gets the other core, so the variants compete for the same single
 // core and their ratio measures per-request cost rather than scheduler noise.
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
@@ -73,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&mixed_file, mixed)?;
 
     let bare = serve(Router::new().route("/", get(hello))).await?;
+    let headers = serve(Router::new().route("/", get(hello_with_headers))).await?;
     // The baseline the issue names: tower-http's (deprecated, deliberately minimal) bearer check.
     #[allow(deprecated)]
     let check = ValidateRequestHeaderLayer::bearer(&key);
@@ -83,8 +104,15 @@ async fn main() -> anyhow::Result<()> {
             .layer(KeywardLayer::new(verifier).require_scope("bench:read".parse()?)),
     )
     .await?;
+    // The same layer sending fewer rate-limit headers: only the IETF draft's two, and none.
+    let layer = |sent| {
+        let verifier = Verifier::builder(&service).rate_limit_headers(sent).build();
+        KeywardLayer::new(verifier).require_scope("bench:read".parse().expect("scope"))
+    };
+    let ietf = serve(Router::new().route("/", get(hello)).layer(layer(RateLimitHeaders::Ietf))).await?;
+    let hidden = serve(Router::new().route("/", get(hello)).layer(layer(RateLimitHeaders::None))).await?;
     let info = serde_json::json!({
-        "bare": bare, "bearer": bearer, "keyward": keyward, "key": key,
+        "bare": bare, "headers": headers, "bearer": bearer, "keyward": keyward, "ietf": ietf, "hidden": hidden, "key": key,
         "keys": keys_file, "mixed": mixed_file,
     });
     println!("{info}");
