@@ -14,6 +14,19 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+/// Rounds of every run; figures are medians over them.
+const ROUNDS: usize = 3;
+
+/// The middle of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+}
+
 /// One `wrk` run's figures.
 #[derive(Debug, Clone, Copy)]
 struct Figures {
@@ -169,48 +182,52 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
         ("10% unknown", "KeywardLayer", keyward, Load::Many { script: &script, keys: &mixed, unknown: true }),
     ];
 
-    // Warm up every run (caches, connections), then measure them round-robin twice so drift on a
-    // shared machine hits all alike; keep each run's best.
+    // Warm up every run (caches, connections), then measure them round-robin, so that drift on
+    // a shared machine hits all alike; a ratio compares runs of the same round, and the figures
+    // shown are medians over the rounds.
     let pid = server.id();
     for (_, _, p, load) in &runs {
         wrk(pid, *p, *load, 2, 32)?;
     }
-    let mut best: Vec<Option<Figures>> = vec![None; runs.len()];
-    for _ in 0..2 {
-        for (i, (_, _, p, load)) in runs.iter().enumerate() {
-            let f = wrk(pid, *p, *load, seconds, 32)?;
-            if best[i].is_none_or(|b| f.rps > b.rps) {
-                best[i] = Some(f);
-            }
-        }
+    let mut rounds: Vec<Vec<Figures>> = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let round =
+            runs.iter().map(|(_, _, p, load)| wrk(pid, *p, *load, seconds, 32)).collect::<Result<_>>()?;
+        rounds.push(round);
     }
     drop(server.stdin.take());
     let _ = server.wait();
     let _ = std::fs::remove_file(&script);
 
-    let best: Vec<Figures> = best.into_iter().map(|f| f.expect("measured")).collect();
-    println!("\nload on loopback: wrk -t1 -c32 -d{seconds}s, best of 2 runs each");
+    let median_of = |f: &dyn Fn(&[Figures]) -> f64| median(rounds.iter().map(|r| f(r)).collect());
+    println!("\nload on loopback: wrk -t1 -c32 -d{seconds}s, medians of {ROUNDS} rounds");
     println!(
         "{:<12} {:<23} {:>11} {:>8} {:>8} {:>14}",
         "keys", "variant", "requests/s", "p50 ms", "p99 ms", "server us/req"
     );
-    for ((keys, name, _, _), f) in runs.iter().zip(&best) {
+    for (i, (keys, name, _, _)) in runs.iter().enumerate() {
         println!(
             "{keys:<12} {name:<23} {:>11.0} {:>8.3} {:>8.3} {:>14.2}",
-            f.rps, f.p50_ms, f.p99_ms, f.server_us
+            median_of(&|r| r[i].rps),
+            median_of(&|r| r[i].p50_ms),
+            median_of(&|r| r[i].p99_ms),
+            median_of(&|r| r[i].server_us),
         );
     }
-    let figures = |keys: &str, name: &str| {
-        runs.iter().position(|r| r.0 == keys && r.1 == name).map(|i| best[i]).expect("a run of the table")
+    let at = |keys: &str, name: &str| {
+        runs.iter().position(|r| r.0 == keys && r.1 == name).expect("a run of the table")
     };
-    let bare = figures("single key", "axum (bare)");
     // What the wire alone costs: a handler that sends the layer's headers as static values.
-    let headers = figures("single key", "axum + headers");
+    let (bare, headers, keyward) = (
+        at("single key", "axum (bare)"),
+        at("single key", "axum + headers"),
+        at("single key", "KeywardLayer"),
+    );
     println!(
         "single key: axum + the layer's headers (static) / bare axum requests/s: {:.3}; \
          KeywardLayer / that: {:.3}",
-        headers.rps / bare.rps,
-        figures("single key", "KeywardLayer").rps / headers.rps
+        median_of(&|r| r[headers].rps / r[bare].rps),
+        median_of(&|r| r[keyward].rps / r[headers].rps),
     );
     for (keys, name) in [
         ("single key", "KeywardLayer"),
@@ -219,13 +236,13 @@ pub(crate) fn run(root: &Path, seconds: u32) -> Result<()> {
         ("10,000 keys", "KeywardLayer"),
         ("10% unknown", "KeywardLayer"),
     ] {
-        let (bare, keyward) = (figures(keys, "axum (bare)"), figures(keys, name));
+        let (bare, keyward) = (at(keys, "axum (bare)"), at(keys, name));
         println!(
             "{keys}: {name} / bare axum requests/s: {:.3}; server CPU per request: +{:.2} us; \
              p99 added latency: {:.3} ms",
-            keyward.rps / bare.rps,
-            keyward.server_us - bare.server_us,
-            keyward.p99_ms - bare.p99_ms
+            median_of(&|r| r[keyward].rps / r[bare].rps),
+            median_of(&|r| r[keyward].server_us - r[bare].server_us),
+            median_of(&|r| r[keyward].p99_ms - r[bare].p99_ms),
         );
     }
     Ok(())
