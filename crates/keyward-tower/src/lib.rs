@@ -7,9 +7,10 @@
 //! Verified, it reaches the inner service with an `Arc<VerifiedKey>` in its extensions, and its
 //! response carries `X-Request-Id` and the `X-RateLimit-*`/`RateLimit-Policy`/`RateLimit`
 //! headers (or the ones the verifier's
-//! [`rate_limit_headers`](keyward_core::VerifierBuilder::rate_limit_headers) picks). Refused, it gets keyward's catalog error: `{"error": {code, message, details,
-//! requestId}}` with the matching status for HTTP, a trailers-only `grpc-status` response for
-//! gRPC (`content-type: application/grpc*`).
+//! [`rate_limit_headers`](keyward_core::VerifierBuilder::rate_limit_headers) picks). Refused, it
+//! gets keyward's catalog error: `{"error": {code, message, details, requestId}}` with the
+//! matching status for HTTP, a trailers-only `grpc-status` response for gRPC
+//! (`content-type: application/grpc*`).
 //!
 //! The layer records the request's id and the verified key's id and workspace in the request's
 //! span, and the verifier records its metrics in your service's recorder: see [`trace`] for
